@@ -1,0 +1,35 @@
+//! `scopedex`: precompute SAE feature activations over a corpus and serve them for search.
+//!
+//! `main` parses arguments and dispatches to one entry point per subcommand in `cmd/`; each
+//! connects library pieces and holds no data loops of its own. Exit codes: 0 success, 2 bad
+//! input (unknown file, malformed argument), 1 any other failure.
+mod args;
+mod cmd;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = args::Cli::parse();
+    init_logging(args.verbose);
+    match cmd::run(args.command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::from(cmd::exit_code(&err))
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,scopedex=info",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SCOPEDEX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,2 @@
+//! The axum query server and the static web UI.
+#![warn(missing_docs)]

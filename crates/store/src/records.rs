@@ -1,0 +1,155 @@
+//! Record types shared by the indexer (which produces them), the store (which persists them) and
+//! the server (which serves them). Defined once, here, in the lowest crate that needs them.
+//!
+//! Units: activations are the SAE's feature activations (f32, after TopK/JumpReLU/ReLU);
+//! token positions index the context window, position 0 being the prepended BOS token.
+use serde::{Deserialize, Serialize};
+
+/// One context window of the corpus, as the model saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContextRecord {
+    /// Dense id in corpus order (0, 1, 2, ...), stable across shards.
+    pub context_id: u64,
+    /// The document it came from: `{file name relative to the corpus root}:{record index}`.
+    pub doc_id: String,
+    /// Token ids, BOS first when one was prepended; length = number of positions.
+    pub tokens: Vec<u32>,
+    /// Byte range `[start, end)` of each token within `text`; BOS (and any token with no
+    /// source text) is `(0, 0)`. Same length as `tokens`.
+    pub token_starts: Vec<u32>,
+    /// See `token_starts`.
+    pub token_ends: Vec<u32>,
+    /// The document text covered by this window (UTF-8).
+    pub text: String,
+}
+
+/// Which list an example belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ExampleKind {
+    /// The top-k contexts by max activation.
+    Top,
+    /// Samples from interval `i` (0 = lowest activations) between 0 and the feature's max.
+    Interval(u16),
+}
+
+impl ExampleKind {
+    /// Stable string form used in Parquet and the API: `top`, `interval_3`.
+    pub fn as_string(&self) -> String {
+        match self {
+            ExampleKind::Top => "top".to_string(),
+            ExampleKind::Interval(i) => format!("interval_{i}"),
+        }
+    }
+
+    /// Parses `top` or `interval_{i}`.
+    pub fn parse(s: &str) -> Option<ExampleKind> {
+        if s == "top" {
+            return Some(ExampleKind::Top);
+        }
+        s.strip_prefix("interval_")
+            .and_then(|i| i.parse().ok())
+            .map(ExampleKind::Interval)
+    }
+}
+
+/// One example context of one feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExampleRecord {
+    /// Feature index in the SAE.
+    pub feature: u32,
+    /// Top list or interval sample.
+    pub kind: ExampleKind,
+    /// Rank within its list (0 = first: highest max_act; ties by lower context_id).
+    pub rank: u16,
+    /// The context.
+    pub context_id: u64,
+    /// Position of the maximum activation in the context window.
+    pub max_pos: u32,
+    /// The feature's maximum activation in this context.
+    pub max_act: f32,
+    /// The feature's activation at every position of the window (zeros allowed).
+    pub acts: Vec<f32>,
+}
+
+/// A token and how often something happened on it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TokenCount {
+    /// Token id.
+    pub token: u32,
+    /// Number of positions with that token where the feature fired.
+    pub count: u64,
+}
+
+/// A token and a value (logit effect).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TokenValue {
+    /// Token id.
+    pub token: u32,
+    /// The value, e.g. `W_dec[f] · W_U[:, token]`.
+    pub value: f32,
+}
+
+/// Corpus-wide statistics of one feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureRecord {
+    /// Feature index in the SAE.
+    pub feature: u32,
+    /// Number of counted positions (BOS excluded by default) where the activation was > 0.
+    pub n_fired: u64,
+    /// `n_fired / tokens counted`.
+    pub density: f64,
+    /// Maximum activation (0 for a dead feature).
+    pub max_act: f32,
+    /// Mean activation over the positions where it fired (0 for a dead feature).
+    pub mean_act: f32,
+    /// Counts per log-spaced activation bin; edges in [`SaeSummary::act_hist_edges`].
+    pub act_hist: Vec<u64>,
+    /// Tokens it fires on most, by count, descending (ties by token id).
+    pub top_tokens: Vec<TokenCount>,
+    /// Tokens whose logits it raises most (descending value).
+    pub logit_pos: Vec<TokenValue>,
+    /// Tokens whose logits it lowers most (ascending value).
+    pub logit_neg: Vec<TokenValue>,
+}
+
+/// A co-occurring partner of a feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CooccurrenceRecord {
+    /// Feature index in the SAE.
+    pub feature: u32,
+    /// SAE id of the partner (equal to this SAE's id for same-SAE partners).
+    pub other_sae: String,
+    /// Partner feature index.
+    pub other_feature: u32,
+    /// Number of positions where both fired.
+    pub n_both: u64,
+    /// `n_both / (n_a + n_b - n_both)`.
+    pub jaccard: f32,
+    /// Normalised pointwise mutual information, in [-1, 1].
+    pub npmi: f32,
+}
+
+/// Corpus-wide statistics of one SAE.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SaeSummary {
+    /// SAE id, e.g. `L15R-8x`.
+    pub sae_id: String,
+    /// Input width.
+    pub d_in: u32,
+    /// Number of features.
+    pub d_sae: u32,
+    /// Positions counted in the statistics (BOS excluded by default).
+    pub tokens_indexed: u64,
+    /// Mean number of active features per counted position.
+    pub mean_l0: f64,
+    /// Features that never fired.
+    pub dead_features: u32,
+    /// Reconstruction explained variance on the indexed positions (1 - SSE/SST).
+    pub explained_variance: f64,
+    /// Edges of the per-feature activation histogram bins (len = bins + 1), log-spaced.
+    pub act_hist_edges: Vec<f32>,
+    /// Edges of the density histogram (log10 density), len = bins + 1.
+    pub density_hist_edges: Vec<f32>,
+    /// Number of features per density bin (dead features excluded).
+    pub density_hist: Vec<u64>,
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: drive the real `scopedex` binary on the fetched assets.
+//!
+//! Tests that need the embedded-default assets (`scripts/fetch-assets.sh`) fail with a message
+//! saying how to fetch them, rather than silently passing.
+mod assets;
+mod info;
