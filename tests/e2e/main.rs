@@ -3,4 +3,5 @@
 //! Tests that need the embedded-default assets (`scripts/fetch-assets.sh`) fail with a message
 //! saying how to fetch them, rather than silently passing.
 mod assets;
+mod index;
 mod info;

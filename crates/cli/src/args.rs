@@ -18,10 +18,142 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Index a corpus: one model pass feeding every SAE; publishes an index directory.
+    Index(IndexArgs),
+    /// Merge shard indexes (from `index --shard I/N`) into one index.
+    Merge {
+        /// The merged index directory to publish.
+        out: PathBuf,
+        /// Shard index directories (every shard of the run, any order).
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+    },
+    /// Rebuild an index's serving store (RocksDB) and text index (tantivy) from its Parquet files.
+    Reindex {
+        /// The index directory.
+        index: PathBuf,
+    },
+    /// Write a text file's activations (one text per line, BOS prepended) at hooks to safetensors.
+    DumpActivations {
+        /// Model: a GGUF file or an HF directory (config.json + safetensors + tokenizer.json).
+        #[arg(long)]
+        model: PathBuf,
+        /// Comma-separated hook names, e.g. `blocks.15.hook_resid_post,blocks.3.hook_mlp_out`.
+        #[arg(long)]
+        hooks: String,
+        /// Text file, one text per line.
+        #[arg(long)]
+        input: PathBuf,
+        /// Maximum tokens per text, BOS included.
+        #[arg(long, default_value_t = 128)]
+        ctx_len: usize,
+        /// Output safetensors file (`tokens`, `text_index`, one `[T, d_model]` tensor per hook).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Encode activations with one SAE into sparse codes (`row_ptr`, `features`, `values`).
+    Encode {
+        /// SAE folder (Llama Scope or SAELens), or a Llama Scope repo folder with --id.
+        #[arg(long)]
+        sae: PathBuf,
+        /// SAE id inside a repo folder, e.g. `L15R-8x`.
+        #[arg(long)]
+        id: Option<String>,
+        /// Safetensors file holding the activations.
+        #[arg(long)]
+        input: PathBuf,
+        /// Tensor of --input to encode, `[T, d_in]` (or `[.., d_in]`).
+        #[arg(long)]
+        tensor: String,
+        /// Output safetensors file: `row_ptr` I64 [T+1], `features` I64 [nnz], `values` F32 [nnz].
+        #[arg(long)]
+        out: PathBuf,
+        /// Print reconstruction metrics (MSE, explained variance, L0, dead features) as JSON.
+        #[arg(long)]
+        metrics: bool,
+        /// Tensor of --input the reconstruction is compared with (required for transcoders:
+        /// the MLP output); defaults to --tensor.
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Describe a model file (architecture, layers, width, vocabulary) as JSON.
     Info {
         /// A GGUF model file.
         #[arg(long)]
         model: PathBuf,
     },
+}
+
+/// Arguments of `scopedex index`.
+#[derive(Debug, clap::Args)]
+pub struct IndexArgs {
+    /// Model: a GGUF file or an HF directory (config.json + safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// SAE: a folder (Llama Scope or SAELens), or a Llama Scope repo folder plus ids
+    /// (`PATH:L15R-8x,L15TC-8x`). Repeat for more SAEs; all share one model pass.
+    #[arg(long = "sae", required = true)]
+    pub saes: Vec<String>,
+    /// Corpus files, directories or globs (.jsonl, .jsonl.zst, .json, .txt, .parquet).
+    #[arg(long, required = true, num_args = 1..)]
+    pub corpus: Vec<PathBuf>,
+    /// Output index directory (published atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Tokens per context window, BOS included.
+    #[arg(long, default_value_t = 128)]
+    pub ctx_len: usize,
+    /// Contexts per model forward.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Top contexts kept per feature.
+    #[arg(long, default_value_t = 32)]
+    pub top_k: usize,
+    /// Activation intervals for interval samples.
+    #[arg(long, default_value_t = 10)]
+    pub intervals: usize,
+    /// Samples kept per interval.
+    #[arg(long, default_value_t = 8)]
+    pub samples_per_interval: usize,
+    /// Stop after this many corpus tokens.
+    #[arg(long)]
+    pub max_tokens: Option<u64>,
+    /// Stop after this many documents.
+    #[arg(long)]
+    pub max_docs: Option<u64>,
+    /// Index the I-th of N deterministic slices of the contexts (e.g. 0/4); merge with `merge`.
+    #[arg(long, default_value = "0/1")]
+    pub shard: String,
+    /// Also write the sparse activation log (context, position, feature, value).
+    #[arg(long)]
+    pub keep_activations: bool,
+    /// Continue from the checkpoint an interrupted run left beside --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Write a checkpoint every N batches (0: never).
+    #[arg(long, default_value_t = 50)]
+    pub checkpoint_every: usize,
+    /// Worker threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Include the BOS position in statistics and rankings.
+    #[arg(long)]
+    pub include_bos: bool,
+    /// Counters per feature of the top-token sketch (Misra–Gries). Top tokens are exact — and a
+    /// shard merge identical to a single pass — while a feature fires on at most this many
+    /// distinct tokens; beyond, each count is within n_fired/(N+1) of the truth.
+    #[arg(long, default_value_t = 128)]
+    pub token_counters: usize,
+    /// Cross-SAE co-occurrence: `adjacent` (layers differ by ≤ 1), `all` or `none`.
+    #[arg(long, default_value = "adjacent")]
+    pub cross_cooc: String,
+    /// `.txt` files hold one document per line.
+    #[arg(long)]
+    pub txt_lines: bool,
+    /// Text column of `.parquet` corpus files.
+    #[arg(long, default_value = "text")]
+    pub text_column: String,
+    /// Stop at the first bad corpus record (exit code 2) instead of skipping it.
+    #[arg(long)]
+    pub strict: bool,
 }

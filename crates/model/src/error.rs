@@ -30,6 +30,66 @@ pub enum Error {
         /// What was wrong with it.
         detail: String,
     },
+    /// A field of an HF `config.json` (or tokenizer file) is missing or invalid.
+    #[error("{path}: config field `{field}` {detail}")]
+    BadConfig {
+        /// The file at fault.
+        path: PathBuf,
+        /// The field name.
+        field: String,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// A weight tensor is missing, or has a shape that does not match the config.
+    #[error("{path}: tensor `{tensor}` {detail}")]
+    BadTensor {
+        /// The file (or directory) at fault.
+        path: PathBuf,
+        /// The tensor name as stored in the file.
+        tensor: String,
+        /// What was wrong with it (missing, expected vs found shape, unsupported dtype).
+        detail: String,
+    },
+    /// The file describes a model this crate cannot run (architecture, quantization type).
+    #[error("{path}: unsupported {what}: {detail}")]
+    Unsupported {
+        /// The file at fault.
+        path: PathBuf,
+        /// What kind of feature is unsupported (e.g. `architecture`, `quantization`).
+        what: String,
+        /// The offending value.
+        detail: String,
+    },
+    /// A hook name does not parse as one of the known TransformerLens hook points.
+    #[error(
+        "unknown hook name `{0}` (expected blocks.{{L}}.hook_resid_pre, blocks.{{L}}.hook_resid_post, \
+         blocks.{{L}}.hook_attn_out, blocks.{{L}}.hook_mlp_out or blocks.{{L}}.ln2.hook_normalized)"
+    )]
+    UnknownHook(String),
+    /// A hook names a layer the model does not have.
+    #[error("hook `{hook}` names layer {layer}, but the model has {n_layers} layers (0..={})", n_layers.saturating_sub(1))]
+    LayerOutOfRange {
+        /// The hook name.
+        hook: String,
+        /// The requested layer.
+        layer: usize,
+        /// Number of layers of the model.
+        n_layers: usize,
+    },
+    /// The caller passed an invalid batch (empty sequence, token id beyond the vocabulary, ...).
+    #[error("invalid input: {0}")]
+    BadInput(String),
+    /// A hook was asked of a [`crate::Captured`] that does not hold it.
+    #[error("hook `{0}` was not captured (add it to the CapturePlan)")]
+    NotCaptured(String),
+    /// The tokenizer could not be built or failed to encode.
+    #[error("tokenizer for {path}: {detail}")]
+    Tokenizer {
+        /// The model or tokenizer file.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
     /// A tensor operation failed (shape mismatch, device fault).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

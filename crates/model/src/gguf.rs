@@ -1,13 +1,20 @@
-//! Reading GGUF metadata: architecture, shapes and tokenizer size, without loading tensors.
+//! GGUF model files: metadata summary, the resolved [`Config`], and a weight source that
+//! dequantizes to f32 at load.
 //!
-//! Used to describe a model file cheaply (manifest, `scopedex info`) and to validate a file
-//! before the heavier weight loader runs.
+//! [`summarize`] describes a file cheaply (manifest, `scopedex info`) without reading tensors.
+//! [`GgufSource`] maps HF tensor names to llama.cpp's (`blk.{i}.attn_q.weight`, ...) and undoes
+//! llama.cpp's permutation of `attn_q`/`attn_k` rows (stored for interleaved-pair RoPE), so the
+//! forward sees HF's layout and uses rotate-half RoPE. Every quantization candle can read
+//! (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q8_K) is dequantized to f32 here.
 use std::fs::File;
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::{DType, Device, Tensor};
 
+use crate::config::Config;
+use crate::weights::WeightSource;
 use crate::{Error, Result};
 
 /// Shape facts about a GGUF model, read from its metadata.
@@ -85,6 +92,289 @@ pub fn summarize(path: &Path) -> Result<GgufSummary> {
         vocab_size,
         n_tensors: content.tensor_infos.len(),
     })
+}
+
+/// Typed access to GGUF metadata, naming the file and key in errors.
+pub(crate) struct Meta<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) content: &'a Content,
+}
+
+impl<'a> Meta<'a> {
+    pub(crate) fn bad(&self, key: &str, detail: impl Into<String>) -> Error {
+        Error::BadField {
+            path: self.path.to_path_buf(),
+            field: key.to_string(),
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Result<&'a Value> {
+        self.content
+            .metadata
+            .get(key)
+            .ok_or_else(|| self.bad(key, "is missing"))
+    }
+
+    pub(crate) fn opt(&self, key: &str) -> Option<&'a Value> {
+        self.content.metadata.get(key)
+    }
+
+    pub(crate) fn usize(&self, key: &str) -> Result<usize> {
+        value_usize(self.get(key)?).ok_or_else(|| self.bad(key, "is not a non-negative integer"))
+    }
+
+    pub(crate) fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
+        match self.opt(key) {
+            None => Ok(None),
+            Some(v) => value_usize(v)
+                .map(Some)
+                .ok_or_else(|| self.bad(key, "is not a non-negative integer")),
+        }
+    }
+
+    pub(crate) fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
+        match self.opt(key) {
+            None => Ok(None),
+            Some(v) => v
+                .to_f32()
+                .map(f64::from)
+                .or_else(|_| v.to_f64())
+                .map(Some)
+                .map_err(|e| self.bad(key, e.to_string())),
+        }
+    }
+
+    pub(crate) fn string(&self, key: &str) -> Result<&'a str> {
+        self.get(key)?
+            .to_string()
+            .map(String::as_str)
+            .map_err(|e| self.bad(key, e.to_string()))
+    }
+}
+
+fn value_usize(v: &Value) -> Option<usize> {
+    match v {
+        Value::U8(x) => Some(*x as usize),
+        Value::U16(x) => Some(*x as usize),
+        Value::U32(x) => Some(*x as usize),
+        Value::U64(x) => usize::try_from(*x).ok(),
+        Value::I8(x) => usize::try_from(*x).ok(),
+        Value::I16(x) => usize::try_from(*x).ok(),
+        Value::I32(x) => usize::try_from(*x).ok(),
+        Value::I64(x) => usize::try_from(*x).ok(),
+        _ => None,
+    }
+}
+
+/// Resolves the [`Config`] of a `llama` GGUF file from its metadata and tensor table.
+pub(crate) fn config_from_content(path: &Path, content: &Content) -> Result<Config> {
+    let m = Meta { path, content };
+    let arch = m.string("general.architecture")?;
+    if arch != "llama" {
+        return Err(Error::Unsupported {
+            path: path.to_path_buf(),
+            what: "architecture (general.architecture)".into(),
+            detail: arch.to_string(),
+        });
+    }
+    let key = |k: &str| format!("{arch}.{k}");
+    let d_model = m.usize(&key("embedding_length"))?;
+    let n_heads = m.usize(&key("attention.head_count"))?;
+    if n_heads == 0 {
+        return Err(m.bad(&key("attention.head_count"), "must be > 0"));
+    }
+    let n_kv_heads = m
+        .opt_usize(&key("attention.head_count_kv"))?
+        .unwrap_or(n_heads);
+    let head_dim = m
+        .opt_usize(&key("attention.key_length"))?
+        .unwrap_or(d_model / n_heads);
+    let embd = content
+        .tensor_infos
+        .get("token_embd.weight")
+        .ok_or_else(|| Error::BadTensor {
+            path: path.to_path_buf(),
+            tensor: "token_embd.weight".into(),
+            detail: "is missing".into(),
+        })?;
+    let vocab_size = match embd.shape.dims() {
+        [v, _] => *v,
+        other => {
+            return Err(Error::BadTensor {
+                path: path.to_path_buf(),
+                tensor: "token_embd.weight".into(),
+                detail: format!("has shape {other:?}, expected [vocab, d_model]"),
+            })
+        }
+    };
+    let tokenizer_id = |k: &str| -> Result<Option<u32>> {
+        Ok(m.opt_usize(k)?.and_then(|x| u32::try_from(x).ok()))
+    };
+    let cfg = Config {
+        n_layers: m.usize(&key("block_count"))?,
+        d_model,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        d_mlp: m.usize(&key("feed_forward_length"))?,
+        vocab_size,
+        rms_norm_eps: m
+            .opt_f64(&key("attention.layer_norm_rms_epsilon"))?
+            .unwrap_or(1e-5),
+        rope_theta: m.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0) as f32,
+        rope_scaling: None,
+        rope_freq_factors: None,
+        tied_embeddings: !content.tensor_infos.contains_key("output.weight"),
+        max_position: m.opt_usize(&key("context_length"))?.unwrap_or(4096),
+        bos_token_id: tokenizer_id("tokenizer.ggml.bos_token_id")?,
+        eos_token_id: tokenizer_id("tokenizer.ggml.eos_token_id")?,
+    };
+    if let Some(t) = m.opt(&key("rope.scaling.type")) {
+        let kind = t.to_string().map(String::as_str).unwrap_or("?");
+        if kind != "none" {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                what: format!("rope scaling ({})", key("rope.scaling.type")),
+                detail: kind.to_string(),
+            });
+        }
+    }
+    cfg.validate(path)?;
+    Ok(cfg)
+}
+
+/// Weights of a GGUF file, answered in HF names and orientation, dequantized to f32.
+pub(crate) struct GgufSource {
+    path: PathBuf,
+    content: Content,
+    reader: BufReader<File>,
+    n_heads: usize,
+    n_kv_heads: usize,
+}
+
+impl GgufSource {
+    /// Opens `path` and parses its header; `cfg` gives the head counts for un-permuting q/k.
+    pub(crate) fn open(path: &Path) -> Result<(Self, Config)> {
+        let file = File::open(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut reader = BufReader::new(file);
+        let content = Content::read(&mut reader).map_err(|e| Error::BadGguf {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        let mut cfg = config_from_content(path, &content)?;
+        let mut src = GgufSource {
+            path: path.to_path_buf(),
+            content,
+            reader,
+            n_heads: cfg.n_heads,
+            n_kv_heads: cfg.n_kv_heads,
+        };
+        if src.content.tensor_infos.contains_key("rope_freqs.weight") {
+            let f = src.read("rope_freqs.weight", &Device::Cpu)?;
+            let f = f.flatten_all()?.to_vec1::<f32>()?;
+            cfg.rope_freq_factors = Some(f);
+            cfg.validate(path)?;
+        }
+        Ok((src, cfg))
+    }
+
+    /// Reads and dequantizes one tensor by its GGUF name.
+    fn read(&mut self, gguf_name: &str, device: &Device) -> Result<Tensor> {
+        let q = self
+            .content
+            .tensor(&mut self.reader, gguf_name, &Device::Cpu)
+            .map_err(|e| Error::BadTensor {
+                path: self.path.clone(),
+                tensor: gguf_name.to_string(),
+                detail: e.to_string(),
+            })?;
+        let t = q.dequantize(&Device::Cpu).map_err(|e| Error::Unsupported {
+            path: self.path.clone(),
+            what: "quantization".into(),
+            detail: format!("{gguf_name} is {:?}: {e}", q.dtype()),
+        })?;
+        Ok(t.to_dtype(DType::F32)?.to_device(device)?)
+    }
+}
+
+/// The llama.cpp name of an HF tensor name, or `None` if it has no GGUF counterpart.
+fn gguf_name(hf: &str) -> Option<String> {
+    match hf {
+        "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
+        "model.norm.weight" => return Some("output_norm.weight".into()),
+        "lm_head.weight" => return Some("output.weight".into()),
+        _ => {}
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, name) = rest.split_once('.')?;
+    let short = match name {
+        "self_attn.q_proj.weight" => "attn_q.weight",
+        "self_attn.k_proj.weight" => "attn_k.weight",
+        "self_attn.v_proj.weight" => "attn_v.weight",
+        "self_attn.o_proj.weight" => "attn_output.weight",
+        "mlp.gate_proj.weight" => "ffn_gate.weight",
+        "mlp.up_proj.weight" => "ffn_up.weight",
+        "mlp.down_proj.weight" => "ffn_down.weight",
+        "input_layernorm.weight" => "attn_norm.weight",
+        "post_attention_layernorm.weight" => "ffn_norm.weight",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{short}"))
+}
+
+/// Undoes llama.cpp's `permute` of q/k rows: GGUF row `(h, i, j)` of shape
+/// `(n_head, head_dim/2, 2)` holds HF row `(h, j, i)`.
+fn unpermute(w: &Tensor, n_head: usize) -> Result<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    if n_head == 0 || rows % (2 * n_head) != 0 {
+        return Err(candle_core::Error::Msg(format!(
+            "{rows} rows cannot be split into {n_head} heads of even width"
+        ))
+        .into());
+    }
+    let hd = rows / n_head;
+    Ok(w.reshape((n_head, hd / 2, 2, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))?)
+}
+
+impl WeightSource for GgufSource {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn has(&self, name: &str) -> bool {
+        gguf_name(name).is_some_and(|g| self.content.tensor_infos.contains_key(&g))
+    }
+
+    fn load_raw(&mut self, name: &str, device: &Device) -> Result<Tensor> {
+        let g = gguf_name(name).ok_or_else(|| Error::BadTensor {
+            path: self.path.clone(),
+            tensor: name.to_string(),
+            detail: "has no GGUF counterpart".into(),
+        })?;
+        if !self.content.tensor_infos.contains_key(&g) {
+            return Err(Error::BadTensor {
+                path: self.path.clone(),
+                tensor: g,
+                detail: "is missing".into(),
+            });
+        }
+        let t = self.read(&g, &Device::Cpu)?;
+        let t = if name.ends_with("q_proj.weight") {
+            unpermute(&t, self.n_heads)?
+        } else if name.ends_with("k_proj.weight") {
+            unpermute(&t, self.n_kv_heads)?
+        } else {
+            t
+        };
+        Ok(t.to_device(device)?)
+    }
 }
 
 #[cfg(test)]

@@ -153,3 +153,18 @@ pub struct SaeSummary {
     /// Number of features per density bin (dead features excluded).
     pub density_hist: Vec<u64>,
 }
+
+/// One entry of the sparse activation log (`--keep-activations`): a feature that was active
+/// (value != 0) at one position of one context.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ActivationEntry {
+    /// The context.
+    pub context_id: u64,
+    /// Position in the context window (0 = BOS).
+    pub pos: u16,
+    /// Feature index in the SAE.
+    pub feature: u32,
+    /// The activation. Stored rounded to the writer's precision (f16's 10 mantissa bits by
+    /// default, f32 range kept).
+    pub value: f32,
+}

@@ -1,0 +1,166 @@
+//! Model forward throughput (SmolLM2-135M, batch 16 × 128 tokens, all 30 blocks, no LM head)
+//! against the f32 GEMM rate of the same matmul shapes (the roofline probe), in one run.
+//!
+//! Reported: forward tokens/s (best of 3 after a warm-up), the forward's achieved GFLOP/s
+//! (matmul FLOPs only, attention included) and its fraction of the GEMM probe, per-shape GEMM
+//! GFLOP/s, and peak RSS. When `SCOPEDEX_REF_PYTHON` names a Python with torch + transformers
+//! + gguf, `benches/hf_forward.py` runs HF transformers on the same tokens and thread count, and
+//! the ratio is printed.
+//!
+//! Run: `cargo bench -p scopedex-benches --bench forward` (or, without a release build of every
+//! dependency, `cargo test -p scopedex-benches --bench forward` — dependencies are optimised in
+//! the dev profile too). `SCOPEDEX_MODEL` overrides the model path.
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use scopedex_model::{CapturePlan, HookPoint, Llama};
+
+const BATCH: usize = 16;
+const SEQ: usize = 128;
+
+fn best<F: FnMut() -> Result<(), Box<dyn std::error::Error>>>(
+    n: usize,
+    mut f: F,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    f()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..n {
+        let t = Instant::now();
+        f()?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Deterministic token ids in `[3, vocab)`.
+fn tokens(vocab: usize) -> Vec<Vec<u32>> {
+    let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..BATCH)
+        .map(|_| {
+            let mut seq = vec![1u32];
+            while seq.len() < SEQ {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                seq.push(3 + ((s >> 33) as usize % (vocab - 3)) as u32);
+            }
+            seq
+        })
+        .collect()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let model_path = std::env::var_os("SCOPEDEX_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("assets/models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    let dev = Device::Cpu;
+    let t0 = Instant::now();
+    let model = Llama::load(&model_path, &dev)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let cfg = model.config().clone();
+    let threads = candle_core::utils::get_num_threads();
+    println!(
+        "model: {}  (load {load_s:.2} s, f32 weights)",
+        model_path.display()
+    );
+    println!(
+        "threads: {threads}; batch {BATCH} x {SEQ} tokens, {} blocks, no LM head\n",
+        cfg.n_layers
+    );
+
+    // GEMM probe: the model's matmul shapes at M = batch tokens.
+    let m = BATCH * SEQ;
+    let (d, hd) = (cfg.d_model, cfg.head_dim);
+    let qkv = (cfg.n_heads + 2 * cfg.n_kv_heads) * hd;
+    let shapes = [
+        ("qkv", d, qkv),
+        ("o_proj", cfg.n_heads * hd, d),
+        ("gate+up", d, 2 * cfg.d_mlp),
+        ("down", cfg.d_mlp, d),
+    ];
+    println!("| GEMM M×K×N | s | GFLOP/s |");
+    println!("|---|---|---|");
+    let mut probe_flops = 0.0;
+    let mut probe_s = 0.0;
+    for (name, k, n) in shapes {
+        let a = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+        let b = Tensor::randn(0f32, 1.0, (k, n), &dev)?;
+        let s = best(5, || {
+            a.matmul(&b)?;
+            Ok(())
+        })?;
+        let flops = 2.0 * (m * k * n) as f64;
+        probe_flops += flops;
+        probe_s += s;
+        println!("| {name} {m}×{k}×{n} | {s:.4} | {:.1} |", flops / s / 1e9);
+    }
+    let probe_gflops = probe_flops / probe_s / 1e9;
+    println!("| all four (time-weighted) | {probe_s:.4} | {probe_gflops:.1} |\n");
+
+    // Forward.
+    let seqs = tokens(cfg.vocab_size);
+    let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+    let plan = CapturePlan::new([HookPoint::ResidPost(cfg.n_layers - 1)]);
+    let s = best(3, || {
+        model.forward_capture(&refs, &plan)?;
+        Ok(())
+    })?;
+    let toks = (BATCH * SEQ) as f64;
+    // Per token per layer: projections 2·d·(qkv + d + 3·d_mlp) + attention 2·2·T_avg·n_heads·hd.
+    let proj = 2.0 * (d * (qkv + d) + 3 * d * cfg.d_mlp) as f64;
+    let attn = 4.0 * ((SEQ + 1) as f64 / 2.0) * (cfg.n_heads * hd) as f64;
+    let flops = toks * cfg.n_layers as f64 * (proj + attn);
+    let gflops = flops / s / 1e9;
+    println!("| forward | s | tokens/s | GFLOP/s | of GEMM probe | peak RSS MB |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| scopedex (candle f32) | {s:.3} | {:.0} | {gflops:.1} | {:.0} % | {:.0} |",
+        toks / s,
+        100.0 * gflops / probe_gflops,
+        peak_rss_mb()
+    );
+
+    if let Some(py) = std::env::var_os("SCOPEDEX_REF_PYTHON") {
+        let ids_path = std::env::temp_dir().join("scopedex-forward-bench-ids.json");
+        std::fs::write(&ids_path, serde_json::to_string(&seqs)?)?;
+        let out = std::process::Command::new(py)
+            .arg(root.join("benches/hf_forward.py"))
+            .arg(&model_path)
+            .arg(&ids_path)
+            .arg(threads.to_string())
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        match text
+            .lines()
+            .find_map(|l| l.strip_prefix("tokens_per_s="))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+        {
+            Some(hf) => println!(
+                "| HF transformers (torch f32) | {:.3} | {hf:.0} | {:.1} | {:.0} % | — |\n\nscopedex / HF = {:.2}x",
+                toks / hf,
+                flops / (toks / hf) / 1e9,
+                100.0 * flops / (toks / hf) / 1e9 / probe_gflops,
+                (toks / s) / hf
+            ),
+            None => println!(
+                "HF reference failed: {}",
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            ),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! `scopedex index`, `merge` and `reindex`: argument plumbing around `scopedex_index`.
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use scopedex_corpus::CorpusSpec;
+use scopedex_index::{
+    run_index, run_merge, AccumConfig, CrossPairs, IndexOptions, Progress, SaeSpec, Shard,
+};
+
+use crate::args::IndexArgs;
+
+/// Logit effects kept per feature and sign.
+const LOGIT_TOP_N: usize = 16;
+
+/// A progress bar of token positions (total known only with --max-tokens).
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn advance(&self, positions: u64, contexts: u64) {
+        self.0.set_position(positions);
+        self.0.set_message(format!("{contexts} contexts"));
+    }
+
+    fn phase(&self, name: &str) {
+        self.0.set_message(name.to_string());
+    }
+}
+
+fn bar(total: Option<u64>) -> Bar {
+    let pb = match total {
+        Some(t) => ProgressBar::new(t).with_style(
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {human_pos}/{human_len} tokens ({per_sec}, ETA {eta}) {msg}",
+            )
+            .expect("invariant: the template is valid")
+            .progress_chars("=> "),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{elapsed_precise} {spinner} {human_pos} tokens ({per_sec}) {msg}")
+                .expect("invariant: the template is valid"),
+        ),
+    };
+    pb.enable_steady_tick(Duration::from_millis(250));
+    Bar(pb)
+}
+
+fn set_threads(threads: usize) -> anyhow::Result<()> {
+    if threads > 0 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .context("configuring the thread pool")?;
+    }
+    Ok(())
+}
+
+/// Runs `scopedex index`.
+pub fn run(args: IndexArgs) -> anyhow::Result<()> {
+    set_threads(args.threads)?;
+    let saes = args
+        .saes
+        .iter()
+        .map(|s| s.parse::<SaeSpec>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let cross_pairs = match args.cross_cooc.as_str() {
+        "adjacent" => CrossPairs::Adjacent,
+        "all" => CrossPairs::All,
+        "none" => CrossPairs::None,
+        other => anyhow::bail!(scopedex_index::Error::InvalidInput(format!(
+            "--cross-cooc {other}: expected adjacent, all or none"
+        ))),
+    };
+    let mut corpus = CorpusSpec::new(args.corpus.clone());
+    corpus.txt_lines = args.txt_lines;
+    corpus.text_column = args.text_column.clone();
+    corpus.max_docs = args.max_docs;
+    corpus.strict = args.strict;
+    let accum = AccumConfig {
+        top_k: args.top_k,
+        intervals: args.intervals,
+        samples_per_interval: args.samples_per_interval,
+        exclude_bos: !args.include_bos,
+        token_counters: args.token_counters,
+        ..AccumConfig::default()
+    };
+    let opts = IndexOptions {
+        model: args.model.clone(),
+        saes,
+        corpus,
+        ctx_len: args.ctx_len,
+        batch_size: args.batch_size,
+        max_tokens: args.max_tokens,
+        accum,
+        cross_pairs,
+        shard: args.shard.parse::<Shard>()?,
+        keep_activations: args.keep_activations,
+        logit_top_n: LOGIT_TOP_N,
+        out: args.out.clone(),
+        resume: args.resume,
+        checkpoint_every: args.checkpoint_every,
+    };
+    let progress = bar(args.max_tokens);
+    let report = run_index(&opts, &progress)?;
+    progress.0.finish_and_clear();
+    if !report.skipped.is_empty() {
+        eprintln!("{}", report.skipped);
+    }
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    eprintln!(
+        "indexed {} contexts, {} positions in {:.1} s ({:.0} tokens/s) -> {}",
+        report.contexts,
+        report.positions,
+        report.pass_seconds,
+        report.positions as f64 / report.pass_seconds.max(1e-9),
+        report.publish.path.display()
+    );
+    Ok(())
+}
+
+/// Runs `scopedex merge`.
+pub fn merge(out: &Path, shards: &[PathBuf]) -> anyhow::Result<()> {
+    let report = run_merge(out, shards, LOGIT_TOP_N)?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    eprintln!(
+        "merged {} shards ({} contexts) -> {}",
+        report.shards,
+        report.publish.contexts,
+        report.publish.path.display()
+    );
+    Ok(())
+}
+
+/// Runs `scopedex reindex`.
+pub fn reindex(index: &Path) -> anyhow::Result<()> {
+    scopedex_store::rebuild_serving(index)?;
+    eprintln!("rebuilt the serving store and text index of {}", index.display());
+    Ok(())
+}

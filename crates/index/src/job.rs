@@ -1,0 +1,412 @@
+//! `scopedex index`: one run from model + SAEs + corpus to a published index directory.
+//!
+//! Flow: a reader thread streams contexts (tokenized in parallel) into a bounded channel; the
+//! main thread batches them through [`process_batch`]; at the end the accumulators are finished
+//! feature chunk by feature chunk into the [`IndexWriter`], which publishes atomically. The final
+//! accumulator state is kept in the index (`state/`) so shards can be merged later, and a
+//! checkpoint beside the output (`{out}.checkpoint/`) lets an interrupted run `--resume`.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::Device;
+use scopedex_corpus::{Context, ContextConfig, CorpusSpec};
+use scopedex_model::{load_tokenizer, Llama};
+use scopedex_sae::{Sae, SaeId};
+use scopedex_store::{
+    sha256_file, ActivationEntry, ContextRecord, CorpusFile, IndexParameters, IndexWriter,
+    Manifest, ModelInfo, PublishReport, SaeEntry, ShardInfo, TokenizerInfo,
+};
+
+use crate::accum::AccumConfig;
+use crate::checkpoint::{Checkpoint, RunFingerprint};
+use crate::error::{Error, Result};
+use crate::finish::{finish_into, save_state};
+use crate::pass::{process_batch, AttachedSae, CrossPairs, PassState};
+use crate::shard::Shard;
+
+/// `PATH` (one SAE folder) or `PATH:ID,ID` (a Llama Scope repo folder and SAE ids).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaeSpec {
+    /// SAE folder or repo folder.
+    pub path: PathBuf,
+    /// Ids to take from a repo folder; empty for a single SAE folder.
+    pub ids: Vec<SaeId>,
+}
+
+impl std::str::FromStr for SaeSpec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<SaeSpec> {
+        // A `:` followed by ids; paths themselves may contain `:` only before the last one.
+        if let Some((path, ids)) = s.rsplit_once(':') {
+            if !ids.is_empty() && ids.starts_with('L') && !ids.contains('/') {
+                let ids = ids
+                    .split(',')
+                    .map(|i| i.trim().parse::<SaeId>())
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| Error::InvalidInput(format!("--sae {s}: {e}")))?;
+                return Ok(SaeSpec {
+                    path: PathBuf::from(path),
+                    ids,
+                });
+            }
+        }
+        Ok(SaeSpec {
+            path: PathBuf::from(s),
+            ids: Vec::new(),
+        })
+    }
+}
+
+/// Loads the SAEs of `specs` and resolves their hooks against `model`. Ids must be unique.
+pub fn load_saes(specs: &[SaeSpec], model: &Llama) -> Result<Vec<AttachedSae>> {
+    let device = model.device().clone();
+    let mut out: Vec<AttachedSae> = Vec::new();
+    for spec in specs {
+        let loaded: Vec<(String, String, Sae)> = if spec.ids.is_empty() {
+            let sae = Sae::load(&spec.path, &device)?;
+            let id = match sae.id() {
+                Some(id) => id.to_string(),
+                None => sae.name().to_string(),
+            };
+            vec![(id, spec.path.display().to_string(), sae)]
+        } else {
+            spec.ids
+                .iter()
+                .map(|id| {
+                    let sae = Sae::load_from_repo(&spec.path, id, &device)?;
+                    Ok((id.to_string(), format!("{}:{id}", spec.path.display()), sae))
+                })
+                .collect::<Result<_>>()?
+        };
+        for (id, source, sae) in loaded {
+            if out.iter().any(|s| s.id == id) {
+                return Err(Error::InvalidInput(format!(
+                    "SAE {id} is attached twice (from {})",
+                    spec.path.display()
+                )));
+            }
+            out.push(AttachedSae::new(id, source, sae, model)?);
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::InvalidInput("no SAE given (--sae PATH)".into()));
+    }
+    Ok(out)
+}
+
+/// Everything `scopedex index` needs.
+#[derive(Debug, Clone)]
+pub struct IndexOptions {
+    /// GGUF file or HF directory.
+    pub model: PathBuf,
+    /// SAEs to attach.
+    pub saes: Vec<SaeSpec>,
+    /// The corpus.
+    pub corpus: CorpusSpec,
+    /// Tokens per context window, BOS included.
+    pub ctx_len: usize,
+    /// Contexts per forward.
+    pub batch_size: usize,
+    /// Stop after this many corpus tokens (all shards together).
+    pub max_tokens: Option<u64>,
+    /// Accumulator settings.
+    pub accum: AccumConfig,
+    /// Cross-SAE co-occurrence pairs.
+    pub cross_pairs: CrossPairs,
+    /// Which slice of the contexts to index.
+    pub shard: Shard,
+    /// Also write the sparse activation log.
+    pub keep_activations: bool,
+    /// Logit effects kept per feature and sign.
+    pub logit_top_n: usize,
+    /// Output index directory.
+    pub out: PathBuf,
+    /// Continue from `{out}.checkpoint` when it matches this run.
+    pub resume: bool,
+    /// Write a checkpoint every this many batches (0: never).
+    pub checkpoint_every: usize,
+}
+
+/// Progress events for a bar (the CLI owns the display).
+pub trait Progress: Sync {
+    /// `positions` token positions and `contexts` contexts done so far (this shard).
+    fn advance(&self, positions: u64, contexts: u64);
+    /// A phase started (e.g. "writing").
+    fn phase(&self, name: &str);
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct IndexReport {
+    /// Publish details (paths, row counts, bytes).
+    pub publish: PublishReport,
+    /// Contexts of this shard.
+    pub contexts: u64,
+    /// Positions run through the model (BOS included).
+    pub positions: u64,
+    /// Seconds spent in the pass (excluding load and write).
+    pub pass_seconds: f64,
+    /// Records skipped as bad input, with reasons (empty when none).
+    pub skipped: String,
+    /// Warnings for the user (e.g. mean L0 far from k).
+    pub warnings: Vec<String>,
+}
+
+/// Runs one indexing job end to end and publishes the index at `opts.out`.
+pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexReport> {
+    let device = Device::Cpu;
+    let model = Llama::load(&opts.model, &device)?;
+    let tokenizer = load_tokenizer(&opts.model)?;
+    let saes = load_saes(&opts.saes, &model)?;
+    let manifest = build_manifest(opts, &model, &tokenizer, &saes)?;
+    let fingerprint = RunFingerprint::of(&manifest, &opts.accum, opts.shard)?;
+    let checkpoint = Checkpoint::at(&opts.out);
+
+    let mut state = PassState::new(&saes, &opts.accum, opts.cross_pairs)?;
+    let mut done_contexts = 0u64;
+    if opts.resume {
+        if let Some((s, n)) = checkpoint.load(&fingerprint)? {
+            tracing::info!(contexts = n, "resuming from checkpoint");
+            state = s;
+            done_contexts = n;
+        }
+    }
+    let mut writer = IndexWriter::create(&opts.out, manifest)?;
+
+    let cfg = ContextConfig {
+        ctx_len: opts.ctx_len,
+        bos_id: tokenizer.bos_id,
+        max_tokens: opts.max_tokens,
+    };
+    let docs = opts.corpus.documents()?;
+    let mut stream = scopedex_corpus::contexts(docs, Arc::new(tokenizer.tokenizer.clone()), cfg);
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<Context>>(4);
+    let shard = opts.shard;
+    let batch_size = opts.batch_size.max(1);
+    let started = Instant::now();
+    // Batches are whole groups of `batch_size` consecutive context ids (see `shard`), so a
+    // batch holds the same contexts whether the run is sharded or not.
+    let reader = std::thread::spawn(move || -> Result<String> {
+        let mut pending: Vec<Context> = Vec::with_capacity(batch_size);
+        let mut pending_batch = None;
+        for chunk in stream.by_ref() {
+            for c in chunk? {
+                if !shard.owns(c.context_id, batch_size) {
+                    continue;
+                }
+                let b = Shard::batch_of(c.context_id, batch_size);
+                if pending_batch != Some(b) && !pending.is_empty() {
+                    if tx.send(std::mem::take(&mut pending)).is_err() {
+                        return Ok(String::new());
+                    }
+                }
+                pending_batch = Some(b);
+                pending.push(c);
+            }
+        }
+        if !pending.is_empty() {
+            let _ = tx.send(pending);
+        }
+        let report = stream.skip_report();
+        Ok(if report.is_empty() {
+            String::new()
+        } else {
+            report.to_string()
+        })
+    });
+
+    let mut batches = 0usize;
+    let mut seen = 0u64; // contexts of this shard seen, resumed ones included
+    let mut result: Result<()> = Ok(());
+    for batch in rx.iter() {
+        let mut step = || -> Result<()> {
+            let records: Vec<ContextRecord> = batch.iter().map(context_record).collect();
+            writer.write_contexts(&records)?;
+            // Contexts before the checkpoint are re-written (cheap) but not re-run.
+            let fresh: Vec<&Context> = batch
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| seen + *i as u64 >= done_contexts)
+                .map(|(_, c)| c)
+                .collect();
+            if !fresh.is_empty() {
+                let ids: Vec<u64> = fresh.iter().map(|c| c.context_id).collect();
+                let toks: Vec<&[u32]> = fresh.iter().map(|c| c.tokens.as_slice()).collect();
+                let out = process_batch(&model, &saes, &mut state, &ids, &toks)?;
+                if opts.keep_activations {
+                    for (s, codes) in saes.iter().zip(&out.codes) {
+                        writer.write_activations(&s.id, &activation_entries(&ids, &toks, codes))?;
+                    }
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = step() {
+            result = Err(e);
+            break;
+        }
+        seen += batch.len() as u64;
+        batches += 1;
+        progress.advance(state.positions, seen);
+        if opts.checkpoint_every > 0 && batches % opts.checkpoint_every == 0 {
+            checkpoint.save(&fingerprint, &state, seen)?;
+        }
+    }
+    drop(rx);
+    let skipped = reader
+        .join()
+        .map_err(|_| Error::Mismatch("corpus reader thread panicked".into()))??;
+    result?;
+    let pass_seconds = started.elapsed().as_secs_f64();
+
+    progress.phase("writing");
+    let contexts = seen;
+    let positions = state.positions;
+    writer.manifest_mut().shards = vec![ShardInfo {
+        index: opts.shard.index,
+        count: opts.shard.count,
+        contexts,
+    }];
+    save_state(writer.tmp_dir(), &state)?;
+    let warnings = finish_into(&mut writer, &model, &saes, state, opts.logit_top_n)?;
+    let publish = writer.publish()?;
+    checkpoint.remove()?;
+    Ok(IndexReport {
+        publish,
+        contexts,
+        positions,
+        pass_seconds,
+        skipped,
+        warnings,
+    })
+}
+
+/// The manifest of a run (contexts are counted by the writer).
+pub(crate) fn build_manifest(
+    opts: &IndexOptions,
+    model: &Llama,
+    tokenizer: &scopedex_model::ModelTokenizer,
+    saes: &[AttachedSae],
+) -> Result<Manifest> {
+    let model_file = model_weights_file(&opts.model);
+    let corpus = opts
+        .corpus
+        .resolve_files()?
+        .into_iter()
+        .map(|f| {
+            Ok(CorpusFile {
+                sha256: sha256_file(&f.path)?,
+                bytes: std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0),
+                path: f.path.display().to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let parameters = IndexParameters {
+        top_k: opts.accum.top_k as u32,
+        intervals: opts.accum.intervals as u32,
+        samples_per_interval: opts.accum.samples_per_interval as u32,
+        exclude_bos: opts.accum.exclude_bos,
+        keep_activations: opts.keep_activations,
+        max_tokens: opts.max_tokens,
+        // Shards of one run must batch alike to equal a single pass (see `shard`).
+        extra: [("batch_size".to_string(), serde_json::json!(opts.batch_size))]
+            .into_iter()
+            .collect(),
+    };
+    let sae_entries = saes
+        .iter()
+        .map(|s| SaeEntry {
+            id: s.id.clone(),
+            format: s.sae.format().as_str().to_string(),
+            d_in: s.sae.d_in() as u32,
+            d_sae: s.sae.d_sae() as u32,
+            k: s.sae.top_k().map(|k| k as u32),
+            hook_in: s.hook_in.to_string(),
+            hook_out: s.hook_out.to_string(),
+            source_path: s.source.clone(),
+            source_sha256: s.sae.source_sha256().to_string(),
+        })
+        .collect();
+    Ok(Manifest {
+        model: ModelInfo {
+            path: opts.model.display().to_string(),
+            id: model_id(&opts.model),
+            sha256: sha256_file(&model_file)?,
+        },
+        tokenizer: TokenizerInfo {
+            source: tokenizer_source(&opts.model),
+            sha256: None,
+            vocab_size: model.config().vocab_size as u32,
+            bos_token_id: tokenizer.bos_id,
+        },
+        corpus,
+        ctx_len: opts.ctx_len as u32,
+        parameters,
+        saes: sae_entries,
+        ..Manifest::default()
+    })
+}
+
+fn model_weights_file(model: &Path) -> PathBuf {
+    if model.is_dir() {
+        let single = model.join("model.safetensors");
+        if single.is_file() {
+            return single;
+        }
+        return model.join("model.safetensors.index.json");
+    }
+    model.to_path_buf()
+}
+
+fn model_id(model: &Path) -> String {
+    let name = model
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| model.display().to_string());
+    name.strip_suffix(".gguf").unwrap_or(&name).to_string()
+}
+
+fn tokenizer_source(model: &Path) -> String {
+    if model.is_dir() {
+        model.join("tokenizer.json").display().to_string()
+    } else {
+        format!("gguf:{}", model.display())
+    }
+}
+
+/// The store's record of a context.
+pub(crate) fn context_record(c: &Context) -> ContextRecord {
+    ContextRecord {
+        context_id: c.context_id,
+        doc_id: c.doc_id.clone(),
+        tokens: c.tokens.clone(),
+        token_starts: c.token_starts.clone(),
+        token_ends: c.token_ends.clone(),
+        text: c.text.clone(),
+    }
+}
+
+/// The sparse activation log entries of one batch (rows = positions of the contexts in order).
+fn activation_entries(
+    ids: &[u64],
+    tokens: &[&[u32]],
+    codes: &scopedex_sae::SparseCodes,
+) -> Vec<ActivationEntry> {
+    let mut out = Vec::with_capacity(codes.nnz());
+    let mut row = 0usize;
+    for (&context_id, toks) in ids.iter().zip(tokens) {
+        for pos in 0..toks.len() {
+            let (fs, vs) = codes.row(row);
+            out.extend(fs.iter().zip(vs).map(|(&feature, &value)| ActivationEntry {
+                context_id,
+                pos: pos as u16,
+                feature,
+                value,
+            }));
+            row += 1;
+        }
+    }
+    out
+}

@@ -1,0 +1,120 @@
+//! Grouped-query self-attention with rotate-half RoPE and a causal mask.
+//!
+//! Batches are right-padded; a causal mask alone keeps every real position from seeing padding
+//! (padding only ever follows the real tokens), so no separate padding mask is needed. Padding
+//! rows compute finite garbage that callers drop ([`crate::Captured`] zeroes them).
+use candle_core::{Device, Tensor};
+
+use crate::config::Config;
+use crate::linear::Linear;
+use crate::weights::WeightSource;
+use crate::Result;
+
+/// Per-forward inputs shared by every block.
+pub(crate) struct AttnCtx {
+    /// Batch size.
+    pub(crate) b: usize,
+    /// Padded sequence length.
+    pub(crate) t: usize,
+    /// f32 `[t, head_dim / 2]`.
+    pub(crate) cos: Tensor,
+    /// f32 `[t, head_dim / 2]`.
+    pub(crate) sin: Tensor,
+    /// f32 `[t, t]`: 0 where key ≤ query, −∞ above the diagonal.
+    pub(crate) mask: Tensor,
+}
+
+/// A Llama attention block.
+#[derive(Debug, Clone)]
+pub(crate) struct Attention {
+    /// `[q; k; v]` fused: `[d_model] → [(n_heads + 2 n_kv_heads) head_dim]`.
+    qkv: Linear,
+    o: Linear,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    span: tracing::Span,
+}
+
+impl Attention {
+    /// Loads `{prefix}.q_proj`, `k_proj`, `v_proj`, `o_proj`.
+    pub(crate) fn load(
+        src: &mut dyn WeightSource,
+        prefix: &str,
+        cfg: &Config,
+        device: &Device,
+    ) -> Result<Self> {
+        let q_out = cfg.n_heads * cfg.head_dim;
+        let kv_out = cfg.n_kv_heads * cfg.head_dim;
+        let (q, k, v) = (
+            format!("{prefix}.q_proj.weight"),
+            format!("{prefix}.k_proj.weight"),
+            format!("{prefix}.v_proj.weight"),
+        );
+        let qkv = Linear::load_fused(
+            src,
+            &[(&q, q_out), (&k, kv_out), (&v, kv_out)],
+            cfg.d_model,
+            device,
+        )?;
+        let o = src.load(
+            &format!("{prefix}.o_proj.weight"),
+            &[cfg.d_model, q_out],
+            device,
+        )?;
+        Ok(Attention {
+            qkv,
+            o: Linear::from_weight(&o)?,
+            n_heads: cfg.n_heads,
+            n_kv_heads: cfg.n_kv_heads,
+            head_dim: cfg.head_dim,
+            span: tracing::span!(tracing::Level::TRACE, "attn"),
+        })
+    }
+
+    /// x: f32 `[b * t, d_model]` (normalized) → attention output after `o_proj`, `[b * t, d_model]`.
+    pub(crate) fn forward(&self, x: &Tensor, ctx: &AttnCtx) -> Result<Tensor> {
+        let _enter = self.span.enter();
+        let (b, t, hd) = (ctx.b, ctx.t, self.head_dim);
+        let (nh, nkv) = (self.n_heads, self.n_kv_heads);
+        let rep = nh / nkv;
+        let qkv = self.qkv.forward(x)?;
+        // [b*t, heads*hd] → [b, heads, t, hd]
+        let split = |start: usize, heads: usize| -> Result<Tensor> {
+            Ok(qkv
+                .narrow(1, start * hd, heads * hd)?
+                .reshape((b, t, heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let q = split(0, nh)?;
+        let k = split(nh, nkv)?;
+        let v = split(nh + nkv, nkv)?;
+        let q = candle_nn::rotary_emb::rope(&q, &ctx.cos, &ctx.sin)?;
+        let k = candle_nn::rotary_emb::rope(&k, &ctx.cos, &ctx.sin)?;
+        // GQA without copying k/v: query head h uses kv head h / rep, so group the `rep` query
+        // heads of each kv head along the row axis.
+        let q = q.reshape((b, nkv, rep * t, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?; // [b, nkv, rep*t, t]
+        let scores = scores
+            .reshape((b, nkv, rep, t, t))?
+            .broadcast_add(&ctx.mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, nkv, rep * t, t))?;
+        let out = probs.matmul(&v)?; // [b, nkv, rep*t, hd]
+        let out = out
+            .reshape((b, nh, t, hd))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b * t, nh * hd))?;
+        self.o.forward(&out)
+    }
+}
+
+/// The causal mask: f32 `[t, t]`, 0 on and below the diagonal, −∞ above.
+pub(crate) fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(mask, (t, t), device)?)
+}

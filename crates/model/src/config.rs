@@ -1,0 +1,284 @@
+//! Model configuration: the HF `config.json` mirror ([`LlamaConfig`]) and the resolved
+//! [`Config`] the forward runs on, also built from GGUF metadata.
+//!
+//! Invariants of a [`Config`] (checked by [`Config::validate`]): `n_heads * head_dim` is the
+//! attention width, `n_heads` is a multiple of `n_kv_heads`, `head_dim` is even (RoPE pairs).
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// Llama 3.1's RoPE frequency scaling (`rope_scaling` with `rope_type: "llama3"`).
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct RopeScaling {
+    /// Scaling type; only `llama3` is supported.
+    #[serde(alias = "type")]
+    pub rope_type: String,
+    /// Factor by which low frequencies are divided.
+    pub factor: f32,
+    /// Wavelengths longer than `original_max_position_embeddings / low_freq_factor` are scaled.
+    pub low_freq_factor: f32,
+    /// Wavelengths shorter than `original_max_position_embeddings / high_freq_factor` are kept.
+    pub high_freq_factor: f32,
+    /// The context length the model was pre-trained with.
+    pub original_max_position_embeddings: usize,
+}
+
+/// The subset of an HF `config.json` of a `LlamaForCausalLM` that the forward needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LlamaConfig {
+    /// `architectures`, e.g. `["LlamaForCausalLM"]`.
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    /// `model_type`, e.g. `llama`.
+    #[serde(default)]
+    pub model_type: Option<String>,
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Width of the MLP.
+    pub intermediate_size: usize,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Number of blocks.
+    pub num_hidden_layers: usize,
+    /// Number of query heads.
+    pub num_attention_heads: usize,
+    /// Number of key/value heads (defaults to `num_attention_heads`).
+    pub num_key_value_heads: Option<usize>,
+    /// Per-head width (defaults to `hidden_size / num_attention_heads`).
+    pub head_dim: Option<usize>,
+    /// RMSNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    /// RoPE base.
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f32,
+    /// RoPE scaling (Llama 3.1).
+    pub rope_scaling: Option<serde_json::Value>,
+    /// transformers ≥ 5 spelling: `rope_theta` and the scaling fields in one object.
+    pub rope_parameters: Option<serde_json::Value>,
+    /// Maximum context length.
+    #[serde(default = "default_max_position")]
+    pub max_position_embeddings: usize,
+    /// Whether the LM head shares the embedding matrix.
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// `bos_token_id`.
+    pub bos_token_id: Option<serde_json::Value>,
+    /// `eos_token_id` (a number or a list of numbers).
+    pub eos_token_id: Option<serde_json::Value>,
+    /// `hidden_act`; only `silu` is supported.
+    #[serde(default)]
+    pub hidden_act: Option<String>,
+    /// `attention_bias`; must be false.
+    #[serde(default)]
+    pub attention_bias: bool,
+    /// `mlp_bias`; must be false.
+    #[serde(default)]
+    pub mlp_bias: bool,
+}
+
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_rope_theta() -> f32 {
+    10_000.0
+}
+fn default_max_position() -> usize {
+    4096
+}
+
+/// The first token id of a `bos_token_id` / `eos_token_id` value (a number or a list).
+pub(crate) fn first_id(v: &Option<serde_json::Value>) -> Option<u32> {
+    match v.as_ref()? {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|x| u32::try_from(x).ok()),
+        serde_json::Value::Array(a) => a
+            .first()
+            .and_then(|x| x.as_u64())
+            .and_then(|x| u32::try_from(x).ok()),
+        _ => None,
+    }
+}
+
+/// The resolved configuration the forward runs on.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Config {
+    /// Number of blocks.
+    pub n_layers: usize,
+    /// Width of the residual stream.
+    pub d_model: usize,
+    /// Number of query heads.
+    pub n_heads: usize,
+    /// Number of key/value heads (grouped-query attention when `< n_heads`).
+    pub n_kv_heads: usize,
+    /// Per-head width.
+    pub head_dim: usize,
+    /// Width of the MLP.
+    pub d_mlp: usize,
+    /// Vocabulary size (rows of the embedding).
+    pub vocab_size: usize,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// RoPE base.
+    pub rope_theta: f32,
+    /// Llama-3.1 RoPE scaling, if any.
+    pub rope_scaling: Option<RopeScaling>,
+    /// Per-frequency divisors from a GGUF `rope_freqs.weight` tensor (llama.cpp's encoding of
+    /// Llama-3.1 scaling), `head_dim / 2` values; applied after `rope_scaling`.
+    pub rope_freq_factors: Option<Vec<f32>>,
+    /// Whether the LM head is the embedding matrix.
+    pub tied_embeddings: bool,
+    /// Maximum context length the model was trained for.
+    pub max_position: usize,
+    /// BOS token id, if known from the model file.
+    pub bos_token_id: Option<u32>,
+    /// EOS token id, if known from the model file.
+    pub eos_token_id: Option<u32>,
+}
+
+impl Config {
+    /// Checks the invariants of the module doc; `path` names the file in errors.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |field: &str, detail: String| Error::BadConfig {
+            path: path.to_path_buf(),
+            field: field.to_string(),
+            detail,
+        };
+        for (field, v) in [
+            ("n_layers", self.n_layers),
+            ("d_model", self.d_model),
+            ("n_heads", self.n_heads),
+            ("n_kv_heads", self.n_kv_heads),
+            ("head_dim", self.head_dim),
+            ("d_mlp", self.d_mlp),
+            ("vocab_size", self.vocab_size),
+        ] {
+            if v == 0 {
+                return Err(bad(field, "must be > 0".into()));
+            }
+        }
+        if self.n_heads % self.n_kv_heads != 0 {
+            return Err(bad(
+                "n_kv_heads",
+                format!(
+                    "= {} does not divide n_heads = {}",
+                    self.n_kv_heads, self.n_heads
+                ),
+            ));
+        }
+        if self.head_dim % 2 != 0 {
+            return Err(bad("head_dim", format!("= {} must be even", self.head_dim)));
+        }
+        if let Some(s) = &self.rope_scaling {
+            if s.rope_type != "llama3" {
+                return Err(Error::Unsupported {
+                    path: path.to_path_buf(),
+                    what: "rope_scaling type".into(),
+                    detail: s.rope_type.clone(),
+                });
+            }
+            if s.high_freq_factor <= s.low_freq_factor || s.factor <= 0.0 {
+                return Err(bad(
+                    "rope_scaling",
+                    "needs factor > 0 and high_freq_factor > low_freq_factor".into(),
+                ));
+            }
+        }
+        if let Some(f) = &self.rope_freq_factors {
+            if f.len() != self.head_dim / 2 {
+                return Err(bad(
+                    "rope_freqs.weight",
+                    format!(
+                        "has {} values, expected head_dim/2 = {}",
+                        f.len(),
+                        self.head_dim / 2
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves an HF `config.json`, rejecting architectures the forward does not implement.
+    pub fn from_hf(c: &LlamaConfig, path: &Path) -> Result<Config> {
+        let unsupported = |what: &str, detail: String| Error::Unsupported {
+            path: path.to_path_buf(),
+            what: what.to_string(),
+            detail,
+        };
+        if let Some(mt) = &c.model_type {
+            if mt != "llama" {
+                return Err(unsupported("model_type", mt.clone()));
+            }
+        }
+        if let Some(a) = c.architectures.iter().find(|a| *a != "LlamaForCausalLM") {
+            return Err(unsupported("architecture", a.clone()));
+        }
+        if let Some(act) = &c.hidden_act {
+            if act != "silu" {
+                return Err(unsupported("hidden_act", act.clone()));
+            }
+        }
+        if c.attention_bias || c.mlp_bias {
+            return Err(unsupported("bias", "attention_bias/mlp_bias = true".into()));
+        }
+        let mut rope_theta = c.rope_theta;
+        let mut scaling = c.rope_scaling.clone();
+        if let Some(rp) = c.rope_parameters.as_ref().filter(|v| v.is_object()) {
+            if let Some(theta) = rp.get("rope_theta").and_then(|t| t.as_f64()) {
+                rope_theta = theta as f32;
+            }
+            if scaling.is_none() {
+                scaling = Some(rp.clone());
+            }
+        }
+        let rope_scaling = match &scaling {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => {
+                let kind = v
+                    .get("rope_type")
+                    .or_else(|| v.get("type"))
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("");
+                if kind == "default" {
+                    None
+                } else if kind != "llama3" {
+                    return Err(unsupported("rope_scaling type", kind.to_string()));
+                } else {
+                    Some(RopeScaling::deserialize(v).map_err(|e| Error::BadConfig {
+                        path: path.to_path_buf(),
+                        field: "rope_scaling".into(),
+                        detail: e.to_string(),
+                    })?)
+                }
+            }
+        };
+        if c.num_attention_heads == 0 {
+            return Err(Error::BadConfig {
+                path: path.to_path_buf(),
+                field: "num_attention_heads".into(),
+                detail: "must be > 0".into(),
+            });
+        }
+        let cfg = Config {
+            n_layers: c.num_hidden_layers,
+            d_model: c.hidden_size,
+            n_heads: c.num_attention_heads,
+            n_kv_heads: c.num_key_value_heads.unwrap_or(c.num_attention_heads),
+            head_dim: c.head_dim.unwrap_or(c.hidden_size / c.num_attention_heads),
+            d_mlp: c.intermediate_size,
+            vocab_size: c.vocab_size,
+            rms_norm_eps: c.rms_norm_eps,
+            rope_theta,
+            rope_scaling,
+            rope_freq_factors: None,
+            tied_embeddings: c.tie_word_embeddings,
+            max_position: c.max_position_embeddings,
+            bos_token_id: first_id(&c.bos_token_id),
+            eos_token_id: first_id(&c.eos_token_id),
+        };
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+}

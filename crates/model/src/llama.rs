@@ -1,0 +1,192 @@
+//! The Llama decoder ([Touvron et al. 2023](https://arxiv.org/abs/2302.13971); Llama 3.1's
+//! RoPE scaling from [Grattafiori et al. 2024](https://arxiv.org/abs/2407.21783)), following
+//! HF transformers' `modeling_llama.py`: embeddings, blocks of RMSNorm → GQA attention with
+//! RoPE → residual → RMSNorm → SwiGLU MLP → residual, final RMSNorm, LM head (tied or not).
+//!
+//! [`Llama::forward_capture`] runs a right-padded batch through blocks `0..=L` where L is the
+//! deepest hooked layer (every block, the final norm and the LM head when logits are asked for)
+//! and returns the hooked activations. All weights are f32 on the model's device.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::attention::{causal_mask, AttnCtx};
+use crate::block::{Block, RmsNorm};
+use crate::config::Config;
+use crate::gguf::GgufSource;
+use crate::hook::{CapturePlan, Captured, HookPoint};
+use crate::weights::{read_hf_config, SafetensorsSource, WeightSource};
+use crate::{rope, Error, Result};
+
+/// A loaded Llama-family model.
+#[derive(Debug, Clone)]
+pub struct Llama {
+    cfg: Config,
+    device: Device,
+    /// f32 `[vocab, d_model]`.
+    embed_tokens: Tensor,
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    /// f32 `[vocab, d_model]`; the same tensor as `embed_tokens` when tied.
+    lm_head: Tensor,
+    inv_freq: Vec<f32>,
+    span: tracing::Span,
+}
+
+impl Llama {
+    /// Loads a GGUF file, or an HF directory (`config.json` + `model.safetensors` or sharded
+    /// `model.safetensors.index.json`), dequantizing/converting every weight to f32 on `device`.
+    pub fn load(path: &Path, device: &Device) -> Result<Llama> {
+        let _span = tracing::info_span!("load_model", path = %path.display()).entered();
+        if path.is_dir() {
+            let cfg = read_hf_config(path)?;
+            let mut src = SafetensorsSource::open(path)?;
+            Self::from_source(&mut src, cfg, device)
+        } else {
+            let (mut src, cfg) = GgufSource::open(path)?;
+            Self::from_source(&mut src, cfg, device)
+        }
+    }
+
+    /// Builds the model from a weight source answering in HF names.
+    pub(crate) fn from_source(
+        src: &mut dyn WeightSource,
+        cfg: Config,
+        device: &Device,
+    ) -> Result<Llama> {
+        let embed_tokens = src.load(
+            "model.embed_tokens.weight",
+            &[cfg.vocab_size, cfg.d_model],
+            device,
+        )?;
+        let blocks = (0..cfg.n_layers)
+            .map(|i| Block::load(src, i, &cfg, device))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::load(src, "model.norm.weight", &cfg, device)?;
+        let lm_head = if cfg.tied_embeddings && !src.has("lm_head.weight") {
+            embed_tokens.clone()
+        } else {
+            src.load("lm_head.weight", &[cfg.vocab_size, cfg.d_model], device)?
+        };
+        let inv_freq = rope::inv_freq(&cfg);
+        Ok(Llama {
+            cfg,
+            device: device.clone(),
+            embed_tokens,
+            blocks,
+            norm,
+            lm_head,
+            inv_freq,
+            span: tracing::span!(tracing::Level::TRACE, "llama"),
+        })
+    }
+
+    /// The resolved configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Unembedding `W_U` as f32 `[vocab, d_model]` (the embedding matrix when tied).
+    pub fn unembedding(&self) -> Result<Tensor> {
+        Ok(self.lm_head.clone())
+    }
+
+    /// Runs a right-padded batch (`seqs[b]` are token ids; lengths may differ, none empty) and
+    /// returns the activations at `plan.hooks`, each f32 `[B, T_max, d_model]` with padding rows
+    /// zeroed, plus last-position logits `[B, vocab]` when `plan.logits`.
+    pub fn forward_capture(&self, seqs: &[&[u32]], plan: &CapturePlan) -> Result<Captured> {
+        let _enter = self.span.enter();
+        plan.validate(self.cfg.n_layers)?;
+        let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+        if let Some(i) = lengths.iter().position(|&l| l == 0) {
+            return Err(Error::BadInput(format!(
+                "sequence {i} of the batch is empty"
+            )));
+        }
+        let b = seqs.len();
+        let t = lengths.iter().copied().max().unwrap_or(0);
+        if b == 0 {
+            return Ok(Captured {
+                lengths,
+                hooks: BTreeMap::new(),
+                logits: None,
+            });
+        }
+        let mut ids = Vec::with_capacity(b * t);
+        for (i, s) in seqs.iter().enumerate() {
+            if let Some(&bad) = s.iter().find(|&&id| id as usize >= self.cfg.vocab_size) {
+                return Err(Error::BadInput(format!(
+                    "sequence {i} holds token id {bad}, beyond the vocabulary of {}",
+                    self.cfg.vocab_size
+                )));
+            }
+            ids.extend_from_slice(s);
+            ids.extend(std::iter::repeat_n(0u32, t - s.len()));
+        }
+        let ids = Tensor::from_vec(ids, b * t, &self.device)?;
+        let mut x = self.embed_tokens.index_select(&ids, 0)?; // [b*t, d]
+        let (cos, sin) = rope::cos_sin(&self.inv_freq, t, &self.device)?;
+        let ctx = AttnCtx {
+            b,
+            t,
+            cos,
+            sin,
+            mask: causal_mask(t, &self.device)?,
+        };
+        let d = self.cfg.d_model;
+        // [b*t, 1] of 1.0 (real) / 0.0 (padding), only when some sequence is padded.
+        let keep = if lengths.iter().all(|&l| l == t) {
+            None
+        } else {
+            let m: Vec<f32> = lengths
+                .iter()
+                .flat_map(|&l| (0..t).map(move |p| if p < l { 1.0 } else { 0.0 }))
+                .collect();
+            Some(Tensor::from_vec(m, (b * t, 1), &self.device)?)
+        };
+        let mut hooks = BTreeMap::new();
+        let mut put = |h: HookPoint, v: &Tensor| -> Result<()> {
+            if plan.hooks.contains(&h) {
+                let v = match &keep {
+                    Some(k) => v.broadcast_mul(k)?,
+                    None => v.clone(),
+                };
+                hooks.insert(h, v.reshape((b, t, d))?);
+            }
+            Ok(())
+        };
+        let n_blocks = plan.blocks_needed(self.cfg.n_layers);
+        for (l, block) in self.blocks.iter().take(n_blocks).enumerate() {
+            put(HookPoint::ResidPre(l), &x)?;
+            let out = block.forward(&x, &ctx)?;
+            put(HookPoint::AttnOut(l), &out.attn_out)?;
+            put(HookPoint::Ln2Normalized(l), &out.ln2)?;
+            put(HookPoint::MlpOut(l), &out.mlp_out)?;
+            put(HookPoint::ResidPost(l), &out.resid_post)?;
+            x = out.resid_post;
+        }
+        let logits = if plan.logits {
+            let last: Vec<u32> = lengths
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i * t + l - 1) as u32)
+                .collect();
+            let last = Tensor::from_vec(last, b, &self.device)?;
+            let h = self.norm.forward(&x.index_select(&last, 0)?)?; // [b, d]
+            Some(h.matmul(&self.lm_head.t()?)?.to_dtype(DType::F32)?)
+        } else {
+            None
+        };
+        Ok(Captured {
+            lengths,
+            hooks,
+            logits,
+        })
+    }
+}

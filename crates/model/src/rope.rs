@@ -1,0 +1,115 @@
+//! Rotary position embeddings (RoPE), rotate-half convention as in HF transformers'
+//! `LlamaRotaryEmbedding`, with Llama 3.1's `llama3` frequency scaling
+//! (`_compute_llama3_parameters` in transformers' `modeling_rope_utils.py`).
+//!
+//! GGUF files store `attn_q`/`attn_k` rows permuted for llama.cpp's interleaved-pair RoPE;
+//! the GGUF loader un-permutes them, so this module only implements rotate-half.
+use candle_core::{Device, Tensor};
+
+use crate::config::Config;
+use crate::Result;
+
+/// Inverse frequencies, `head_dim / 2` values, computed in f32 as transformers does.
+pub(crate) fn inv_freq(cfg: &Config) -> Vec<f32> {
+    let dim = cfg.head_dim;
+    let mut inv: Vec<f32> = (0..dim)
+        .step_by(2)
+        .map(|i| 1.0 / cfg.rope_theta.powf(i as f32 / dim as f32))
+        .collect();
+    if let Some(s) = &cfg.rope_scaling {
+        let old_ctx = s.original_max_position_embeddings as f32;
+        let low_freq_wavelen = old_ctx / s.low_freq_factor;
+        let high_freq_wavelen = old_ctx / s.high_freq_factor;
+        for f in inv.iter_mut() {
+            let wavelen = 2.0 * std::f32::consts::PI / *f;
+            let scaled = if wavelen > low_freq_wavelen {
+                *f / s.factor
+            } else {
+                *f
+            };
+            let is_medium = wavelen >= high_freq_wavelen && wavelen <= low_freq_wavelen;
+            *f = if is_medium {
+                let smooth = (old_ctx / wavelen - s.low_freq_factor)
+                    / (s.high_freq_factor - s.low_freq_factor);
+                (1.0 - smooth) * scaled / s.factor + smooth * scaled
+            } else {
+                scaled
+            };
+        }
+    }
+    if let Some(factors) = &cfg.rope_freq_factors {
+        for (f, k) in inv.iter_mut().zip(factors) {
+            *f /= *k;
+        }
+    }
+    inv
+}
+
+/// `(cos, sin)`, each f32 `[seq_len, head_dim / 2]`, for positions `0..seq_len`.
+pub(crate) fn cos_sin(
+    inv_freq: &[f32],
+    seq_len: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let half = inv_freq.len();
+    let mut cos = Vec::with_capacity(seq_len * half);
+    let mut sin = Vec::with_capacity(seq_len * half);
+    for pos in 0..seq_len {
+        for &f in inv_freq {
+            let angle = pos as f32 * f;
+            cos.push(angle.cos());
+            sin.push(angle.sin());
+        }
+    }
+    Ok((
+        Tensor::from_vec(cos, (seq_len, half), device)?,
+        Tensor::from_vec(sin, (seq_len, half), device)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RopeScaling;
+
+    fn cfg(scaling: Option<RopeScaling>) -> Config {
+        Config {
+            n_layers: 1,
+            d_model: 128,
+            n_heads: 1,
+            n_kv_heads: 1,
+            head_dim: 128,
+            d_mlp: 4,
+            vocab_size: 4,
+            rms_norm_eps: 1e-5,
+            rope_theta: 500_000.0,
+            rope_scaling: scaling,
+            rope_freq_factors: None,
+            tied_embeddings: true,
+            max_position: 128,
+            bos_token_id: None,
+            eos_token_id: None,
+        }
+    }
+
+    #[test]
+    fn llama3_scaling_keeps_high_and_divides_low_frequencies() {
+        let plain = inv_freq(&cfg(None));
+        let scaled = inv_freq(&cfg(Some(RopeScaling {
+            rope_type: "llama3".into(),
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192,
+        })));
+        assert_eq!(plain.len(), 64);
+        assert_eq!(plain[0], scaled[0]);
+        let last = plain.len() - 1;
+        assert!((scaled[last] - plain[last] / 8.0).abs() < 1e-12);
+        // Medium band: strictly between the two.
+        assert!(plain
+            .iter()
+            .zip(&scaled)
+            .any(|(p, s)| *s < *p && *s > *p / 8.0));
+    }
+}

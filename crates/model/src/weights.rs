@@ -1,0 +1,163 @@
+//! Where weights come from: a GGUF file or an HF directory (`config.json` + safetensors,
+//! single-file or sharded with `model.safetensors.index.json`).
+//!
+//! Every source answers in HF tensor names (`model.layers.{i}.self_attn.q_proj.weight`, ...)
+//! and HF orientation (`[out, in]`), as f32 on the requested device, with the shape checked
+//! against the config. GGUF-specific renaming and the q/k row un-permutation live in
+//! [`crate::gguf`].
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::{Config, LlamaConfig};
+use crate::{Error, Result};
+
+/// A store of named model weights.
+pub(crate) trait WeightSource {
+    /// The file or directory, for error messages.
+    fn path(&self) -> &Path;
+    /// Whether the tensor (HF name) exists.
+    fn has(&self, name: &str) -> bool;
+    /// Loads the tensor (HF name) as f32 on `device`, in HF orientation, without shape checks.
+    fn load_raw(&mut self, name: &str, device: &Device) -> Result<Tensor>;
+
+    /// Loads the tensor and checks its shape is `shape`.
+    fn load(&mut self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor> {
+        let t = self.load_raw(name, device)?;
+        if t.dims() != shape {
+            return Err(Error::BadTensor {
+                path: self.path().to_path_buf(),
+                tensor: name.to_string(),
+                detail: format!("has shape {:?}, the config implies {:?}", t.dims(), shape),
+            });
+        }
+        Ok(t)
+    }
+}
+
+/// Weights of an HF checkpoint directory, memory-mapped.
+pub(crate) struct SafetensorsSource {
+    dir: PathBuf,
+    names: BTreeSet<String>,
+    st: MmapedSafetensors,
+}
+
+impl SafetensorsSource {
+    /// Opens `dir/model.safetensors`, or the shards listed by `dir/model.safetensors.index.json`.
+    pub(crate) fn open(dir: &Path) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let files: Vec<PathBuf> = if single.is_file() {
+            vec![single]
+        } else if index.is_file() {
+            let text = read_text(&index)?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| Error::BadConfig {
+                    path: index.clone(),
+                    field: "(json)".into(),
+                    detail: e.to_string(),
+                })?;
+            let map = v
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| Error::BadConfig {
+                    path: index.clone(),
+                    field: "weight_map".into(),
+                    detail: "is missing or not an object".into(),
+                })?;
+            let mut shards = BTreeSet::new();
+            for (tensor, f) in map {
+                let f = f.as_str().ok_or_else(|| Error::BadConfig {
+                    path: index.clone(),
+                    field: format!("weight_map.{tensor}"),
+                    detail: "is not a file name".into(),
+                })?;
+                shards.insert(dir.join(f));
+            }
+            shards.into_iter().collect()
+        } else {
+            return Err(Error::Io {
+                path: single,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "neither model.safetensors nor model.safetensors.index.json exists",
+                ),
+            });
+        };
+        for f in &files {
+            if !f.is_file() {
+                return Err(Error::Io {
+                    path: f.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "shard not found"),
+                });
+            }
+        }
+        // SAFETY: the files are memory-mapped read-only; as with every mmap-based loader, they
+        // must not be truncated while the model loads.
+        let st = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| Error::BadGguf {
+            path: dir.to_path_buf(),
+            detail: format!("invalid safetensors: {e}"),
+        })?;
+        let names = st.tensors().into_iter().map(|(n, _)| n).collect();
+        Ok(SafetensorsSource {
+            dir: dir.to_path_buf(),
+            names,
+            st,
+        })
+    }
+}
+
+impl WeightSource for SafetensorsSource {
+    fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    fn load_raw(&mut self, name: &str, device: &Device) -> Result<Tensor> {
+        if !self.has(name) {
+            return Err(Error::BadTensor {
+                path: self.dir.clone(),
+                tensor: name.to_string(),
+                detail: "is missing".into(),
+            });
+        }
+        let t = self.st.load(name, device).map_err(|e| Error::BadTensor {
+            path: self.dir.clone(),
+            tensor: name.to_string(),
+            detail: e.to_string(),
+        })?;
+        match t.dtype() {
+            DType::F32 | DType::F16 | DType::BF16 => Ok(t.to_dtype(DType::F32)?),
+            other => Err(Error::Unsupported {
+                path: self.dir.clone(),
+                what: "tensor dtype".into(),
+                detail: format!("{name} is {other:?} (need f32, f16 or bf16)"),
+            }),
+        }
+    }
+}
+
+/// Reads a text file, naming it in the error.
+pub(crate) fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads and resolves `dir/config.json`.
+pub(crate) fn read_hf_config(dir: &Path) -> Result<Config> {
+    let path = dir.join("config.json");
+    let text = read_text(&path)?;
+    let raw: LlamaConfig = serde_json::from_str(&text).map_err(|e| Error::BadConfig {
+        path: path.clone(),
+        field: "(json)".into(),
+        detail: e.to_string(),
+    })?;
+    Config::from_hf(&raw, &path)
+}

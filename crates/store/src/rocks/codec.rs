@@ -1,0 +1,471 @@
+//! The versioned binary value encoding of the serving store (hand-written, no dependency).
+//!
+//! Every value starts with one version byte ([`VALUE_VERSION`]), then fields in a fixed order,
+//! little-endian; variable-length parts are a `u32` count then the items; strings are a `u32`
+//! byte length then UTF-8. Fields that are part of the key (SAE, feature, kind, rank, context
+//! id) are not repeated in the value. Decoding checks every length against the bytes left and
+//! that nothing trails, and reports the column family and key (hex) of a bad value.
+//!
+//! | value | layout after the version byte |
+//! |---|---|
+//! | feature | n_fired u64, density f64, max_act f32, mean_act f32, act_hist [u64], top_tokens [(u32 token, u64 count)], logit_pos [(u32, f32)], logit_neg [(u32, f32)] |
+//! | example | context_id u64, max_pos u32, max_act f32, acts: tag u8 = 0 dense: [f32]; tag 1 sparse: len u32, [(u16 pos, f32 value)] of the nonzeros |
+//! | cooc | other SAE names [string], partners [(u16 name index, u32 other_feature, u64 n_both, f32 jaccard, f32 npmi)], sorted by n_both desc, then name, feature |
+//! | context | doc_id string, tokens [u32], token_starts [u32] and token_ends [u32] (same count as tokens, no count of their own), text string |
+//! | summary | sae_id string, d_in u32, d_sae u32, tokens_indexed u64, mean_l0 f64, dead_features u32, explained_variance f64, act_hist_edges [f32], density_hist_edges [f32], density_hist [u64] |
+use crate::error::{Error, Result};
+use crate::records::{
+    ContextRecord, CooccurrenceRecord, ExampleKind, ExampleRecord, FeatureRecord, SaeSummary,
+    TokenCount, TokenValue,
+};
+
+/// Version byte of every value written by this build.
+pub(crate) const VALUE_VERSION: u8 = 1;
+
+struct Enc(Vec<u8>);
+
+impl Enc {
+    fn new(capacity: usize) -> Self {
+        let mut v = Vec::with_capacity(capacity + 1);
+        v.push(VALUE_VERSION);
+        Enc(v)
+    }
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn f32(&mut self, v: f32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn f64(&mut self, v: f64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn len(&mut self, n: usize) {
+        // Counts come from in-memory Vecs of records far below 4 G items.
+        self.u32(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    fn str(&mut self, s: &str) {
+        self.len(s.len());
+        self.0.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// Reads a value, turning every short read into [`Error::Corrupt`] naming cf and key.
+pub(crate) struct Dec<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    cf: &'static str,
+    key: &'a [u8],
+}
+
+impl<'a> Dec<'a> {
+    pub(crate) fn new(cf: &'static str, key: &'a [u8], buf: &'a [u8]) -> Result<Self> {
+        let mut d = Dec {
+            buf,
+            pos: 0,
+            cf,
+            key,
+        };
+        let v = d.u8()?;
+        if v != VALUE_VERSION {
+            return Err(d.err(format!(
+                "value version {v}, this build reads {VALUE_VERSION}"
+            )));
+        }
+        Ok(d)
+    }
+
+    fn err(&self, reason: impl Into<String>) -> Error {
+        Error::corrupt(
+            format!("rocksdb:{}:{}", self.cf, hex::encode(self.key)),
+            reason,
+        )
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.buf.len() - self.pos < n {
+            return Err(self.err(format!(
+                "truncated: need {n} bytes at offset {}, value has {}",
+                self.pos,
+                self.buf.len()
+            )));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn arr<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.arr()?))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.arr()?))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.arr()?))
+    }
+    fn f32(&mut self) -> Result<f32> {
+        Ok(f32::from_le_bytes(self.arr()?))
+    }
+    fn f64(&mut self) -> Result<f64> {
+        Ok(f64::from_le_bytes(self.arr()?))
+    }
+    /// A count of items of `item_bytes` each, checked against the bytes left.
+    fn count(&mut self, item_bytes: usize) -> Result<usize> {
+        let n = self.u32()? as usize;
+        let left = self.buf.len() - self.pos;
+        if n.saturating_mul(item_bytes.max(1)) > left {
+            return Err(self.err(format!("count {n} exceeds the {left} bytes left")));
+        }
+        Ok(n)
+    }
+    fn str(&mut self) -> Result<String> {
+        let n = self.count(1)?;
+        let bytes = self.take(n)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| self.err("string is not UTF-8"))
+    }
+    fn vec<T>(
+        &mut self,
+        item_bytes: usize,
+        mut f: impl FnMut(&mut Self) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let n = self.count(item_bytes)?;
+        (0..n).map(|_| f(self)).collect()
+    }
+    fn end(self) -> Result<()> {
+        if self.pos == self.buf.len() {
+            Ok(())
+        } else {
+            Err(self.err(format!("{} trailing bytes", self.buf.len() - self.pos)))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+pub(crate) fn encode_feature(r: &FeatureRecord) -> Vec<u8> {
+    let mut e = Enc::new(
+        40 + r.act_hist.len() * 8
+            + r.top_tokens.len() * 12
+            + (r.logit_pos.len() + r.logit_neg.len()) * 8,
+    );
+    e.u64(r.n_fired);
+    e.f64(r.density);
+    e.f32(r.max_act);
+    e.f32(r.mean_act);
+    e.len(r.act_hist.len());
+    r.act_hist.iter().for_each(|&v| e.u64(v));
+    e.len(r.top_tokens.len());
+    for t in &r.top_tokens {
+        e.u32(t.token);
+        e.u64(t.count);
+    }
+    for list in [&r.logit_pos, &r.logit_neg] {
+        e.len(list.len());
+        for t in list {
+            e.u32(t.token);
+            e.f32(t.value);
+        }
+    }
+    e.0
+}
+
+pub(crate) fn decode_feature(feature: u32, mut d: Dec<'_>) -> Result<FeatureRecord> {
+    let token_value = |d: &mut Dec<'_>| {
+        Ok(TokenValue {
+            token: d.u32()?,
+            value: d.f32()?,
+        })
+    };
+    let r = FeatureRecord {
+        feature,
+        n_fired: d.u64()?,
+        density: d.f64()?,
+        max_act: d.f32()?,
+        mean_act: d.f32()?,
+        act_hist: d.vec(8, Dec::u64)?,
+        top_tokens: d.vec(12, |d| {
+            Ok(TokenCount {
+                token: d.u32()?,
+                count: d.u64()?,
+            })
+        })?,
+        logit_pos: d.vec(8, token_value)?,
+        logit_neg: d.vec(8, token_value)?,
+    };
+    d.end()?;
+    Ok(r)
+}
+
+pub(crate) fn encode_example(r: &ExampleRecord) -> Vec<u8> {
+    let nonzero = r.acts.iter().filter(|&&a| a != 0.0).count();
+    // Sparse costs 6 bytes per nonzero, dense 4 per position.
+    let sparse = r.acts.len() <= usize::from(u16::MAX) + 1 && nonzero * 6 + 4 < r.acts.len() * 4;
+    let mut e = Enc::new(
+        24 + if sparse {
+            nonzero * 6
+        } else {
+            r.acts.len() * 4
+        },
+    );
+    e.u64(r.context_id);
+    e.u32(r.max_pos);
+    e.f32(r.max_act);
+    if sparse {
+        e.u8(1);
+        e.len(r.acts.len());
+        e.len(nonzero);
+        for (p, &a) in r.acts.iter().enumerate() {
+            if a != 0.0 {
+                e.u16(p as u16);
+                e.f32(a);
+            }
+        }
+    } else {
+        e.u8(0);
+        e.len(r.acts.len());
+        r.acts.iter().for_each(|&a| e.f32(a));
+    }
+    e.0
+}
+
+pub(crate) fn decode_example(
+    feature: u32,
+    kind: ExampleKind,
+    rank: u16,
+    mut d: Dec<'_>,
+) -> Result<ExampleRecord> {
+    let context_id = d.u64()?;
+    let max_pos = d.u32()?;
+    let max_act = d.f32()?;
+    let acts = match d.u8()? {
+        0 => d.vec(4, Dec::f32)?,
+        1 => {
+            let len = d.u32()? as usize;
+            if len > usize::from(u16::MAX) + 1 {
+                return Err(d.err(format!("sparse acts of length {len}")));
+            }
+            let mut acts = vec![0.0f32; len];
+            for _ in 0..d.count(6)? {
+                let p = usize::from(d.u16()?);
+                let v = d.f32()?;
+                *acts
+                    .get_mut(p)
+                    .ok_or_else(|| d.err(format!("position {p} >= length {len}")))? = v;
+            }
+            acts
+        }
+        t => return Err(d.err(format!("unknown acts tag {t}"))),
+    };
+    d.end()?;
+    Ok(ExampleRecord {
+        feature,
+        kind,
+        rank,
+        context_id,
+        max_pos,
+        max_act,
+        acts,
+    })
+}
+
+/// Encodes one feature's partners; `partners` must already be in serving order.
+pub(crate) fn encode_cooc(partners: &[CooccurrenceRecord]) -> Vec<u8> {
+    let mut names: Vec<&str> = Vec::new();
+    for p in partners {
+        if !names.contains(&p.other_sae.as_str()) {
+            names.push(&p.other_sae);
+        }
+    }
+    let mut e =
+        Enc::new(8 + names.iter().map(|n| n.len() + 4).sum::<usize>() + partners.len() * 22);
+    e.len(names.len());
+    names.iter().for_each(|n| e.str(n));
+    e.len(partners.len());
+    for p in partners {
+        // At most a handful of SAEs per index: the position always fits.
+        let idx = names.iter().position(|n| *n == p.other_sae).unwrap_or(0);
+        e.u16(idx as u16);
+        e.u32(p.other_feature);
+        e.u64(p.n_both);
+        e.f32(p.jaccard);
+        e.f32(p.npmi);
+    }
+    e.0
+}
+
+pub(crate) fn decode_cooc(feature: u32, mut d: Dec<'_>) -> Result<Vec<CooccurrenceRecord>> {
+    let names = d.vec(4, Dec::str)?;
+    let out = d.vec(22, |d| {
+        let idx = usize::from(d.u16()?);
+        let other_sae = names
+            .get(idx)
+            .ok_or_else(|| d.err(format!("SAE name index {idx} of {}", names.len())))?
+            .clone();
+        Ok(CooccurrenceRecord {
+            feature,
+            other_sae,
+            other_feature: d.u32()?,
+            n_both: d.u64()?,
+            jaccard: d.f32()?,
+            npmi: d.f32()?,
+        })
+    })?;
+    d.end()?;
+    Ok(out)
+}
+
+pub(crate) fn encode_context(r: &ContextRecord) -> Result<Vec<u8>> {
+    let n = r.tokens.len();
+    if r.token_starts.len() != n || r.token_ends.len() != n {
+        return Err(Error::InvalidInput(format!(
+            "context {}: {} tokens but {} starts and {} ends",
+            r.context_id,
+            n,
+            r.token_starts.len(),
+            r.token_ends.len()
+        )));
+    }
+    let mut e = Enc::new(16 + r.doc_id.len() + n * 12 + r.text.len());
+    e.str(&r.doc_id);
+    e.len(n);
+    for v in [&r.tokens, &r.token_starts, &r.token_ends] {
+        v.iter().for_each(|&t| e.u32(t));
+    }
+    e.str(&r.text);
+    Ok(e.0)
+}
+
+pub(crate) fn decode_context(context_id: u64, mut d: Dec<'_>) -> Result<ContextRecord> {
+    let doc_id = d.str()?;
+    let n = d.count(12)?;
+    let read = |d: &mut Dec<'_>| (0..n).map(|_| d.u32()).collect::<Result<Vec<u32>>>();
+    let tokens = read(&mut d)?;
+    let token_starts = read(&mut d)?;
+    let token_ends = read(&mut d)?;
+    let text = d.str()?;
+    d.end()?;
+    Ok(ContextRecord {
+        context_id,
+        doc_id,
+        tokens,
+        token_starts,
+        token_ends,
+        text,
+    })
+}
+
+pub(crate) fn encode_summary(s: &SaeSummary) -> Vec<u8> {
+    let mut e = Enc::new(64 + s.sae_id.len());
+    e.str(&s.sae_id);
+    e.u32(s.d_in);
+    e.u32(s.d_sae);
+    e.u64(s.tokens_indexed);
+    e.f64(s.mean_l0);
+    e.u32(s.dead_features);
+    e.f64(s.explained_variance);
+    for v in [&s.act_hist_edges, &s.density_hist_edges] {
+        e.len(v.len());
+        v.iter().for_each(|&x| e.f32(x));
+    }
+    e.len(s.density_hist.len());
+    s.density_hist.iter().for_each(|&x| e.u64(x));
+    e.0
+}
+
+pub(crate) fn decode_summary(mut d: Dec<'_>) -> Result<SaeSummary> {
+    let s = SaeSummary {
+        sae_id: d.str()?,
+        d_in: d.u32()?,
+        d_sae: d.u32()?,
+        tokens_indexed: d.u64()?,
+        mean_l0: d.f64()?,
+        dead_features: d.u32()?,
+        explained_variance: d.f64()?,
+        act_hist_edges: d.vec(4, Dec::f32)?,
+        density_hist_edges: d.vec(4, Dec::f32)?,
+        density_hist: d.vec(8, Dec::u64)?,
+    };
+    d.end()?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec<'a>(buf: &'a [u8]) -> Dec<'a> {
+        Dec::new("test", b"k", buf).unwrap()
+    }
+
+    #[test]
+    fn example_dense_and_sparse_round_trip() {
+        for acts in [vec![0.0; 128], (0..128).map(|i| i as f32).collect(), {
+            let mut v = vec![0.0; 128];
+            v[5] = 1.5;
+            v[127] = -2.0;
+            v
+        }] {
+            let r = ExampleRecord {
+                feature: 3,
+                kind: ExampleKind::Interval(2),
+                rank: 7,
+                context_id: 1 << 40,
+                max_pos: 5,
+                max_act: 1.5,
+                acts,
+            };
+            let bytes = encode_example(&r);
+            assert_eq!(decode_example(3, r.kind, 7, dec(&bytes)).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn corrupt_values_are_reported_not_panicking() {
+        let f = FeatureRecord {
+            feature: 1,
+            n_fired: 2,
+            density: 0.5,
+            max_act: 1.0,
+            mean_act: 0.5,
+            act_hist: vec![1, 2, 3],
+            top_tokens: vec![TokenCount { token: 4, count: 5 }],
+            logit_pos: vec![TokenValue {
+                token: 6,
+                value: 0.1,
+            }],
+            logit_neg: vec![],
+        };
+        let bytes = encode_feature(&f);
+        assert_eq!(decode_feature(1, dec(&bytes)).unwrap(), f);
+        for cut in 1..bytes.len() {
+            let err = decode_feature(1, dec(&bytes[..cut])).unwrap_err();
+            assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(decode_feature(1, dec(&long)).is_err());
+        let mut huge = bytes.clone();
+        huge[25..29].copy_from_slice(&u32::MAX.to_le_bytes()); // act_hist count
+        assert!(decode_feature(1, dec(&huge)).is_err());
+        let mut other_version = bytes;
+        other_version[0] = 9;
+        let err = Dec::new("features", b"\x01", &other_version).err().unwrap();
+        assert!(err.to_string().contains("rocksdb:features:01"), "{err}");
+    }
+}

@@ -1,0 +1,184 @@
+//! Read-only lookups in `rocksdb/`.
+use std::path::{Path, PathBuf};
+
+use rocksdb::{ReadOptions, DB};
+
+use super::codec::{self, Dec};
+use super::*;
+use crate::error::{Error, Result};
+use crate::records::{ContextRecord, CooccurrenceRecord, ExampleRecord, FeatureRecord, SaeSummary};
+
+/// Block cache shared by all column families of one reader.
+const BLOCK_CACHE_BYTES: usize = 256 << 20;
+
+/// A read-only handle on the serving store. `DB` is `Send + Sync`; share it behind an `Arc`.
+pub(crate) struct RocksReader {
+    db: DB,
+    path: PathBuf,
+}
+
+impl RocksReader {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        if !path.is_dir() {
+            return Err(Error::MissingIndex {
+                path: path.to_path_buf(),
+                reason: "rocksdb/ is missing; run `scopedex reindex` to rebuild it".into(),
+            });
+        }
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let mut opts = table_options(Some(&cache));
+        // Open every table file up front: the handle keeps working if the directory is
+        // unlinked by a later publish while this reader is still in use.
+        opts.set_max_open_files(-1);
+        let cfs = COLUMN_FAMILIES
+            .iter()
+            .map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, table_options(Some(&cache))));
+        let db = DB::open_cf_descriptors_read_only(&opts, path, cfs, false)
+            .map_err(|e| Error::rocks(path, e))?;
+        let r = RocksReader {
+            db,
+            path: path.to_path_buf(),
+        };
+        let version = r
+            .get(CF_META, META_SERVING_VERSION)?
+            .and_then(|v| <[u8; 4]>::try_from(v.as_slice()).ok())
+            .map(u32::from_le_bytes);
+        if version != Some(SERVING_VERSION) {
+            return Err(Error::corrupt(
+                format!("rocksdb:{CF_META}:serving_version"),
+                format!(
+                    "serving store version {version:?}, this build reads {SERVING_VERSION}; \
+                     run `scopedex reindex`"
+                ),
+            ));
+        }
+        Ok(r)
+    }
+
+    fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| Error::corrupt(format!("rocksdb:{name}"), "column family missing"))
+    }
+
+    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let handle = self.cf(cf)?;
+        self.db
+            .get_pinned_cf(handle, key)
+            .map(|v| v.map(|s| s.to_vec()))
+            .map_err(|e| Error::rocks(&self.path, e))
+    }
+
+    /// Point lookup, decoded in place from the pinned slice (no copy).
+    fn get_with<T>(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+        decode: impl FnOnce(Dec<'_>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let handle = self.cf(cf)?;
+        match self
+            .db
+            .get_pinned_cf(handle, key)
+            .map_err(|e| Error::rocks(&self.path, e))?
+        {
+            Some(v) => decode(Dec::new(cf, key, &v)?).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn summary(&self, sae: &str) -> Result<Option<SaeSummary>> {
+        self.get_with(CF_META, &summary_key(sae), codec::decode_summary)
+    }
+
+    pub(crate) fn feature(&self, sae: &str, feature: u32) -> Result<Option<FeatureRecord>> {
+        self.get_with(CF_FEATURES, &feature_key(sae, feature), |d| {
+            codec::decode_feature(feature, d)
+        })
+    }
+
+    pub(crate) fn cooc(&self, sae: &str, feature: u32) -> Result<Vec<CooccurrenceRecord>> {
+        Ok(self
+            .get_with(CF_COOC, &feature_key(sae, feature), |d| {
+                codec::decode_cooc(feature, d)
+            })?
+            .unwrap_or_default())
+    }
+
+    pub(crate) fn context(&self, id: u64) -> Result<Option<ContextRecord>> {
+        self.get_with(CF_CONTEXTS, &context_key(id), |d| {
+            codec::decode_context(id, d)
+        })
+    }
+
+    /// Many contexts with one batched read (order of `ids`, `None` where missing).
+    pub(crate) fn contexts(&self, ids: &[u64]) -> Result<Vec<Option<ContextRecord>>> {
+        let cf = self.cf(CF_CONTEXTS)?;
+        let keys: Vec<[u8; 8]> = ids.iter().map(|&id| context_key(id)).collect();
+        let values = self.db.batched_multi_get_cf(cf, keys.iter(), false);
+        ids.iter()
+            .zip(&keys)
+            .zip(values)
+            .map(
+                |((&id, key), v)| match v.map_err(|e| Error::rocks(&self.path, e))? {
+                    Some(v) => codec::decode_context(id, Dec::new(CF_CONTEXTS, key, &v)?).map(Some),
+                    None => Ok(None),
+                },
+            )
+            .collect()
+    }
+
+    /// Examples under `prefix` (a feature, or a feature and kind), in key order (kind, rank),
+    /// skipping `offset` and returning at most `limit`.
+    pub(crate) fn examples(
+        &self,
+        sae: &str,
+        prefix: &[u8],
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<ExampleRecord>> {
+        let cf = self.cf(CF_EXAMPLES)?;
+        let mut opts = ReadOptions::default();
+        if let Some(upper) = prefix_upper_bound(prefix) {
+            opts.set_iterate_upper_bound(upper);
+        }
+        let mut it = self.db.raw_iterator_cf_opt(cf, opts);
+        it.seek(prefix);
+        let base = sae_prefix(sae).len();
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let mut skipped = 0;
+        while out.len() < limit && it.valid() {
+            let Some(key) = it.key() else { break };
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if skipped < offset {
+                skipped += 1;
+                it.next();
+                continue;
+            }
+            let parts = key
+                .get(base..)
+                .and_then(|k| <[u8; 8]>::try_from(k).ok())
+                .ok_or_else(|| {
+                    Error::corrupt(
+                        format!("rocksdb:{CF_EXAMPLES}:{}", hex::encode(key)),
+                        "bad key length",
+                    )
+                })?;
+            let feature = u32::from_be_bytes([parts[0], parts[1], parts[2], parts[3]]);
+            let kind = kind_from_code(u16::from_be_bytes([parts[4], parts[5]]));
+            let rank = u16::from_be_bytes([parts[6], parts[7]]);
+            let value = it.value().unwrap_or_default();
+            out.push(codec::decode_example(
+                feature,
+                kind,
+                rank,
+                Dec::new(CF_EXAMPLES, key, value)?,
+            )?);
+            it.next();
+        }
+        it.status().map_err(|e| Error::rocks(&self.path, e))?;
+        Ok(out)
+    }
+}

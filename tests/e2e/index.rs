@@ -1,0 +1,375 @@
+//! `scopedex index` / `merge` end to end on SmolLM2 with fabricated Llama-Scope-format SAEs:
+//! results against a brute force over the activation log, 4 shards merged against one pass,
+//! and SIGKILL at several points followed by `--resume`.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Tensor};
+use scopedex_sae::{write_llama_scope, DatasetNorm, LlamaScopeHyperparams, LlamaScopeTensors};
+use scopedex_store::parquet::read_all;
+use scopedex_store::{
+    ActivationEntry, ActivationReader, ContextRecord, CooccurrenceRecord, ExampleKind,
+    ExampleRecord, FeatureRecord, IndexLayout, IndexReader,
+};
+
+use crate::assets::{default_model, scopedex_bin, workspace_root};
+
+/// Fabricates a TopK SAE in the Llama Scope layout reading `blocks.{layer}.hook_{pos}`.
+pub fn fabricate_sae(dir: &Path, layer: usize, hook: &str, d_sae: usize, k: usize, seed: u64) {
+    let d_model = 576;
+    let dev = Device::Cpu;
+    // Deterministic pseudo-random weights (candle's RNG is not seedable on CPU).
+    let rand = |n: usize, salt: u64| -> Vec<f32> {
+        (0..n as u64)
+            .map(|i| {
+                let mut z = (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed ^ salt;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect()
+    };
+    let enc = Tensor::from_vec(rand(d_sae * d_model, 1), (d_sae, d_model), &dev).unwrap();
+    let dec = enc.t().unwrap().contiguous().unwrap();
+    let params = LlamaScopeHyperparams {
+        d_model,
+        d_sae,
+        expansion_factor: (d_sae / d_model).max(1) as u32,
+        hook_point_in: format!("blocks.{layer}.{hook}"),
+        hook_point_out: format!("blocks.{layer}.{hook}"),
+        act_fn: "topk".into(),
+        jump_relu_threshold: None,
+        top_k: Some(k),
+        norm_activation: "dataset-wise".into(),
+        dataset_average_activation_norm: Some(DatasetNorm {
+            input: 30.0,
+            output: 30.0,
+        }),
+        sparsity_include_decoder_norm: true,
+        use_decoder_bias: true,
+        apply_decoder_bias_to_pre_encoder: false,
+    };
+    let tensors = LlamaScopeTensors {
+        encoder_weight: enc,
+        encoder_bias: Tensor::from_vec(rand(d_sae, 2), d_sae, &dev)
+            .unwrap()
+            .affine(0.1, 0.0)
+            .unwrap(),
+        decoder_weight: dec,
+        decoder_bias: Tensor::zeros(d_model, DType::F32, &dev).unwrap(),
+    };
+    write_llama_scope(dir, &params, &tensors).unwrap();
+}
+
+/// A small corpus: the first `n` sentences of the nlp-corpus asset's first file, as a JSON list.
+pub fn small_corpus(dir: &Path, n: usize) -> PathBuf {
+    let src = workspace_root().join("assets/corpora/nlp-corpus/doc-0.json");
+    let all: Vec<String> = serde_json::from_slice(
+        &std::fs::read(&src).unwrap_or_else(|e| panic!("{}: {e}: run scripts/fetch-assets.sh", src.display())),
+    )
+    .unwrap();
+    let path = dir.join("corpus.json");
+    std::fs::write(&path, serde_json::to_vec(&all[..n]).unwrap()).unwrap();
+    path
+}
+
+pub fn run_ok(args: &[&str]) -> Output {
+    let out = Command::new(scopedex_bin()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "scopedex {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    corpus: PathBuf,
+    sae_a: PathBuf,
+    sae_b: PathBuf,
+}
+
+fn fixture(sentences: usize) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let corpus = small_corpus(&root, sentences);
+    let sae_a = root.join("L2R");
+    let sae_b = root.join("L3M");
+    fabricate_sae(&sae_a, 2, "hook_resid_post", 96, 8, 7);
+    fabricate_sae(&sae_b, 3, "hook_mlp_out", 64, 6, 11);
+    Fixture {
+        _tmp: tmp,
+        root,
+        corpus,
+        sae_a,
+        sae_b,
+    }
+}
+
+fn index_args<'a>(f: &'a Fixture, model: &'a str, out: &'a str) -> Vec<String> {
+    [
+        "index",
+        "--model",
+        model,
+        "--sae",
+        f.sae_a.to_str().unwrap(),
+        "--sae",
+        f.sae_b.to_str().unwrap(),
+        "--corpus",
+        f.corpus.to_str().unwrap(),
+        "--out",
+        out,
+        "--ctx-len",
+        "24",
+        "--batch-size",
+        "4",
+        "--top-k",
+        "5",
+        "--intervals",
+        "4",
+        "--samples-per-interval",
+        "3",
+        // Exact top-token counts at this corpus size, so shard merges are identical.
+        "--token-counters",
+        "4096",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn run_index(f: &Fixture, out: &Path, extra: &[&str]) {
+    let model = default_model();
+    let mut args = index_args(f, model.to_str().unwrap(), out.to_str().unwrap());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_ok(&argv);
+}
+
+/// Every table of every SAE, for equality checks between runs.
+#[derive(Debug, PartialEq)]
+struct Tables {
+    contexts: Vec<ContextRecord>,
+    features: BTreeMap<String, Vec<FeatureRecord>>,
+    examples: BTreeMap<String, Vec<ExampleRecord>>,
+    cooc: BTreeMap<String, Vec<CooccurrenceRecord>>,
+}
+
+fn tables(dir: &Path) -> Tables {
+    let layout = IndexLayout::new(dir);
+    let reader = IndexReader::open(dir).unwrap();
+    let mut t = Tables {
+        contexts: read_all(layout.contexts()).unwrap(),
+        features: BTreeMap::new(),
+        examples: BTreeMap::new(),
+        cooc: BTreeMap::new(),
+    };
+    for sae in reader.sae_ids() {
+        t.features
+            .insert(sae.into(), read_all(layout.features(sae)).unwrap());
+        t.examples
+            .insert(sae.into(), read_all(layout.examples(sae)).unwrap());
+        t.cooc
+            .insert(sae.into(), read_all(layout.cooccurrence(sae)).unwrap());
+    }
+    t
+}
+
+#[test]
+fn index_matches_brute_force_over_the_activation_log() {
+    let f = fixture(30);
+    let out = f.root.join("index");
+    run_index(&f, &out, &["--keep-activations"]);
+    let reader = IndexReader::open(&out).unwrap();
+    let layout = IndexLayout::new(&out);
+    let contexts: Vec<ContextRecord> = read_all(layout.contexts()).unwrap();
+    assert!(contexts.len() >= 30, "{} contexts", contexts.len());
+    for (i, c) in contexts.iter().enumerate() {
+        assert_eq!(c.context_id, i as u64);
+        assert_eq!(c.tokens[0], 1, "BOS <|im_start|> first");
+        assert!(c.tokens.len() <= 24);
+    }
+    let counted: u64 = contexts.iter().map(|c| c.tokens.len() as u64 - 1).sum();
+    for sae in ["L2R-1x", "L3M-1x"] {
+        assert!(reader.sae_ids().contains(&sae), "{:?}", reader.sae_ids());
+        let entries: Vec<ActivationEntry> = ActivationReader::open(layout.activations_dir(sae))
+            .unwrap()
+            .batches()
+            .flat_map(|b| b.unwrap())
+            .collect();
+        let d_sae = reader.sae(sae).unwrap().d_sae;
+        // Brute force: per feature, per context, the max over positions >= 1 (BOS excluded).
+        let mut per_ctx: BTreeMap<(u32, u64), f32> = BTreeMap::new();
+        let mut fired = vec![0u64; d_sae as usize];
+        for e in entries.iter().filter(|e| e.pos >= 1) {
+            let m = per_ctx.entry((e.feature, e.context_id)).or_insert(0.0);
+            *m = m.max(e.value);
+            fired[e.feature as usize] += 1;
+        }
+        let summary = reader.sae_summary(sae).unwrap().unwrap();
+        assert_eq!(summary.tokens_indexed, counted);
+        for feat in 0..d_sae {
+            let rec = reader.feature(sae, feat).unwrap().unwrap();
+            assert_eq!(rec.n_fired, fired[feat as usize], "{sae}/{feat} n_fired");
+            let density = fired[feat as usize] as f64 / counted as f64;
+            assert!((rec.density - density).abs() < 1e-12, "{sae}/{feat} density");
+            let brute: BTreeMap<u64, f32> = per_ctx
+                .range((feat, 0)..(feat + 1, 0))
+                .map(|(&(_, c), &m)| (c, m))
+                .collect();
+            let got = reader
+                .examples(sae, feat, Some(ExampleKind::Top), 100, 0)
+                .unwrap();
+            // The log stores values at f16 precision, so compare up to that rounding: every
+            // chosen context has the brute-force max, the list is ordered, and no context left
+            // out beats the last one chosen.
+            let tol = |v: f32| 2e-3 * v.abs().max(1.0);
+            assert_eq!(got.len(), brute.len().min(5), "{sae}/{feat} list length");
+            for w in got.windows(2) {
+                let ordered = w[0].max_act > w[1].max_act
+                    || (w[0].max_act == w[1].max_act && w[0].context_id < w[1].context_id);
+                assert!(ordered, "{sae}/{feat} order");
+            }
+            for g in &got {
+                let b = brute[&g.context_id];
+                assert!((g.max_act - b).abs() <= tol(b), "{sae}/{feat}: {} vs {b}", g.max_act);
+                assert_eq!(g.acts.len(), contexts[g.context_id as usize].tokens.len());
+                assert_eq!(g.acts[g.max_pos as usize], g.max_act);
+                assert!(g.max_pos >= 1, "BOS is excluded");
+            }
+            if let Some(last) = got.last() {
+                for (c, &b) in &brute {
+                    if !got.iter().any(|g| g.context_id == *c) {
+                        assert!(b <= last.max_act + tol(b), "{sae}/{feat}: context {c} ({b}) left out");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn four_shards_merged_equal_one_pass() {
+    let f = fixture(24);
+    let single = f.root.join("single");
+    run_index(&f, &single, &[]);
+    let mut shard_dirs = Vec::new();
+    for i in [2, 0, 3, 1] {
+        let dir = f.root.join(format!("shard-{i}"));
+        run_index(&f, &dir, &["--shard", &format!("{i}/4")]);
+        shard_dirs.push(dir.to_str().unwrap().to_string());
+    }
+    let merged = f.root.join("merged");
+    let mut args = vec!["merge", merged.to_str().unwrap()];
+    args.extend(shard_dirs.iter().map(String::as_str));
+    run_ok(&args);
+    let (a, b) = (tables(&single), tables(&merged));
+    assert_same(&a.contexts, &b.contexts, "contexts");
+    for sae in a.features.keys() {
+        assert_same(&a.features[sae], &b.features[sae], &format!("{sae} features"));
+        assert_same(&a.examples[sae], &b.examples[sae], &format!("{sae} examples"));
+        assert_same(&a.cooc[sae], &b.cooc[sae], &format!("{sae} cooccurrence"));
+    }
+    assert_eq!(a, b);
+    let (ra, rb) = (IndexReader::open(&single).unwrap(), IndexReader::open(&merged).unwrap());
+    for sae in ra.sae_ids() {
+        assert_eq!(ra.sae_summary(sae).unwrap(), rb.sae_summary(sae).unwrap());
+    }
+    // A missing shard is refused with a clear message.
+    let out = Command::new(scopedex_bin())
+        .args(["merge", f.root.join("bad").to_str().unwrap()])
+        .args(&shard_dirs[..3])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+}
+
+/// Equal lists, or a panic showing the first pair that differs (not both whole lists).
+fn assert_same<T: PartialEq + std::fmt::Debug>(a: &[T], b: &[T], what: &str) {
+    if let Some(i) = (0..a.len().min(b.len())).find(|&i| a[i] != b[i]) {
+        panic!("{what} differ at row {i}:\n single: {:?}\n merged: {:?}", a[i], b[i]);
+    }
+    assert_eq!(a.len(), b.len(), "{what}: row counts");
+}
+
+/// Waits until `cond` holds or the child exits; true when `cond` held.
+fn wait_for(child: &mut std::process::Child, cond: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(120) {
+        if cond() {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+#[test]
+fn sigkill_leaves_the_previous_index_and_resume_finishes_identically() {
+    let f = fixture(40);
+    let reference = f.root.join("reference");
+    run_index(&f, &reference, &[]);
+    let want = tables(&reference);
+
+    // A previous index at `out` (from a smaller corpus) must survive every kill.
+    let out = f.root.join("out");
+    let small = fixture(8);
+    let model = default_model();
+    let prev = index_args(&small, model.to_str().unwrap(), out.to_str().unwrap());
+    run_ok(&prev.iter().map(String::as_str).collect::<Vec<_>>());
+    let previous = tables(&out);
+
+    let checkpoint = f.root.join("out.checkpoint");
+    let kill_points: Vec<(&str, Box<dyn Fn() -> bool>)> = vec![
+        ("at start", Box::new(|| true)),
+        (
+            "after a checkpoint",
+            Box::new({
+                let c = checkpoint.clone();
+                move || c.join("progress.json").is_file()
+            }),
+        ),
+        (
+            "while writing the index",
+            Box::new({
+                let root = f.root.clone();
+                move || {
+                    std::fs::read_dir(&root).unwrap().flatten().any(|e| {
+                        e.file_name().to_string_lossy().starts_with("out.tmp-")
+                            && e.path().join("state/progress.json").is_file()
+                    })
+                }
+            }),
+        ),
+    ];
+    for (name, cond) in kill_points {
+        let mut args = index_args(&f, model.to_str().unwrap(), out.to_str().unwrap());
+        args.extend(["--checkpoint-every", "1", "--resume"].map(String::from));
+        let mut child = Command::new(scopedex_bin())
+            .args(&args)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let hit = wait_for(&mut child, cond);
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+        if hit {
+            assert_eq!(tables(&out), previous, "previous index intact after kill {name}");
+        }
+    }
+    // Resume from whatever checkpoint the kills left, and finish.
+    let mut args = index_args(&f, model.to_str().unwrap(), out.to_str().unwrap());
+    args.extend(["--checkpoint-every", "1", "--resume"].map(String::from));
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(tables(&out), want, "resumed run equals an uninterrupted one");
+    assert!(!checkpoint.exists(), "checkpoint removed after publish");
+}
