@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): install what is missing, fetch the assets, then
-# format check, clippy with warnings as errors, and every test of the workspace.
+# format check, clippy with warnings as errors, every test of the workspace, then the browser
+# tests of the web UI (scripts/test-web.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -9,3 +10,4 @@ bash scripts/fetch-assets.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --all-targets --locked
+bash scripts/test-web.sh

@@ -10,8 +10,8 @@ use candle_core::{DType, Device, Tensor};
 use scopedex_sae::{write_llama_scope, DatasetNorm, LlamaScopeHyperparams, LlamaScopeTensors};
 use scopedex_store::parquet::read_all;
 use scopedex_store::{
-    ActivationEntry, ActivationReader, ContextRecord, CooccurrenceRecord, ExampleKind,
-    ExampleRecord, FeatureRecord, IndexLayout, IndexReader,
+    ActivationEntry, ActivationReader, ContextFeaturesRecord, ContextRecord, CooccurrenceRecord,
+    ExampleKind, ExampleRecord, FeatureRecord, IndexLayout, IndexReader,
 };
 
 use crate::assets::{default_model, scopedex_bin, workspace_root};
@@ -68,7 +68,8 @@ pub fn fabricate_sae(dir: &Path, layer: usize, hook: &str, d_sae: usize, k: usiz
 pub fn small_corpus(dir: &Path, n: usize) -> PathBuf {
     let src = workspace_root().join("assets/corpora/nlp-corpus/doc-0.json");
     let all: Vec<String> = serde_json::from_slice(
-        &std::fs::read(&src).unwrap_or_else(|e| panic!("{}: {e}: run scripts/fetch-assets.sh", src.display())),
+        &std::fs::read(&src)
+            .unwrap_or_else(|e| panic!("{}: {e}: run scripts/fetch-assets.sh", src.display())),
     )
     .unwrap();
     let path = dir.join("corpus.json");
@@ -158,6 +159,7 @@ struct Tables {
     features: BTreeMap<String, Vec<FeatureRecord>>,
     examples: BTreeMap<String, Vec<ExampleRecord>>,
     cooc: BTreeMap<String, Vec<CooccurrenceRecord>>,
+    context_features: BTreeMap<String, Vec<ContextFeaturesRecord>>,
 }
 
 fn tables(dir: &Path) -> Tables {
@@ -168,6 +170,7 @@ fn tables(dir: &Path) -> Tables {
         features: BTreeMap::new(),
         examples: BTreeMap::new(),
         cooc: BTreeMap::new(),
+        context_features: BTreeMap::new(),
     };
     for sae in reader.sae_ids() {
         t.features
@@ -176,6 +179,8 @@ fn tables(dir: &Path) -> Tables {
             .insert(sae.into(), read_all(layout.examples(sae)).unwrap());
         t.cooc
             .insert(sae.into(), read_all(layout.cooccurrence(sae)).unwrap());
+        t.context_features
+            .insert(sae.into(), read_all(layout.context_features(sae)).unwrap());
     }
     t
 }
@@ -213,11 +218,42 @@ fn index_matches_brute_force_over_the_activation_log() {
         }
         let summary = reader.sae_summary(sae).unwrap().unwrap();
         assert_eq!(summary.tokens_indexed, counted);
+        // Each context's strongest features (search hits show them).
+        for c in &contexts {
+            let rec = reader.context_features(sae, c.context_id).unwrap().unwrap();
+            let mut brute: Vec<(u32, f32)> = per_ctx
+                .iter()
+                .filter(|((_, cid), _)| *cid == c.context_id)
+                .map(|(&(f, _), &m)| (f, m))
+                .collect();
+            brute.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            assert_eq!(
+                rec.features.len(),
+                brute.len().min(16),
+                "{sae} ctx {}",
+                c.context_id
+            );
+            for (f, m) in rec.features.iter().zip(&rec.max_acts) {
+                let b = per_ctx[&(*f, c.context_id)];
+                assert!(
+                    (m - b).abs() <= 2e-3 * b.max(1.0),
+                    "{sae} ctx {} f {f}",
+                    c.context_id
+                );
+            }
+            let cut = brute[rec.features.len().saturating_sub(1)].1;
+            assert!(brute[rec.features.len()..]
+                .iter()
+                .all(|x| x.1 <= cut * 1.002 + 1e-3));
+        }
         for feat in 0..d_sae {
             let rec = reader.feature(sae, feat).unwrap().unwrap();
             assert_eq!(rec.n_fired, fired[feat as usize], "{sae}/{feat} n_fired");
             let density = fired[feat as usize] as f64 / counted as f64;
-            assert!((rec.density - density).abs() < 1e-12, "{sae}/{feat} density");
+            assert!(
+                (rec.density - density).abs() < 1e-12,
+                "{sae}/{feat} density"
+            );
             let brute: BTreeMap<u64, f32> = per_ctx
                 .range((feat, 0)..(feat + 1, 0))
                 .map(|(&(_, c), &m)| (c, m))
@@ -237,7 +273,11 @@ fn index_matches_brute_force_over_the_activation_log() {
             }
             for g in &got {
                 let b = brute[&g.context_id];
-                assert!((g.max_act - b).abs() <= tol(b), "{sae}/{feat}: {} vs {b}", g.max_act);
+                assert!(
+                    (g.max_act - b).abs() <= tol(b),
+                    "{sae}/{feat}: {} vs {b}",
+                    g.max_act
+                );
                 assert_eq!(g.acts.len(), contexts[g.context_id as usize].tokens.len());
                 assert_eq!(g.acts[g.max_pos as usize], g.max_act);
                 assert!(g.max_pos >= 1, "BOS is excluded");
@@ -245,7 +285,10 @@ fn index_matches_brute_force_over_the_activation_log() {
             if let Some(last) = got.last() {
                 for (c, &b) in &brute {
                     if !got.iter().any(|g| g.context_id == *c) {
-                        assert!(b <= last.max_act + tol(b), "{sae}/{feat}: context {c} ({b}) left out");
+                        assert!(
+                            b <= last.max_act + tol(b),
+                            "{sae}/{feat}: context {c} ({b}) left out"
+                        );
                     }
                 }
             }
@@ -271,12 +314,25 @@ fn four_shards_merged_equal_one_pass() {
     let (a, b) = (tables(&single), tables(&merged));
     assert_same(&a.contexts, &b.contexts, "contexts");
     for sae in a.features.keys() {
-        assert_same(&a.features[sae], &b.features[sae], &format!("{sae} features"));
-        assert_same(&a.examples[sae], &b.examples[sae], &format!("{sae} examples"));
+        assert_same(
+            &a.features[sae],
+            &b.features[sae],
+            &format!("{sae} features"),
+        );
+        assert_same(
+            &a.examples[sae],
+            &b.examples[sae],
+            &format!("{sae} examples"),
+        );
         assert_same(&a.cooc[sae], &b.cooc[sae], &format!("{sae} cooccurrence"));
+        let what = format!("{sae} context features");
+        assert_same(&a.context_features[sae], &b.context_features[sae], &what);
     }
     assert_eq!(a, b);
-    let (ra, rb) = (IndexReader::open(&single).unwrap(), IndexReader::open(&merged).unwrap());
+    let (ra, rb) = (
+        IndexReader::open(&single).unwrap(),
+        IndexReader::open(&merged).unwrap(),
+    );
     for sae in ra.sae_ids() {
         assert_eq!(ra.sae_summary(sae).unwrap(), rb.sae_summary(sae).unwrap());
     }
@@ -293,7 +349,10 @@ fn four_shards_merged_equal_one_pass() {
 /// Equal lists, or a panic showing the first pair that differs (not both whole lists).
 fn assert_same<T: PartialEq + std::fmt::Debug>(a: &[T], b: &[T], what: &str) {
     if let Some(i) = (0..a.len().min(b.len())).find(|&i| a[i] != b[i]) {
-        panic!("{what} differ at row {i}:\n single: {:?}\n merged: {:?}", a[i], b[i]);
+        panic!(
+            "{what} differ at row {i}:\n single: {:?}\n merged: {:?}",
+            a[i], b[i]
+        );
     }
     assert_eq!(a.len(), b.len(), "{what}: row counts");
 }
@@ -363,13 +422,21 @@ fn sigkill_leaves_the_previous_index_and_resume_finishes_identically() {
         let _ = child.kill(); // SIGKILL
         child.wait().unwrap();
         if hit {
-            assert_eq!(tables(&out), previous, "previous index intact after kill {name}");
+            assert_eq!(
+                tables(&out),
+                previous,
+                "previous index intact after kill {name}"
+            );
         }
     }
     // Resume from whatever checkpoint the kills left, and finish.
     let mut args = index_args(&f, model.to_str().unwrap(), out.to_str().unwrap());
     args.extend(["--checkpoint-every", "1", "--resume"].map(String::from));
     run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(tables(&out), want, "resumed run equals an uninterrupted one");
+    assert_eq!(
+        tables(&out),
+        want,
+        "resumed run equals an uninterrupted one"
+    );
     assert!(!checkpoint.exists(), "checkpoint removed after publish");
 }

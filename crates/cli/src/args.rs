@@ -82,6 +82,73 @@ pub enum Command {
         #[arg(long)]
         model: PathBuf,
     },
+    /// Train TopK SAEs (Llama Scope layout) on model activations; all ids share one model pass.
+    TrainSae(TrainSaeArgs),
+    /// Print three example queries (top, cooc, search) that work on a (demo) index.
+    Demo {
+        /// The index directory.
+        #[arg(default_value = "out/demo-index")]
+        index: PathBuf,
+        /// Address the server listens on (used in the printed URLs).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
+}
+
+/// Arguments of `scopedex train-sae`.
+#[derive(Debug, clap::Args)]
+pub struct TrainSaeArgs {
+    /// Model: a GGUF file or an HF directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// SAE ids to train, e.g. `L6R-8x` (R, A, M or TC); repeat for more.
+    #[arg(long = "sae-id", required = true)]
+    pub sae_ids: Vec<String>,
+    /// Corpus files, directories or globs.
+    #[arg(long, required = true, num_args = 1..)]
+    pub corpus: Vec<PathBuf>,
+    /// Training tokens (each SAE sees each once); held-out tokens come on top.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub tokens: u64,
+    /// Active features per token.
+    #[arg(long, default_value_t = 32)]
+    pub k: usize,
+    /// Output folder: one `<name-prefix>-<id>/` Llama Scope folder per SAE + train-report.json.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Folder name prefix (default: the model file name up to its first dot).
+    #[arg(long)]
+    pub name_prefix: Option<String>,
+    /// Peak Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    /// Tokens per optimiser step.
+    #[arg(long, default_value_t = 2048)]
+    pub batch_rows: usize,
+    /// Rows of the shuffle buffer (per hook; half refilled at a time).
+    #[arg(long, default_value_t = 32_768)]
+    pub buffer_rows: usize,
+    /// Held-out tokens for evaluation (taken first from the corpus, never trained on).
+    #[arg(long, default_value_t = 8192)]
+    pub eval_tokens: usize,
+    /// AuxK: dead features used per token to model the residual (0 disables).
+    #[arg(long, default_value_t = 256)]
+    pub aux_k: usize,
+    /// A feature is dead after this many training tokens without firing.
+    #[arg(long, default_value_t = 100_000)]
+    pub dead_after_tokens: u64,
+    /// Tokens per context window, BOS included.
+    #[arg(long, default_value_t = 128)]
+    pub ctx_len: usize,
+    /// Contexts per model forward.
+    #[arg(long, default_value_t = 16)]
+    pub batch_contexts: usize,
+    /// Seed of initialisation and shuffling.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 /// Arguments of `scopedex index`.

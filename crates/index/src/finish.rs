@@ -48,20 +48,24 @@ pub fn finish_into(
         let logits = logit_effects(&directions, &unembedding, d_model, logit_top_n)?;
         drop(directions);
         let mut cross = cross.into_iter().peekable();
-        let (summary, sketch) = acc.finish_streaming(Some(&logits), FEATURES_PER_CHUNK, |chunk: ResultsChunk| {
-            let hi = chunk.features.last().map(|f| f.feature).unwrap_or(0);
-            let mut cooc = chunk.cooccurrence;
-            while let Some(r) = cross.next_if(|r| r.feature <= hi) {
-                cooc.push(r);
-            }
-            cooc.sort_by_key(|r| r.feature); // stable: same-SAE partners first
-            writer.write_features(&s.id, &chunk.features)?;
-            writer.write_examples(&s.id, &chunk.examples)?;
-            writer.write_cooccurrence(&s.id, &cooc)?;
-            Ok::<(), Error>(())
-        })?;
+        let (summary, sketch) =
+            acc.finish_streaming(Some(&logits), FEATURES_PER_CHUNK, |chunk: ResultsChunk| {
+                let hi = chunk.features.last().map(|f| f.feature).unwrap_or(0);
+                let mut cooc = chunk.cooccurrence;
+                while let Some(r) = cross.next_if(|r| r.feature <= hi) {
+                    cooc.push(r);
+                }
+                cooc.sort_by_key(|r| r.feature); // stable: same-SAE partners first
+                writer.write_features(&s.id, &chunk.features)?;
+                writer.write_examples(&s.id, &chunk.examples)?;
+                writer.write_cooccurrence(&s.id, &cooc)?;
+                Ok::<(), Error>(())
+            })?;
         if !sketch.cooc_exact {
-            tracing::info!(max_error = sketch.cooc_max_error, "co-occurrence counted by a sketch");
+            tracing::info!(
+                max_error = sketch.cooc_max_error,
+                "co-occurrence counted by a sketch"
+            );
         }
         if let Some(w) = s.sae.check_mean_l0(summary.mean_l0) {
             warnings.push(format!("{}: {w}", s.id));

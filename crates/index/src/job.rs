@@ -19,7 +19,7 @@ use scopedex_store::{
 };
 
 use crate::accum::AccumConfig;
-use crate::checkpoint::{Checkpoint, RunFingerprint};
+use crate::checkpoint::{Checkpoint, RunFingerprint, Spill};
 use crate::error::{Error, Result};
 use crate::finish::{finish_into, save_state};
 use crate::pass::{process_batch, AttachedSae, CrossPairs, PassState};
@@ -162,18 +162,27 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
     let saes = load_saes(&opts.saes, &model)?;
     let manifest = build_manifest(opts, &model, &tokenizer, &saes)?;
     let fingerprint = RunFingerprint::of(&manifest, &opts.accum, opts.shard)?;
-    let checkpoint = Checkpoint::at(&opts.out);
+    let mut checkpoint = Checkpoint::at(&opts.out);
 
     let mut state = PassState::new(&saes, &opts.accum, opts.cross_pairs)?;
     let mut done_contexts = 0u64;
+    let mut resumed_spills = Vec::new();
     if opts.resume {
-        if let Some((s, n)) = checkpoint.load(&fingerprint)? {
+        if let Some((s, n, spills)) = checkpoint.load(&fingerprint)? {
             tracing::info!(contexts = n, "resuming from checkpoint");
             state = s;
             done_contexts = n;
+            resumed_spills = spills;
         }
+    } else {
+        checkpoint.remove()?;
     }
     let mut writer = IndexWriter::create(&opts.out, manifest)?;
+    // What the checkpointed contexts produced besides the state goes to the writer first.
+    for spill in resumed_spills {
+        write_spill(&mut writer, &saes, &spill)?;
+    }
+    let mut spill = Spill::new(saes.len());
 
     let cfg = ContextConfig {
         ctx_len: opts.ctx_len,
@@ -197,10 +206,11 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
                     continue;
                 }
                 let b = Shard::batch_of(c.context_id, batch_size);
-                if pending_batch != Some(b) && !pending.is_empty() {
-                    if tx.send(std::mem::take(&mut pending)).is_err() {
-                        return Ok(String::new());
-                    }
+                if pending_batch != Some(b)
+                    && !pending.is_empty()
+                    && tx.send(std::mem::take(&mut pending)).is_err()
+                {
+                    return Ok(String::new());
                 }
                 pending_batch = Some(b);
                 pending.push(c);
@@ -235,9 +245,19 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
                 let ids: Vec<u64> = fresh.iter().map(|c| c.context_id).collect();
                 let toks: Vec<&[u32]> = fresh.iter().map(|c| c.tokens.as_slice()).collect();
                 let out = process_batch(&model, &saes, &mut state, &ids, &toks)?;
+                for (i, records) in out.context_features.into_iter().enumerate() {
+                    writer.write_context_features(&saes[i].id, &records)?;
+                    if opts.checkpoint_every > 0 {
+                        spill.context_features[i].extend(records);
+                    }
+                }
                 if opts.keep_activations {
-                    for (s, codes) in saes.iter().zip(&out.codes) {
-                        writer.write_activations(&s.id, &activation_entries(&ids, &toks, codes))?;
+                    for (i, codes) in out.codes.iter().enumerate() {
+                        let entries = activation_entries(&ids, &toks, codes);
+                        writer.write_activations(&saes[i].id, &entries)?;
+                        if opts.checkpoint_every > 0 {
+                            spill.activations[i].extend(entries);
+                        }
                     }
                 }
             }
@@ -251,7 +271,7 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
         batches += 1;
         progress.advance(state.positions, seen);
         if opts.checkpoint_every > 0 && batches % opts.checkpoint_every == 0 {
-            checkpoint.save(&fingerprint, &state, seen)?;
+            checkpoint.save(&fingerprint, &state, seen, &mut spill)?;
         }
     }
     drop(rx);
@@ -281,6 +301,21 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
         skipped,
         warnings,
     })
+}
+
+/// Hands spilled per-context output of checkpointed contexts to the writer.
+fn write_spill(writer: &mut IndexWriter, saes: &[AttachedSae], spill: &Spill) -> Result<()> {
+    for (i, s) in saes.iter().enumerate() {
+        if let Some(records) = spill.context_features.get(i) {
+            writer.write_context_features(&s.id, records)?;
+        }
+        if let Some(entries) = spill.activations.get(i) {
+            if !entries.is_empty() {
+                writer.write_activations(&s.id, entries)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The manifest of a run (contexts are counted by the writer).

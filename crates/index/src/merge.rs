@@ -4,13 +4,17 @@
 //! accumulators' merge is associative and commutative), contexts are merged by id (each shard's
 //! are sorted), activation logs are copied through, and the result is finished and published
 //! like a single run. The model and SAEs are loaded again (from the manifest) for logit effects.
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use scopedex_model::Llama;
-use scopedex_store::{ActivationReader, ContextRecord, IndexLayout, IndexWriter, Manifest, PublishReport, TableReader};
+use scopedex_store::parquet::Table;
+use scopedex_store::{
+    ActivationReader, ContextFeaturesRecord, ContextRecord, IndexLayout, IndexWriter, Manifest,
+    PublishReport, TableReader,
+};
 
 use crate::checkpoint::read_state;
 use crate::error::{Error, Result};
@@ -32,7 +36,9 @@ pub struct MergeReport {
 /// Merges the shard indexes `shards` into a new index published at `out`.
 pub fn run_merge(out: &Path, shards: &[PathBuf], logit_top_n: usize) -> Result<MergeReport> {
     if shards.is_empty() {
-        return Err(Error::InvalidInput("merge needs at least one shard directory".into()));
+        return Err(Error::InvalidInput(
+            "merge needs at least one shard directory".into(),
+        ));
     }
     let manifests = shards
         .iter()
@@ -78,7 +84,8 @@ pub fn run_merge(out: &Path, shards: &[PathBuf], logit_top_n: usize) -> Result<M
     if first.parameters.keep_activations {
         for entry in &first.saes {
             for dir in shards {
-                let reader = ActivationReader::open(IndexLayout::new(dir).activations_dir(&entry.id))?;
+                let reader =
+                    ActivationReader::open(IndexLayout::new(dir).activations_dir(&entry.id))?;
                 for batch in reader.batches() {
                     writer.write_activations(&entry.id, &batch?)?;
                 }
@@ -105,7 +112,10 @@ fn check_compatible(dirs: &[PathBuf], manifests: &[Manifest]) -> Result<()> {
                 .iter()
                 .map(|s| (s.id.clone(), s.source_sha256.clone()))
                 .collect::<Vec<_>>(),
-            m.corpus.iter().map(|f| f.sha256.clone()).collect::<Vec<_>>(),
+            m.corpus
+                .iter()
+                .map(|f| f.sha256.clone())
+                .collect::<Vec<_>>(),
             m.ctx_len,
             m.parameters.clone(),
         )
@@ -155,14 +165,54 @@ fn check_compatible(dirs: &[PathBuf], manifests: &[Manifest]) -> Result<()> {
     Ok(())
 }
 
-/// k-way merge of the shards' contexts by id (each shard's file is sorted by id).
+/// k-way merge of the shards' contexts (and each SAE's context features) by context id; each
+/// shard's files are sorted by id.
 fn merge_contexts(writer: &mut IndexWriter, shards: &[PathBuf]) -> Result<()> {
-    struct Source {
-        reader: TableReader<ContextRecord>,
-        buf: std::vec::IntoIter<ContextRecord>,
+    let paths: Vec<PathBuf> = shards
+        .iter()
+        .map(|d| IndexLayout::new(d).contexts())
+        .collect();
+    merge_sorted::<ContextRecord>(
+        &paths,
+        |c| c.context_id,
+        |batch| writer.write_contexts(batch).map_err(Error::from),
+    )?;
+    let saes: Vec<String> = writer
+        .manifest_mut()
+        .saes
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    for sae in saes {
+        let paths: Vec<PathBuf> = shards
+            .iter()
+            .map(|d| IndexLayout::new(d).context_features(&sae))
+            .collect();
+        merge_sorted::<ContextFeaturesRecord>(
+            &paths,
+            |c| c.context_id,
+            |batch| {
+                writer
+                    .write_context_features(&sae, batch)
+                    .map_err(Error::from)
+            },
+        )?;
     }
-    impl Source {
-        fn next(&mut self) -> Result<Option<ContextRecord>> {
+    Ok(())
+}
+
+/// Streams the rows of several tables sorted by `key` into `sink`, in global key order.
+fn merge_sorted<T: Table>(
+    paths: &[PathBuf],
+    key: impl Fn(&T) -> u64,
+    mut sink: impl FnMut(&[T]) -> Result<()>,
+) -> Result<()> {
+    struct Source<T: Table> {
+        reader: TableReader<T>,
+        buf: std::vec::IntoIter<T>,
+    }
+    impl<T: Table> Source<T> {
+        fn next(&mut self) -> Result<Option<T>> {
             loop {
                 if let Some(c) = self.buf.next() {
                     return Ok(Some(c));
@@ -174,37 +224,41 @@ fn merge_contexts(writer: &mut IndexWriter, shards: &[PathBuf]) -> Result<()> {
             }
         }
     }
-    let mut sources = shards
+    let mut sources = paths
         .iter()
-        .map(|d| {
+        .map(|p| {
             Ok(Source {
-                reader: TableReader::open(IndexLayout::new(d).contexts())?,
+                reader: TableReader::<T>::open(p)?,
                 buf: Vec::new().into_iter(),
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut heads: Vec<Option<ContextRecord>> = Vec::with_capacity(sources.len());
+    let mut heads: Vec<Option<T>> = Vec::with_capacity(sources.len());
     let mut heap = BinaryHeap::new();
     for (i, s) in sources.iter_mut().enumerate() {
         let head = s.next()?;
         if let Some(c) = &head {
-            heap.push(Reverse((c.context_id, i)));
+            heap.push(Reverse((key(c), i)));
         }
         heads.push(head);
     }
     let mut out = Vec::with_capacity(1024);
     while let Some(Reverse((_, i))) = heap.pop() {
-        let c = heads[i].take().expect("invariant: a heap entry has its head");
+        let c = heads[i]
+            .take()
+            .expect("invariant: a heap entry has its head");
         out.push(c);
         if out.len() == 1024 {
-            writer.write_contexts(&out)?;
+            sink(&out)?;
             out.clear();
         }
         if let Some(next) = sources[i].next()? {
-            heap.push(Reverse((next.context_id, i)));
+            heap.push(Reverse((key(&next), i)));
             heads[i] = Some(next);
         }
     }
-    writer.write_contexts(&out)?;
+    if !out.is_empty() {
+        sink(&out)?;
+    }
     Ok(())
 }

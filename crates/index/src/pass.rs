@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use candle_core::Tensor;
 use scopedex_model::{CapturePlan, HookPoint, Llama};
 use scopedex_sae::{Sae, SparseCodes};
+use scopedex_store::ContextFeaturesRecord;
 
 use crate::accum::{row_sse, AccumConfig, BatchContexts, CrossCooc, SaeAccumulator};
 use crate::error::{Error, Result};
@@ -146,11 +147,52 @@ impl PassState {
     }
 }
 
-/// What one batch produced besides the accumulator updates: the codes of every SAE, for the
-/// optional activation log.
+/// What one batch produced besides the accumulator updates.
 pub struct BatchOutput {
-    /// Per attached SAE, one row per position of the batch (contexts concatenated).
+    /// Per attached SAE, one row per position of the batch (contexts concatenated), for the
+    /// optional activation log.
     pub codes: Vec<SparseCodes>,
+    /// Per attached SAE, each context's strongest features (for search hits).
+    pub context_features: Vec<Vec<ContextFeaturesRecord>>,
+}
+
+/// Features kept per context and SAE in `context_features`.
+pub const CONTEXT_FEATURES: usize = 16;
+
+/// Each context's strongest features: max activation over its positions (position 0 skipped
+/// when `exclude_bos`), strongest first, ties by lower feature id, at most `limit`.
+pub fn context_features(
+    context_ids: &[u64],
+    tokens: &[&[u32]],
+    codes: &SparseCodes,
+    exclude_bos: bool,
+    limit: usize,
+) -> Vec<ContextFeaturesRecord> {
+    let mut out = Vec::with_capacity(context_ids.len());
+    let mut row = 0usize;
+    let mut best: BTreeMap<u32, f32> = BTreeMap::new();
+    for (&context_id, toks) in context_ids.iter().zip(tokens) {
+        best.clear();
+        for pos in 0..toks.len() {
+            if !(exclude_bos && pos == 0) {
+                let (fs, vs) = codes.row(row + pos);
+                for (&f, &v) in fs.iter().zip(vs) {
+                    let m = best.entry(f).or_insert(0.0);
+                    *m = m.max(v);
+                }
+            }
+        }
+        row += toks.len();
+        let mut ranked: Vec<(u32, f32)> = best.iter().map(|(&f, &v)| (f, v)).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(limit);
+        out.push(ContextFeaturesRecord {
+            context_id,
+            features: ranked.iter().map(|r| r.0).collect(),
+            max_acts: ranked.iter().map(|r| r.1).collect(),
+        });
+    }
+    out
 }
 
 /// Runs the model and every SAE on one batch of contexts and updates `state`.
@@ -178,6 +220,7 @@ pub fn process_batch(
         tokens,
     };
     let mut codes_all = Vec::with_capacity(saes.len());
+    let mut features_all = Vec::with_capacity(saes.len());
     for (s, acc) in saes.iter().zip(state.saes.iter_mut()) {
         let x = &rows[&s.hook_in];
         let codes = s.sae.encode(x)?;
@@ -189,6 +232,14 @@ pub fn process_batch(
         let recon_host: Vec<f32> = recon.flatten_all()?.to_vec1()?;
         let sse = row_sse(&target_host, &recon_host, s.sae.d_out());
         acc.add_reconstruction(&batch, &target_host, &sse)?;
+        let exclude_bos = acc.config().exclude_bos;
+        features_all.push(context_features(
+            context_ids,
+            tokens,
+            &codes,
+            exclude_bos,
+            CONTEXT_FEATURES,
+        ));
         codes_all.push(codes);
     }
     for (a, b, cross) in state.cross.iter_mut() {
@@ -196,5 +247,8 @@ pub fn process_batch(
     }
     state.contexts += context_ids.len() as u64;
     state.positions += batch.n_rows() as u64;
-    Ok(BatchOutput { codes: codes_all })
+    Ok(BatchOutput {
+        codes: codes_all,
+        context_features: features_all,
+    })
 }

@@ -77,7 +77,7 @@ mod tests {
         let owned: Vec<u64> = (0..10).filter(|&c| s.owns(c, 1)).collect();
         assert_eq!(owned, vec![1, 5, 9]);
         let owned: Vec<u64> = (0..20).filter(|&c| s.owns(c, 2)).collect();
-        assert_eq!(owned, vec![2, 3, 10, 11]);
+        assert_eq!(owned, vec![2, 3, 10, 11, 18, 19]);
         for bad in ["4/4", "1", "a/2", "0/0", "-1/3"] {
             let err = bad.parse::<Shard>().unwrap_err().to_string();
             assert!(err.contains("I/N"), "{bad}: {err}");

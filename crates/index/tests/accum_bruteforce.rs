@@ -1,5 +1,7 @@
 //! The accumulators against a brute-force computation over the dense activations, written
 //! independently here from the documented definitions; and the merge/serialization properties.
+// Index loops mirror the definitions (n[f], both[f][g]) more plainly than iterator chains.
+#![allow(clippy::needless_range_loop)]
 use std::collections::BTreeMap;
 
 use scopedex_index::accum::summary::row_sse;

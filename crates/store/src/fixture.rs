@@ -270,6 +270,28 @@ impl FixtureSpec {
         }
     }
 
+    /// The strongest features of `sae` in context `i`: three distinct features (live ones,
+    /// never a multiple-of-7-minus-1 dead one), strongest first.
+    pub fn context_features_of(&self, sae: &str, d_sae: u32, i: u64) -> ContextFeaturesRecord {
+        let mut features = Vec::new();
+        let mut k = 0u64;
+        while features.len() < 3.min(d_sae as usize * 6 / 7) {
+            let f = (mix(sae_seed(sae) ^ (i << 16) ^ k) % u64::from(d_sae)) as u32;
+            if f % 7 != 6 && !features.contains(&f) {
+                features.push(f);
+            }
+            k += 1;
+        }
+        let max_acts = (0..features.len())
+            .map(|j| 5.0 - j as f32 - unit(i ^ ((j as u64) << 8)) * 0.5)
+            .collect();
+        ContextFeaturesRecord {
+            context_id: i,
+            features,
+            max_acts,
+        }
+    }
+
     /// Activation log entries of context `i` for `sae`: `activation_l0` features per position,
     /// drawn from a skewed distribution, persisting over neighbouring positions half the time,
     /// with log-normal-ish values.
@@ -358,6 +380,12 @@ pub fn fill(w: &mut IndexWriter, spec: &FixtureSpec) -> Result<()> {
             )?;
         }
         w.write_summary(sae, &spec.summary(sae, *d_sae))?;
+        let ctx_features: Vec<ContextFeaturesRecord> = (0..spec.contexts)
+            .map(|i| spec.context_features_of(sae, *d_sae, i))
+            .collect();
+        for chunk in ctx_features.chunks(16) {
+            w.write_context_features(sae, chunk)?;
+        }
         if spec.activation_l0 > 0 {
             for i in 0..spec.contexts {
                 w.write_activations(sae, &spec.activations_of_context(sae, *d_sae, i))?;

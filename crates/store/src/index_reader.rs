@@ -7,7 +7,8 @@ use crate::layout::IndexLayout;
 use crate::manifest::{Manifest, SaeEntry};
 use crate::parquet::ActivationReader;
 use crate::records::{
-    ContextRecord, CooccurrenceRecord, ExampleKind, ExampleRecord, FeatureRecord, SaeSummary,
+    ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleKind, ExampleRecord,
+    FeatureRecord, SaeSummary,
 };
 use crate::rocks::{self, RocksReader};
 use crate::text::{SearchHit, Snippet, TextIndex};
@@ -150,6 +151,17 @@ impl IndexReader {
         }
         all.truncate(limit);
         Ok(all)
+    }
+
+    /// The strongest features of `sae` in one context, strongest first (`None` when the
+    /// indexer stored none for it, or the index predates per-context features).
+    pub fn context_features(
+        &self,
+        sae: &str,
+        context_id: u64,
+    ) -> Result<Option<ContextFeaturesRecord>> {
+        self.sae(sae)?;
+        self.inner.rocks.context_features(sae, context_id)
     }
 
     /// One context.

@@ -15,7 +15,8 @@ use crate::layout::IndexLayout;
 use crate::manifest::Manifest;
 use crate::parquet::{ActivationWriter, ActivationWriterOptions, TableWriter};
 use crate::records::{
-    ActivationEntry, ContextRecord, CooccurrenceRecord, ExampleRecord, FeatureRecord, SaeSummary,
+    ActivationEntry, ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleRecord,
+    FeatureRecord, SaeSummary,
 };
 use crate::{fsutil, publish, rocks, text};
 
@@ -54,6 +55,8 @@ pub struct SaeCounts {
     pub examples: u64,
     /// Rows of `cooccurrence.parquet`.
     pub cooccurrence: u64,
+    /// Rows of `context_features.parquet`.
+    pub context_features: u64,
     /// Entries of the activation log (0 when not kept).
     pub activations: u64,
     /// Bytes of the activation log.
@@ -66,6 +69,8 @@ struct SaeTables {
     features: Option<TableWriter<FeatureRecord>>,
     examples: Option<TableWriter<ExampleRecord>>,
     cooc: Option<TableWriter<CooccurrenceRecord>>,
+    context_features: Option<TableWriter<ContextFeaturesRecord>>,
+    last_context_features: Option<u64>,
     summary: Option<SaeSummary>,
     activations: Option<ActivationWriter>,
 }
@@ -233,6 +238,42 @@ impl IndexWriter {
         open_lazily(&mut t.cooc, path)?.write(batch)
     }
 
+    /// Appends the strongest features of `sae` per context. Context ids must be strictly
+    /// increasing across calls (per SAE); each record's `features` and `max_acts` of equal
+    /// length, every feature below `d_sae`. Contexts without a record simply have none.
+    pub fn write_context_features(
+        &mut self,
+        sae: &str,
+        batch: &[ContextFeaturesRecord],
+    ) -> Result<()> {
+        let path = self.tmp.context_features(sae);
+        let t = self.sae(sae)?;
+        for r in batch {
+            if t.last_context_features
+                .is_some_and(|last| r.context_id <= last)
+            {
+                return Err(Error::InvalidInput(format!(
+                    "context features of SAE {sae:?}: context {} written after context {:?}: \
+                     ids must be strictly increasing",
+                    r.context_id, t.last_context_features
+                )));
+            }
+            if r.features.len() != r.max_acts.len() {
+                return Err(Error::InvalidInput(format!(
+                    "context features of SAE {sae:?}, context {}: {} features but {} max_acts",
+                    r.context_id,
+                    r.features.len(),
+                    r.max_acts.len()
+                )));
+            }
+            for &f in &r.features {
+                Self::check_feature(sae, t.d_sae, f)?;
+            }
+            t.last_context_features = Some(r.context_id);
+        }
+        open_lazily(&mut t.context_features, path)?.write(batch)
+    }
+
     /// Sets the summary of `sae` (its `sae_id` must be `sae`). The last call wins.
     pub fn write_summary(&mut self, sae: &str, summary: &SaeSummary) -> Result<()> {
         if summary.sae_id != sae {
@@ -287,6 +328,9 @@ impl IndexWriter {
             report.parquet_bytes += b;
             let (n, b) = finish_or_empty(t.cooc, self.tmp.cooccurrence(&id))?;
             counts.cooccurrence = n;
+            report.parquet_bytes += b;
+            let (n, b) = finish_or_empty(t.context_features, self.tmp.context_features(&id))?;
+            counts.context_features = n;
             report.parquet_bytes += b;
             let mut summary = TableWriter::<SaeSummary>::create(self.tmp.summary(&id))?;
             summary.write(t.summary.as_slice())?;

@@ -14,6 +14,8 @@ pub const EXAMPLES_FILE: &str = "examples.parquet";
 pub const COOCCURRENCE_FILE: &str = "cooccurrence.parquet";
 /// `saes/{sae}/summary.parquet`
 pub const SUMMARY_FILE: &str = "summary.parquet";
+/// `saes/{sae}/context_features.parquet`
+pub const CONTEXT_FEATURES_FILE: &str = "context_features.parquet";
 /// `saes/{sae}/activations/`
 pub const ACTIVATIONS_DIR: &str = "activations";
 /// `rocksdb/`
@@ -72,6 +74,11 @@ impl IndexLayout {
     /// `saes/{sae}/summary.parquet`
     pub fn summary(&self, sae: &str) -> PathBuf {
         self.sae_dir(sae).join(SUMMARY_FILE)
+    }
+
+    /// `saes/{sae}/context_features.parquet`
+    pub fn context_features(&self, sae: &str) -> PathBuf {
+        self.sae_dir(sae).join(CONTEXT_FEATURES_FILE)
     }
 
     /// `saes/{sae}/activations/` (holds `part-{shard:05}-{seq:06}.parquet`).

@@ -63,7 +63,7 @@ pub use parquet::{
 };
 pub use publish::{recover, Recovery};
 pub use records::{
-    ActivationEntry, ContextRecord, CooccurrenceRecord, ExampleKind, ExampleRecord, FeatureRecord,
-    SaeSummary, TokenCount, TokenValue,
+    ActivationEntry, ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleKind,
+    ExampleRecord, FeatureRecord, SaeSummary, TokenCount, TokenValue,
 };
 pub use text::{SearchHit, Snippet};

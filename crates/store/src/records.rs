@@ -168,3 +168,15 @@ pub struct ActivationEntry {
     /// default, f32 range kept).
     pub value: f32,
 }
+
+/// The strongest features of one SAE in one context (for search hits and "more like this").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContextFeaturesRecord {
+    /// The context.
+    pub context_id: u64,
+    /// Feature ids, strongest first (by max activation over the counted positions; ties by
+    /// lower id). At most the indexer's per-context limit.
+    pub features: Vec<u32>,
+    /// Their max activation in the context, parallel to `features`.
+    pub max_acts: Vec<f32>,
+}

@@ -587,3 +587,62 @@ fn documented_manifest_example_parses() {
     assert_eq!(m.format_version, FORMAT_VERSION);
     m.validate().unwrap();
 }
+
+#[test]
+fn context_features_round_trip_and_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, r) = fixture_index(dir.path());
+    for (sae, d_sae) in &spec.saes {
+        let want: Vec<_> = (0..spec.contexts)
+            .map(|i| spec.context_features_of(sae, *d_sae, i))
+            .collect();
+        assert_eq!(
+            read_all::<ContextFeaturesRecord>(r.layout().context_features(sae)).unwrap(),
+            want
+        );
+        for w in &want {
+            assert_eq!(
+                r.context_features(sae, w.context_id).unwrap().as_ref(),
+                Some(w)
+            );
+        }
+        assert_eq!(r.context_features(sae, spec.contexts).unwrap(), None);
+    }
+    assert!(matches!(
+        r.context_features("nope", 0),
+        Err(Error::UnknownSae { .. })
+    ));
+}
+
+#[test]
+fn context_features_are_validated_when_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec();
+    let mut w = IndexWriter::create(dir.path().join("index"), spec.manifest()).unwrap();
+    let rec = |id: u64, features: Vec<u32>, max_acts: Vec<f32>| ContextFeaturesRecord {
+        context_id: id,
+        features,
+        max_acts,
+    };
+    w.write_context_features("L1R-8x", &[rec(3, vec![1], vec![1.0])])
+        .unwrap();
+    // Not increasing within one SAE; fine in another.
+    let err = w
+        .write_context_features("L1R-8x", &[rec(3, vec![], vec![])])
+        .unwrap_err();
+    assert!(err.is_caller_error(), "{err}");
+    w.write_context_features("L2R-8x", &[rec(0, vec![], vec![])])
+        .unwrap();
+    let err = w
+        .write_context_features("L1R-8x", &[rec(4, vec![1, 2], vec![1.0])])
+        .unwrap_err();
+    assert!(err.to_string().contains("max_acts"), "{err}");
+    let err = w
+        .write_context_features("L1R-8x", &[rec(5, vec![48], vec![1.0])])
+        .unwrap_err();
+    assert!(matches!(err, Error::FeatureOutOfRange { .. }), "{err}");
+    assert!(matches!(
+        w.write_context_features("nope", &[]),
+        Err(Error::UnknownSae { .. })
+    ));
+}

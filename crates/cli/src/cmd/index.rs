@@ -139,6 +139,9 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> anyhow::Result<()> {
 /// Runs `scopedex reindex`.
 pub fn reindex(index: &Path) -> anyhow::Result<()> {
     scopedex_store::rebuild_serving(index)?;
-    eprintln!("rebuilt the serving store and text index of {}", index.display());
+    eprintln!(
+        "rebuilt the serving store and text index of {}",
+        index.display()
+    );
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! One entry point per subcommand.
+mod demo;
 mod dump_activations;
 mod encode;
 mod index;
 mod info;
+mod train_sae;
 
 use crate::args::Command;
 
@@ -13,6 +15,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Merge { out, shards } => index::merge(&out, &shards),
         Command::Reindex { index } => index::reindex(&index),
         Command::Info { model } => info::run(&model),
+        Command::TrainSae(args) => train_sae::run(args),
+        Command::Demo { index, addr } => demo::run(&index, &addr),
         Command::Encode {
             sae,
             id,
@@ -50,6 +54,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 .is_some_and(|e| e.is_user_error())
             || e.downcast_ref::<scopedex_store::Error>()
                 .is_some_and(|e| e.is_caller_error())
+            || e.downcast_ref::<scopedex_train::Error>()
+                .is_some_and(|e| e.is_user_error())
             || e.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
     });

@@ -513,3 +513,32 @@ fn sketch_side(mgs: &mut [MisraGries], view: &BatchView, other: &SparseCodes, m:
             }
         });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dense_and_sorted_counting_agree() {
+        let xs: Vec<u32> = (0..1000u32).map(|i| (i * i + 7 * i) % 97).collect();
+        let (mut a, mut b) = (MisraGries::default(), MisraGries::default());
+        let mut s = Scratch {
+            xs: xs.clone(),
+            ..Default::default()
+        };
+        s.add_to(&mut a, 1000, 97); // dense path (len ≥ 256)
+        s.xs = xs;
+        s.add_to(&mut b, 1000, 0); // sorting path
+        assert_eq!(a, b);
+        assert!(s.dense.iter().all(|&c| c == 0));
+        assert_eq!(a.top(1000).iter().map(|x| x.1).sum::<u64>(), 1000);
+    }
+
+    #[test]
+    fn npmi_edges() {
+        assert_eq!(npmi(0, 3, 3, 10), -1.0);
+        assert_eq!(npmi(10, 10, 10, 10), 1.0);
+        assert!((npmi(5, 5, 5, 10) - 1.0).abs() < 1e-12);
+        assert!(npmi(1, 5, 5, 10) < 0.0);
+    }
+}

@@ -13,6 +13,7 @@
 //! | `saes/{sae}/examples.parquet` | [`ExampleRecord`](crate::records::ExampleRecord) | 4 096 |
 //! | `saes/{sae}/cooccurrence.parquet` | [`CooccurrenceRecord`](crate::records::CooccurrenceRecord) | 65 536 |
 //! | `saes/{sae}/summary.parquet` | [`SaeSummary`](crate::records::SaeSummary) | 1 |
+//! | `saes/{sae}/context_features.parquet` | [`ContextFeaturesRecord`](crate::records::ContextFeaturesRecord) | 16 384 |
 //! | `saes/{sae}/activations/part-*.parquet` | [`ActivationEntry`](crate::records::ActivationEntry) | 1 048 576 |
 //!
 //! Row groups are also capped at 64 MiB of encoded data, so writers hold at most one row group
@@ -101,6 +102,7 @@ pub fn all_schemas() -> Vec<(&'static str, SchemaRef)> {
         (ExampleRecord::NAME, ExampleRecord::schema()),
         (CooccurrenceRecord::NAME, CooccurrenceRecord::schema()),
         (SaeSummary::NAME, SaeSummary::schema()),
+        (ContextFeaturesRecord::NAME, ContextFeaturesRecord::schema()),
         (ActivationEntry::NAME, ActivationEntry::schema()),
     ]
 }

@@ -13,8 +13,8 @@ use super::columns::{field, list_of, list_prim, list_struct, prim, split, string
 use super::Table;
 use crate::error::{Error, Result};
 use crate::records::{
-    ContextRecord, CooccurrenceRecord, ExampleKind, ExampleRecord, FeatureRecord, SaeSummary,
-    TokenCount, TokenValue,
+    ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleKind, ExampleRecord,
+    FeatureRecord, SaeSummary, TokenCount, TokenValue,
 };
 
 fn schema_once(
@@ -430,5 +430,64 @@ impl Table for SaeSummary {
                 },
             )
             .collect())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// context features
+
+impl Table for ContextFeaturesRecord {
+    const NAME: &'static str = "context_features";
+    const ROWS_PER_GROUP: usize = 16_384;
+
+    fn schema() -> SchemaRef {
+        static S: OnceLock<SchemaRef> = OnceLock::new();
+        schema_once(&S, || {
+            vec![
+                field("context_id", DataType::UInt64),
+                field("features", list_of(DataType::UInt32)),
+                field("max_acts", list_of(DataType::Float32)),
+            ]
+        })
+    }
+
+    fn to_batch(rows: &[Self]) -> std::result::Result<RecordBatch, ArrowError> {
+        batch(
+            Self::schema(),
+            vec![
+                prim::<UInt64Type>(rows.iter().map(|r| r.context_id).collect()),
+                list_prim::<UInt32Type>(rows.iter().map(|r| r.features.as_slice())),
+                list_prim::<Float32Type>(rows.iter().map(|r| r.max_acts.as_slice())),
+            ],
+        )
+    }
+
+    fn from_batch(batch: &RecordBatch, location: &str) -> Result<Vec<Self>> {
+        let c = Columns::new(batch, location);
+        let ids = c.prim::<UInt64Type>("context_id")?;
+        let features = c.list_prim::<UInt32Type>("features")?;
+        let max_acts = c.list_prim::<Float32Type>("max_acts")?;
+        features
+            .into_iter()
+            .zip(max_acts)
+            .enumerate()
+            .map(|(i, (features, max_acts))| {
+                if features.len() != max_acts.len() {
+                    return Err(Error::corrupt(
+                        format!("{location} row {i}"),
+                        format!(
+                            "{} features but {} max_acts",
+                            features.len(),
+                            max_acts.len()
+                        ),
+                    ));
+                }
+                Ok(ContextFeaturesRecord {
+                    context_id: ids[i],
+                    features,
+                    max_acts,
+                })
+            })
+            .collect()
     }
 }

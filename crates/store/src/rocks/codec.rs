@@ -12,11 +12,12 @@
 //! | example | context_id u64, max_pos u32, max_act f32, acts: tag u8 = 0 dense: [f32]; tag 1 sparse: len u32, [(u16 pos, f32 value)] of the nonzeros |
 //! | cooc | other SAE names [string], partners [(u16 name index, u32 other_feature, u64 n_both, f32 jaccard, f32 npmi)], sorted by n_both desc, then name, feature |
 //! | context | doc_id string, tokens [u32], token_starts [u32] and token_ends [u32] (same count as tokens, no count of their own), text string |
+//! | context features | features [u32], max_acts [f32] (same count as features, no count of its own) |
 //! | summary | sae_id string, d_in u32, d_sae u32, tokens_indexed u64, mean_l0 f64, dead_features u32, explained_variance f64, act_hist_edges [f32], density_hist_edges [f32], density_hist [u64] |
 use crate::error::{Error, Result};
 use crate::records::{
-    ContextRecord, CooccurrenceRecord, ExampleKind, ExampleRecord, FeatureRecord, SaeSummary,
-    TokenCount, TokenValue,
+    ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleKind, ExampleRecord,
+    FeatureRecord, SaeSummary, TokenCount, TokenValue,
 };
 
 /// Version byte of every value written by this build.
@@ -370,6 +371,38 @@ pub(crate) fn decode_context(context_id: u64, mut d: Dec<'_>) -> Result<ContextR
     })
 }
 
+pub(crate) fn encode_context_features(r: &ContextFeaturesRecord) -> Result<Vec<u8>> {
+    let n = r.features.len();
+    if r.max_acts.len() != n {
+        return Err(Error::InvalidInput(format!(
+            "context {}: {} features but {} max_acts",
+            r.context_id,
+            n,
+            r.max_acts.len()
+        )));
+    }
+    let mut e = Enc::new(4 + n * 8);
+    e.len(n);
+    r.features.iter().for_each(|&f| e.u32(f));
+    r.max_acts.iter().for_each(|&a| e.f32(a));
+    Ok(e.0)
+}
+
+pub(crate) fn decode_context_features(
+    context_id: u64,
+    mut d: Dec<'_>,
+) -> Result<ContextFeaturesRecord> {
+    let n = d.count(8)?;
+    let features = (0..n).map(|_| d.u32()).collect::<Result<Vec<u32>>>()?;
+    let max_acts = (0..n).map(|_| d.f32()).collect::<Result<Vec<f32>>>()?;
+    d.end()?;
+    Ok(ContextFeaturesRecord {
+        context_id,
+        features,
+        max_acts,
+    })
+}
+
 pub(crate) fn encode_summary(s: &SaeSummary) -> Vec<u8> {
     let mut e = Enc::new(64 + s.sae_id.len());
     e.str(&s.sae_id);
@@ -433,6 +466,25 @@ mod tests {
             let bytes = encode_example(&r);
             assert_eq!(decode_example(3, r.kind, 7, dec(&bytes)).unwrap(), r);
         }
+    }
+
+    #[test]
+    fn context_features_round_trip() {
+        let r = ContextFeaturesRecord {
+            context_id: 9,
+            features: vec![3, 1, 7],
+            max_acts: vec![2.5, 1.0, 0.25],
+        };
+        let bytes = encode_context_features(&r).unwrap();
+        assert_eq!(decode_context_features(9, dec(&bytes)).unwrap(), r);
+        for cut in 1..bytes.len() {
+            assert!(decode_context_features(9, dec(&bytes[..cut])).is_err());
+        }
+        let bad = ContextFeaturesRecord {
+            max_acts: vec![1.0],
+            ..r
+        };
+        assert!(encode_context_features(&bad).is_err());
     }
 
     #[test]

@@ -16,6 +16,11 @@
 //! | `cooc` | `{sae}\0{feature:u32}` | all partners of the feature, strongest first |
 //! | `contexts` | `{context_id:u64}` | one context (tokens, offsets, text) |
 //! | `meta` | `summary\0{sae}` | SAE summary; `serving_version` → u32 LE |
+//! | `context_features` | `{sae}\0{context_id:u64}` | strongest features of the SAE in the context |
+//!
+//! `context_features` was added after serving version 1 without a version change: a store
+//! built before it has no such column family, and readers then report no features per context
+//! (`scopedex reindex` adds it).
 //!
 //! A feature lookup is one point get (bloom filter, block cache); an examples page is one seek
 //! and a short forward scan bounded by an upper-bound key, ordered by kind then rank.
@@ -43,8 +48,19 @@ pub const CF_COOC: &str = "cooc";
 pub const CF_CONTEXTS: &str = "contexts";
 /// Column family of per-SAE summaries and build metadata.
 pub const CF_META: &str = "meta";
+/// Column family of the strongest features per (SAE, context).
+pub const CF_CONTEXT_FEATURES: &str = "context_features";
 /// All column families (besides RocksDB's `default`, unused).
-pub const COLUMN_FAMILIES: [&str; 5] = [CF_FEATURES, CF_EXAMPLES, CF_COOC, CF_CONTEXTS, CF_META];
+pub const COLUMN_FAMILIES: [&str; 6] = [
+    CF_FEATURES,
+    CF_EXAMPLES,
+    CF_COOC,
+    CF_CONTEXTS,
+    CF_META,
+    CF_CONTEXT_FEATURES,
+];
+/// Column families a reader accepts being absent (added later; see the module docs).
+pub(crate) const OPTIONAL_COLUMN_FAMILIES: [&str; 1] = [CF_CONTEXT_FEATURES];
 
 /// Version of the key layout and value encoding, stored under `meta/serving_version`.
 pub(crate) const SERVING_VERSION: u32 = 1;
@@ -99,6 +115,13 @@ pub(crate) fn example_key(sae: &str, feature: u32, kind_code: u16, rank: u16) ->
 pub(crate) fn summary_key(sae: &str) -> Vec<u8> {
     let mut k = b"summary\0".to_vec();
     k.extend_from_slice(sae.as_bytes());
+    k
+}
+
+/// `{sae}\0{context_id BE}`
+pub(crate) fn sae_context_key(sae: &str, context_id: u64) -> Vec<u8> {
+    let mut k = sae_prefix(sae);
+    k.extend_from_slice(&context_id.to_be_bytes());
     k
 }
 

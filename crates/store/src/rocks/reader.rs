@@ -6,7 +6,10 @@ use rocksdb::{ReadOptions, DB};
 use super::codec::{self, Dec};
 use super::*;
 use crate::error::{Error, Result};
-use crate::records::{ContextRecord, CooccurrenceRecord, ExampleRecord, FeatureRecord, SaeSummary};
+use crate::records::{
+    ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleRecord, FeatureRecord,
+    SaeSummary,
+};
 
 /// Block cache shared by all column families of one reader.
 const BLOCK_CACHE_BYTES: usize = 256 << 20;
@@ -30,8 +33,11 @@ impl RocksReader {
         // Open every table file up front: the handle keeps working if the directory is
         // unlinked by a later publish while this reader is still in use.
         opts.set_max_open_files(-1);
+        // Column families added after version 1 may be absent from an older store.
+        let existing = DB::list_cf(&opts, path).map_err(|e| Error::rocks(path, e))?;
         let cfs = COLUMN_FAMILIES
             .iter()
+            .filter(|n| !OPTIONAL_COLUMN_FAMILIES.contains(n) || existing.iter().any(|e| e == *n))
             .map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, table_options(Some(&cache))));
         let db = DB::open_cf_descriptors_read_only(&opts, path, cfs, false)
             .map_err(|e| Error::rocks(path, e))?;
@@ -103,6 +109,23 @@ impl RocksReader {
                 codec::decode_cooc(feature, d)
             })?
             .unwrap_or_default())
+    }
+
+    /// The strongest features of `sae` in one context (`None` when none were stored, or the
+    /// store predates the column family).
+    pub(crate) fn context_features(
+        &self,
+        sae: &str,
+        context_id: u64,
+    ) -> Result<Option<ContextFeaturesRecord>> {
+        if self.db.cf_handle(CF_CONTEXT_FEATURES).is_none() {
+            return Ok(None);
+        }
+        self.get_with(
+            CF_CONTEXT_FEATURES,
+            &sae_context_key(sae, context_id),
+            |d| codec::decode_context_features(context_id, d),
+        )
     }
 
     pub(crate) fn context(&self, id: u64) -> Result<Option<ContextRecord>> {
@@ -180,5 +203,27 @@ impl RocksReader {
         }
         it.status().map_err(|e| Error::rocks(&self.path, e))?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_without_context_features_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("index");
+        crate::fixture::write_index(&out, &crate::fixture::FixtureSpec::default()).unwrap();
+        let path = out.join(crate::layout::ROCKSDB_DIR);
+        {
+            let mut opts = table_options(None);
+            opts.create_if_missing(false);
+            let mut db = DB::open_cf(&opts, &path, COLUMN_FAMILIES).unwrap();
+            db.drop_cf(CF_CONTEXT_FEATURES).unwrap();
+        }
+        let r = RocksReader::open(&path).unwrap();
+        assert_eq!(r.context_features("L1R-8x", 0).unwrap(), None);
+        assert!(r.context(0).unwrap().is_some());
     }
 }

@@ -9,7 +9,10 @@ use crate::error::{Error, Result};
 use crate::layout::IndexLayout;
 use crate::manifest::Manifest;
 use crate::parquet::TableReader;
-use crate::records::{ContextRecord, CooccurrenceRecord, ExampleRecord, FeatureRecord, SaeSummary};
+use crate::records::{
+    ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleRecord, FeatureRecord,
+    SaeSummary,
+};
 
 /// Puts per write batch: large enough to amortise, small enough to bound memory.
 const BATCH_PUTS: usize = 4096;
@@ -152,6 +155,18 @@ fn load_sae(l: &mut Loader<'_>, layout: &IndexLayout, sae: &str) -> Result<()> {
     let cooc = layout.cooccurrence(sae);
     if cooc.exists() {
         load_cooc(l, sae, &cooc)?;
+    }
+    let context_features = layout.context_features(sae);
+    if context_features.exists() {
+        for batch in TableReader::<ContextFeaturesRecord>::open(&context_features)? {
+            for r in batch? {
+                l.put(
+                    CF_CONTEXT_FEATURES,
+                    &sae_context_key(sae, r.context_id),
+                    &codec::encode_context_features(&r)?,
+                )?;
+            }
+        }
     }
     Ok(())
 }

@@ -1,0 +1,71 @@
+//! [`router`]: the only place routes are listed.
+//!
+//! | method | path | handler |
+//! |---|---|---|
+//! | GET | `/api/health` | liveness, model loaded, format version |
+//! | GET | `/api/index` | manifest in brief |
+//! | GET | `/api/saes` | every SAE's summary |
+//! | GET | `/api/saes/{sae}` | one SAE's summary |
+//! | GET | `/api/saes/{sae}/features` | sorted features (`sort`, `order`, `live`, `limit`, `offset`) |
+//! | GET | `/api/saes/{sae}/random` | a random live feature |
+//! | GET | `/api/saes/{sae}/features/{feature}` | the feature dashboard |
+//! | GET | `/api/saes/{sae}/features/{feature}/examples` | examples (`kind`, `limit`, `offset`) |
+//! | GET | `/api/saes/{sae}/features/{feature}/cooccurrence` | partners (`other_sae`, `limit`) |
+//! | GET | `/api/search` | contexts by text (`q`, `limit`) |
+//! | POST | `/api/activate` | live activation (503 without a model) |
+//! | GET | `/`, `/sae/...`, `/search`, `/activate` | the web UI's `index.html` (SPA routes) |
+//! | GET | anything else | a file under the web directory, or 404 |
+//!
+//! Path parameters are only looked up in the manifest and RocksDB, never joined to a path;
+//! static files go through `tower_http::services::ServeDir`, which refuses `..` segments.
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{any, get, post};
+use axum::Router;
+use tower_http::services::{ServeDir, ServeFile};
+use tower_http::trace::TraceLayer;
+
+use crate::handlers::{self, activations, features, search};
+use crate::state::AppState;
+
+/// Largest request body accepted (413 beyond).
+pub const MAX_BODY_BYTES: usize = 64 << 10;
+
+/// The whole application: API routes, static web UI, body limit, request tracing, state.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/health", get(handlers::health))
+        .route("/api/index", get(handlers::index))
+        .route("/api/saes", get(features::saes))
+        .route("/api/saes/{sae}", get(features::sae))
+        .route("/api/saes/{sae}/features", get(features::list))
+        .route("/api/saes/{sae}/random", get(features::random))
+        .route("/api/saes/{sae}/features/{feature}", get(features::dashboard))
+        .route(
+            "/api/saes/{sae}/features/{feature}/examples",
+            get(features::examples),
+        )
+        .route(
+            "/api/saes/{sae}/features/{feature}/cooccurrence",
+            get(features::cooccurrence),
+        )
+        .route("/api/search", get(search::search))
+        .route("/api/activate", post(activations::activate))
+        .route("/api", any(handlers::api_not_found))
+        .route("/api/{*rest}", any(handlers::api_not_found));
+
+    let app = match &state.web {
+        Some(dir) => {
+            let index = ServeFile::new(dir.join("index.html"));
+            api.route_service("/", index.clone())
+                .route_service("/search", index.clone())
+                .route_service("/activate", index.clone())
+                .route_service("/sae", index.clone())
+                .route_service("/sae/{*rest}", index)
+                .fallback_service(ServeDir::new(dir))
+        }
+        None => api,
+    };
+    app.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

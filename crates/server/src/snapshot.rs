@@ -1,0 +1,295 @@
+//! [`Snapshot`] (one opened index with its derived caches) and [`IndexHandle`] (the current
+//! snapshot of an index directory, swapped when the directory is republished).
+//!
+//! Invariant: a request takes one `Arc<Snapshot>` at its start and reads only through it, so it
+//! never mixes two versions of the index. A republish (atomic rename over the directory) is
+//! noticed by [`IndexHandle::refresh`] — called every second by the server's watcher — through
+//! the identity (inode, mtime, size) of `manifest.json`: the new index is opened beside the old,
+//! checked to be the one still in place, and swapped in. Requests holding the old snapshot finish
+//! on it (its RocksDB and tantivy files stay open after the old directory is unlinked).
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use scopedex_store::{IndexReader, Result as StoreResult};
+
+use crate::tokens::TokenTable;
+
+/// What identifies one published version of `manifest.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    ino: u64,
+    mtime_ns: i128,
+    len: u64,
+}
+
+fn stamp(dir: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(dir.join(scopedex_store::manifest::MANIFEST_FILE)).ok()?;
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let ino = 0;
+    let mtime_ns = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i128);
+    Some(Stamp {
+        ino,
+        mtime_ns,
+        len: m.len(),
+    })
+}
+
+/// Sort keys of `/api/saes/{sae}/features`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureSort {
+    /// Feature id.
+    Feature,
+    /// Density (fraction of tokens where it fired).
+    Density,
+    /// Max activation.
+    MaxAct,
+}
+
+/// Brief statistics of one feature (a row of the features overview).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Brief {
+    /// Feature id.
+    pub feature: u32,
+    /// Fraction of tokens where it fired.
+    pub density: f64,
+    /// Max activation.
+    pub max_act: f32,
+    /// Mean activation over firing tokens.
+    pub mean_act: f32,
+    /// Tokens where it fired.
+    pub n_fired: u64,
+}
+
+/// Every feature of one SAE with precomputed orders (built once per snapshot, on first use).
+#[derive(Debug)]
+pub struct FeatureTable {
+    /// Indexed by feature id; features without a stored row are zeros.
+    pub briefs: Vec<Brief>,
+    /// Ascending orders, `[sort][live as usize]`: feature ids sorted by the key (ties by id),
+    /// all features (`[_][0]`) or only live ones (`[_][1]`).
+    orders: [[Vec<u32>; 2]; 3],
+}
+
+impl FeatureTable {
+    fn build(reader: &IndexReader, sae: &str) -> StoreResult<Self> {
+        let d_sae = reader.sae(sae)?.d_sae;
+        let briefs = (0..d_sae)
+            .map(|f| {
+                Ok(match reader.feature(sae, f)? {
+                    Some(r) => Brief {
+                        feature: f,
+                        density: r.density,
+                        max_act: r.max_act,
+                        mean_act: r.mean_act,
+                        n_fired: r.n_fired,
+                    },
+                    None => Brief {
+                        feature: f,
+                        density: 0.0,
+                        max_act: 0.0,
+                        mean_act: 0.0,
+                        n_fired: 0,
+                    },
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let order = |key: fn(&Brief) -> f64, live: bool| {
+            let mut ids: Vec<u32> = briefs
+                .iter()
+                .filter(|b| !live || b.n_fired > 0)
+                .map(|b| b.feature)
+                .collect();
+            ids.sort_by(|&a, &b| {
+                key(&briefs[a as usize])
+                    .total_cmp(&key(&briefs[b as usize]))
+                    .then(a.cmp(&b))
+            });
+            ids
+        };
+        let by_id: fn(&Brief) -> f64 = |b| f64::from(b.feature);
+        let by_density: fn(&Brief) -> f64 = |b| b.density;
+        let by_max: fn(&Brief) -> f64 = |b| f64::from(b.max_act);
+        let orders = [by_id, by_density, by_max].map(|k| [order(k, false), order(k, true)]);
+        Ok(FeatureTable { briefs, orders })
+    }
+
+    /// Feature ids in ascending order of `sort`, optionally only live ones.
+    pub fn order(&self, sort: FeatureSort, live: bool) -> &[u32] {
+        let s = match sort {
+            FeatureSort::Feature => 0,
+            FeatureSort::Density => 1,
+            FeatureSort::MaxAct => 2,
+        };
+        &self.orders[s][usize::from(live)]
+    }
+}
+
+/// One opened index version with its token table and lazily built caches.
+pub struct Snapshot {
+    /// The reader (RocksDB + tantivy).
+    pub reader: IndexReader,
+    /// Token id → text for the index's tokenizer.
+    pub tokens: Arc<TokenTable>,
+    tables: HashMap<String, OnceLock<Arc<FeatureTable>>>,
+    stamp: Option<Stamp>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("reader", &self.reader)
+            .field("created", &self.reader.manifest().created)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Snapshot {
+    /// Opens the index at `dir` and loads its tokenizer ([`TokenTable::for_manifest`]).
+    pub fn open(dir: impl AsRef<Path>) -> StoreResult<Self> {
+        Self::open_with(dir.as_ref(), None)
+    }
+
+    /// Opens `dir`, reusing `previous`'s token table when the model is the same.
+    fn open_with(dir: &Path, previous: Option<&Snapshot>) -> StoreResult<Self> {
+        let before = stamp(dir);
+        let reader = IndexReader::open(dir)?;
+        let tokens = match previous {
+            Some(p) if p.reader.manifest().model == reader.manifest().model => p.tokens.clone(),
+            _ => Arc::new(TokenTable::for_manifest(reader.manifest())),
+        };
+        Ok(Self::from_reader(reader, tokens, before))
+    }
+
+    /// A snapshot of an already opened reader with a given token table (tests, CLI).
+    pub fn with_tokens(reader: IndexReader, tokens: Arc<TokenTable>) -> Self {
+        let s = stamp(reader.dir());
+        Self::from_reader(reader, tokens, s)
+    }
+
+    fn from_reader(reader: IndexReader, tokens: Arc<TokenTable>, stamp: Option<Stamp>) -> Self {
+        let tables = reader
+            .sae_ids()
+            .into_iter()
+            .map(|id| (id.to_string(), OnceLock::new()))
+            .collect();
+        Snapshot {
+            reader,
+            tokens,
+            tables,
+            stamp,
+        }
+    }
+
+    /// The feature table of `sae`, built on first use ([`scopedex_store::Error::UnknownSae`]
+    /// for an SAE not in the index).
+    pub fn feature_table(&self, sae: &str) -> StoreResult<Arc<FeatureTable>> {
+        let Some(cell) = self.tables.get(sae) else {
+            return Err(self.reader.sae(sae).err().unwrap_or_else(|| {
+                scopedex_store::Error::InvalidInput(format!("no feature table for {sae:?}"))
+            }));
+        };
+        if let Some(t) = cell.get() {
+            return Ok(t.clone());
+        }
+        let _span = tracing::info_span!("feature_table", sae).entered();
+        let built = Arc::new(FeatureTable::build(&self.reader, sae)?);
+        Ok(cell.get_or_init(|| built).clone())
+    }
+}
+
+/// The current [`Snapshot`] of one index directory; see the module docs.
+pub struct IndexHandle {
+    dir: PathBuf,
+    current: RwLock<Arc<Snapshot>>,
+    reloading: Mutex<()>,
+}
+
+impl std::fmt::Debug for IndexHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexHandle")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IndexHandle {
+    /// Opens the index at `dir`.
+    pub fn open(dir: impl Into<PathBuf>) -> StoreResult<Self> {
+        let dir = dir.into();
+        let snap = Snapshot::open(&dir)?;
+        Ok(Self::new(dir, snap))
+    }
+
+    /// A handle starting from an already opened snapshot of `dir`.
+    pub fn new(dir: impl Into<PathBuf>, snapshot: Snapshot) -> Self {
+        IndexHandle {
+            dir: dir.into(),
+            current: RwLock::new(Arc::new(snapshot)),
+            reloading: Mutex::new(()),
+        }
+    }
+
+    /// The index directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The current snapshot (an `Arc` clone under a read lock).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        // A poisoned lock still holds a valid Arc (writers only assign).
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Swaps in the republished index if `manifest.json` changed since the current snapshot
+    /// was opened. Returns whether it swapped. On an error (directory mid-publish, broken new
+    /// index) the current snapshot stays and the error is returned for the caller to log.
+    pub fn refresh(&self) -> StoreResult<bool> {
+        let _guard = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.snapshot();
+        let now = stamp(&self.dir);
+        if now.is_none() || now == current.stamp {
+            return Ok(false);
+        }
+        let next = Snapshot::open_with(&self.dir, Some(&current))?;
+        if next.stamp != now || stamp(&self.dir) != now {
+            // Republished again while opening: the files may be of two versions. Next time.
+            return Ok(false);
+        }
+        tracing::info!(
+            dir = %self.dir.display(),
+            created = %next.reader.manifest().created,
+            "index republished; switched to the new version"
+        );
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        Ok(true)
+    }
+
+    /// Calls [`IndexHandle::refresh`] every `every` on a blocking thread, logging failures,
+    /// until the runtime shuts down.
+    pub fn spawn_watcher(self: &Arc<Self>, every: std::time::Duration) {
+        let handle = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let h = Arc::clone(&handle);
+                match tokio::task::spawn_blocking(move || h.refresh()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "index reload failed; keeping the current version"),
+                    Err(e) => tracing::warn!(error = %e, "index reload task failed"),
+                }
+            }
+        });
+    }
+}

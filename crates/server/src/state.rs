@@ -1,0 +1,40 @@
+//! [`AppState`]: what every handler reaches through `State<AppState>`.
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::live::LiveModel;
+use crate::snapshot::IndexHandle;
+
+/// Shared, cheaply cloned state of the server.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The served index (current snapshot, swapped on republish).
+    pub index: Arc<IndexHandle>,
+    /// Model and SAEs for `/api/activate`; `None` answers 503.
+    pub live: Option<Arc<LiveModel>>,
+    /// The built web UI (`web/dist/`) served at `/`; `None` serves the API only.
+    pub web: Option<PathBuf>,
+}
+
+impl AppState {
+    /// State serving `index`, without a live model.
+    pub fn new(index: Arc<IndexHandle>) -> Self {
+        AppState {
+            index,
+            live: None,
+            web: None,
+        }
+    }
+
+    /// The same state with a live model.
+    pub fn with_live(mut self, live: Arc<LiveModel>) -> Self {
+        self.live = Some(live);
+        self
+    }
+
+    /// The same state serving the web UI from `dir`.
+    pub fn with_web(mut self, dir: PathBuf) -> Self {
+        self.web = Some(dir);
+        self
+    }
+}

@@ -1,0 +1,321 @@
+//! The training loop: held-out rows, norm estimation, shared shuffled batches for every SAE,
+//! evaluation through the loader's own encode, and the written outputs.
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use scopedex_sae::{reconstruction_metrics, write_llama_scope, DatasetNorm};
+use serde::Serialize;
+
+use crate::config::TrainConfig;
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+use crate::sae::TopKSae;
+use crate::source::{require_rows, ActivationSource, ShuffleBuffer};
+use crate::step::StepScratch;
+
+/// One SAE to train: a name (its folder), the hooks it reads and reconstructs, its width.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SaeTarget {
+    /// Folder name, e.g. `SmolLM2-135M-Instruct-L6R-8x`.
+    pub name: String,
+    /// Hook read (must be one of the source's hooks).
+    pub hook_in: String,
+    /// Hook reconstructed (= `hook_in` except for transcoders).
+    pub hook_out: String,
+    /// Number of features.
+    pub d_sae: usize,
+}
+
+/// Progress callbacks (the CLI draws a bar); all default to doing nothing.
+pub trait TrainProgress {
+    /// Training starts; `total` training tokens are planned.
+    fn start(&self, _total: u64) {}
+    /// A phase without a token count (collecting held-out rows, evaluating, ...).
+    fn phase(&self, _name: &str) {}
+    /// `tokens` trained so far; `message` summarises the loss.
+    fn advance(&self, _tokens: u64, _message: &str) {}
+}
+
+/// A progress sink that ignores everything.
+pub struct NoProgress;
+impl TrainProgress for NoProgress {}
+
+/// Held-out metrics of one SAE (native scale, through the loader's encode).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalReport {
+    /// `1 − Σ‖ŷ − y‖² / Σ‖y − ȳ‖²`.
+    pub explained_variance: f64,
+    /// Mean squared error per element.
+    pub mse: f64,
+    /// Mean active features per token.
+    pub mean_l0: f64,
+    /// Features that fired on no held-out token.
+    pub dead_features: usize,
+    /// `dead_features / d_sae`.
+    pub dead_fraction: f64,
+    /// Held-out tokens.
+    pub n_rows: usize,
+}
+
+/// One SAE's part of the training report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SaeReport {
+    /// The target trained.
+    #[serde(flatten)]
+    pub target: SaeTarget,
+    /// k.
+    pub k: usize,
+    /// Estimated dataset norms `{in, out}`.
+    pub dataset_average_activation_norm: DatasetNorm,
+    /// Held-out metrics.
+    pub eval: EvalReport,
+    /// Explained variance of the last 5 % of training steps (training rows, normalised units).
+    pub train_explained_variance: f64,
+    /// Fraction of features that did not fire within `dead_after_tokens` at the last step.
+    pub train_dead_fraction: f64,
+}
+
+/// The whole run's report (`train-report.json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainReport {
+    /// Settings used.
+    pub config: TrainConfig,
+    /// Training tokens each SAE saw.
+    pub tokens_trained: u64,
+    /// Optimiser steps.
+    pub steps: u64,
+    /// Wall time of the whole run, seconds.
+    pub seconds: f64,
+    /// Of which producing activations (model forward, buffer), seconds.
+    pub source_seconds: f64,
+    /// Of which SAE optimiser steps, seconds.
+    pub sae_seconds: f64,
+    /// `tokens_trained / seconds` (all SAEs together).
+    pub tokens_per_second: f64,
+    /// `tokens_trained × n_saes / sae_seconds`: SAE-steps throughput alone.
+    pub sae_tokens_per_second: f64,
+    /// Per-SAE results.
+    pub saes: Vec<SaeReport>,
+}
+
+/// A trained SAE with its target.
+#[derive(Debug, Clone)]
+pub struct TrainedSae {
+    /// What it was trained for.
+    pub target: SaeTarget,
+    /// The parameters.
+    pub sae: TopKSae,
+}
+
+/// Trains one TopK SAE per target on `src`'s rows (all targets see the same shuffled batches),
+/// then evaluates each on the held-out rows taken first from the stream.
+pub fn train(
+    src: &mut dyn ActivationSource,
+    targets: &[SaeTarget],
+    cfg: &TrainConfig,
+    progress: &dyn TrainProgress,
+) -> Result<(Vec<TrainedSae>, TrainReport)> {
+    let started = Instant::now();
+    if targets.is_empty() {
+        return Err(Error::InvalidConfig("no SAE to train".into()));
+    }
+    let hooks = src.hooks().to_vec();
+    let d = src.d_model();
+    let hook_index = |h: &str| {
+        hooks.iter().position(|x| x == h).ok_or_else(|| {
+            Error::InvalidConfig(format!("hook {h} is not captured (have {})", hooks.join(", ")))
+        })
+    };
+    let mut io = Vec::with_capacity(targets.len());
+    for t in targets {
+        cfg.validate(t.d_sae)?;
+        io.push((hook_index(&t.hook_in)?, hook_index(&t.hook_out)?));
+    }
+
+    let mut source_seconds = 0.0;
+    let t0 = Instant::now();
+    progress.phase("collecting held-out rows");
+    let mut buffer = ShuffleBuffer::new(hooks.len(), d, cfg.buffer_rows, cfg.seed);
+    let eval = buffer.take_direct(src, cfg.eval_rows)?;
+    require_rows(&eval, "held-out evaluation")?;
+    progress.phase("filling the shuffle buffer");
+    buffer.refill(src)?;
+    source_seconds += t0.elapsed().as_secs_f64();
+    if buffer.unserved() == 0 {
+        return Err(Error::NoData(
+            "the stream ended within the held-out rows; nothing left to train on".into(),
+        ));
+    }
+
+    // Dataset-wise norms and means (native scale) from the first buffer.
+    let mut norms = Vec::with_capacity(hooks.len());
+    let mut means = Vec::with_capacity(hooks.len());
+    for h in 0..hooks.len() {
+        let mut sum_norm = 0f64;
+        let mut mean = vec![0f64; d];
+        let mut n = 0usize;
+        for row in buffer.peek_rows(h) {
+            sum_norm += row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+            for (m, v) in mean.iter_mut().zip(row) {
+                *m += *v as f64;
+            }
+            n += 1;
+        }
+        let norm = (sum_norm / n as f64) as f32;
+        if !(norm.is_finite() && norm > 0.0) {
+            return Err(Error::NoData(format!(
+                "hook {}: mean activation norm is {norm}",
+                hooks[h]
+            )));
+        }
+        norms.push(norm);
+        means.push(mean.iter().map(|m| (*m / n as f64) as f32).collect::<Vec<f32>>());
+    }
+    let root = (d as f32).sqrt();
+    let mut rng = Rng::new(cfg.seed);
+    let mut saes = Vec::with_capacity(targets.len());
+    let mut ref_means = Vec::with_capacity(targets.len());
+    for (t, &(hi, ho)) in targets.iter().zip(&io) {
+        let norm = DatasetNorm {
+            input: norms[hi],
+            output: norms[ho],
+        };
+        let mean_in: Vec<f32> = means[hi].iter().map(|m| m * root / norm.input).collect();
+        let mean_out: Vec<f32> = means[ho].iter().map(|m| m * root / norm.output).collect();
+        saes.push(TopKSae::init(d, t.d_sae, cfg.k, norm, &mean_in, &mean_out, &mut rng));
+        ref_means.push(mean_out);
+    }
+
+    // Training.
+    let total_steps = cfg.total_steps();
+    progress.start(cfg.tokens);
+    let mut scratch: Vec<StepScratch> = targets.iter().map(|_| StepScratch::default()).collect();
+    let mut tail: Vec<(f64, f64)> = vec![(0.0, 0.0); targets.len()];
+    let mut ema: Vec<f64> = vec![1.0; targets.len()];
+    let mut last_dead = vec![0usize; targets.len()];
+    let tail_from = total_steps - (total_steps / 20).max(1);
+    let mut tokens = 0u64;
+    let mut step = 0u64;
+    let mut sae_seconds = 0.0;
+    while step < total_steps {
+        let t0 = Instant::now();
+        let Some(batch) = buffer.next_batch(src, cfg.batch_rows)? else {
+            tracing::warn!(tokens, "the corpus ran out before the token budget");
+            break;
+        };
+        source_seconds += t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let lr = cfg.lr_at(step);
+        for (i, sae) in saes.iter_mut().enumerate() {
+            let (hi, ho) = io[i];
+            let st = sae.train_step(
+                &batch.data[hi],
+                &batch.data[ho],
+                lr,
+                cfg,
+                tokens,
+                &ref_means[i],
+                &mut scratch[i],
+            );
+            let fvu = st.sq_err / st.sq_total.max(1e-30);
+            ema[i] = if step == 0 { fvu } else { 0.9 * ema[i] + 0.1 * fvu };
+            if step >= tail_from {
+                tail[i].0 += st.sq_err;
+                tail[i].1 += st.sq_total;
+            }
+            last_dead[i] = st.dead;
+        }
+        sae_seconds += t1.elapsed().as_secs_f64();
+        tokens += batch.n as u64;
+        step += 1;
+        let worst_ev = ema.iter().map(|f| 1.0 - f).fold(f64::INFINITY, f64::min);
+        let worst_dead = targets
+            .iter()
+            .zip(&last_dead)
+            .map(|(t, &n)| n as f64 / t.d_sae as f64)
+            .fold(0.0, f64::max);
+        progress.advance(
+            tokens,
+            &format!(
+                "EV(min) {worst_ev:.3}  dead(max) {:.1}%  lr {lr:.1e}",
+                100.0 * worst_dead
+            ),
+        );
+    }
+    if tokens == 0 {
+        return Err(Error::NoData("no training rows after the held-out set".into()));
+    }
+
+    // Evaluation with the loader's encode.
+    progress.phase("evaluating on held-out tokens");
+    let cpu = Device::Cpu;
+    let eval_t: Vec<Tensor> = eval
+        .data
+        .iter()
+        .map(|v| Tensor::from_slice(v, (eval.n, d), &cpu))
+        .collect::<candle_core::Result<_>>()?;
+    let mut reports = Vec::with_capacity(targets.len());
+    let mut trained = Vec::with_capacity(targets.len());
+    for (i, (t, sae)) in targets.iter().zip(saes).enumerate() {
+        let (hi, ho) = io[i];
+        let loaded = sae.to_sae(&t.name, &t.hook_in, &t.hook_out)?;
+        let m = reconstruction_metrics(&loaded, &eval_t[hi], &eval_t[ho])?;
+        reports.push(SaeReport {
+            target: t.clone(),
+            k: cfg.k,
+            dataset_average_activation_norm: sae.norm(),
+            eval: EvalReport {
+                explained_variance: m.explained_variance,
+                mse: m.mse,
+                mean_l0: m.mean_l0,
+                dead_features: m.dead_features,
+                dead_fraction: m.dead_features as f64 / t.d_sae as f64,
+                n_rows: m.n_rows,
+            },
+            train_explained_variance: 1.0 - tail[i].0 / tail[i].1.max(1e-30),
+            train_dead_fraction: last_dead[i] as f64 / t.d_sae as f64,
+        });
+        trained.push(TrainedSae {
+            target: t.clone(),
+            sae,
+        });
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let report = TrainReport {
+        config: cfg.clone(),
+        tokens_trained: tokens,
+        steps: step,
+        seconds,
+        source_seconds,
+        sae_seconds,
+        tokens_per_second: tokens as f64 / seconds.max(1e-9),
+        sae_tokens_per_second: (tokens * targets.len() as u64) as f64 / sae_seconds.max(1e-9),
+        saes: reports,
+    };
+    Ok((trained, report))
+}
+
+/// Writes each SAE to `out/<name>/` (Llama Scope layout: `hyperparams.json`,
+/// `checkpoints/final.safetensors`) and the report to `out/train-report.json`.
+pub fn write_outputs(out: &Path, trained: &[TrainedSae], report: &TrainReport) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|source| Error::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    for t in trained {
+        let dir = out.join(&t.target.name);
+        write_llama_scope(
+            &dir,
+            &t.sae.hyperparams(&t.target.hook_in, &t.target.hook_out),
+            &t.sae.tensors()?,
+        )?;
+    }
+    let path = out.join("train-report.json");
+    let json = serde_json::to_string_pretty(report).map_err(|source| Error::Json {
+        path: path.clone(),
+        source,
+    })?;
+    std::fs::write(&path, json + "\n").map_err(|source| Error::Io { path, source })?;
+    Ok(())
+}
