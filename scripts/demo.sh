@@ -1,13 +1,90 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: install what is missing, fetch the assets, build, and
-# run the pipeline as far as it exists today (see README "Status").
+# The README's first command: the whole system end to end on the embedded default.
+#   1. install missing system packages, fetch the assets (model + nlp-corpus), build (dev profile);
+#   2. train the demo SAEs (TopK, 8x, k=32; layer $DEMO_LAYER at R, A, M, TC plus layer
+#      $DEMO_LAYER2's R) — or reuse out/demo-saes/<hash of the trainer settings>/;
+#   3. index a slice of the nlp-corpus into out/demo-index — reused when its inputs are unchanged;
+#   4. build the web UI (web/), then serve the index and print the URL and three example queries.
+# Every stage is cached, so a second run goes straight to serving. Environment overrides:
+#   DEMO_LAYER (6), DEMO_LAYER2 (3), DEMO_TRAIN_TOKENS (600000), DEMO_INDEX_TOKENS (300000),
+#   DEMO_ADDR (127.0.0.1:8080), CARGO_TARGET_DIR.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+t0=$(date +%s)
+stage() { echo "== [demo +$(($(date +%s) - t0))s] $* =="; }
+hash16() { sha256sum | cut -c1-16; }
+
+stage "system packages and assets"
 bash scripts/install-system-deps.sh
 bash scripts/fetch-assets.sh
+
+stage "build (cargo build --bin scopedex, dev profile)"
 cargo build --locked --bin scopedex
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/scopedex"
 model=assets/models/SmolLM2-135M-Instruct.Q4_1.gguf
-echo "== model =="
-"$bin" info --model "$model"
+corpus=assets/corpora/nlp-corpus
+layer="${DEMO_LAYER:-6}"
+layer2="${DEMO_LAYER2:-3}"
+addr="${DEMO_ADDR:-127.0.0.1:8080}"
+mkdir -p out
+
+# --- SAEs ---------------------------------------------------------------------------------
+# Layer 6 (of 30) keeps the model forward short: SAE steps, not the model, dominate training.
+ids=("L${layer}R-8x" "L${layer}A-8x" "L${layer}M-8x" "L${layer}TC-8x" "L${layer2}R-8x")
+train_args=(--model "$model" --corpus "$corpus" --k 32
+  --tokens "${DEMO_TRAIN_TOKENS:-600000}" --lr 2e-3 --batch-rows 2048 --buffer-rows 32768
+  --eval-tokens 8192 --aux-k 256 --dead-after-tokens 100000 --ctx-len 128 --seed 42)
+for id in "${ids[@]}"; do train_args+=(--sae-id "$id"); done
+model_sha=$(sha256sum "$model" | cut -d' ' -f1)
+sae_key=$(printf '%s\n' "${train_args[@]}" "$model_sha" "trainer-v1" | hash16)
+saes="out/demo-saes/$sae_key"
+if [ -f "$saes/train-report.json" ]; then
+  stage "demo SAEs: reusing $saes"
+else
+  stage "training ${#ids[@]} demo SAEs into $saes (about 10 minutes)"
+  rm -rf "$saes.tmp"
+  "$bin" train-sae "${train_args[@]}" --out "$saes.tmp"
+  mv "$saes.tmp" "$saes"
+fi
+
+# --- index --------------------------------------------------------------------------------
+# A slice of the corpus (the first DEMO_INDEX_TOKENS tokens, in corpus order) keeps the first
+# run within budget; raise it for a fuller index.
+index=out/demo-index
+index_args=(--model "$model" --corpus "$corpus" --max-tokens "${DEMO_INDEX_TOKENS:-300000}"
+  --sae "$saes:$(IFS=,; echo "${ids[*]}")")
+index_key=$(printf '%s\n' "${index_args[@]}" "$sae_key" "$model_sha" | hash16)
+if [ -f "$index/manifest.json" ] && [ "$(cat "$index.key" 2>/dev/null)" = "$index_key" ]; then
+  stage "index: reusing $index"
+else
+  stage "indexing the corpus slice into $index"
+  rm -f "$index.key"
+  "$bin" index "${index_args[@]}" --out "$index"
+  echo "$index_key" > "$index.key"
+fi
+
+# --- web UI -------------------------------------------------------------------------------
+web_args=()
+if [ -f web/package.json ]; then
+  web_key=$( (cat web/package.json web/package-lock.json 2>/dev/null; find web/src web/index.html \
+    -type f -exec sha256sum {} + 2>/dev/null | sort) | hash16)
+  if [ -f web/dist/index.html ] && [ "$(cat out/demo-web.key 2>/dev/null)" = "$web_key" ]; then
+    stage "web UI: reusing web/dist"
+  else
+    stage "building the web UI (npm ci && npm run build)"
+    (cd web && npm ci --no-audit --no-fund && npm run build)
+    echo "$web_key" > out/demo-web.key
+  fi
+  web_args=(--web web/dist)
+fi
+
+# --- serve --------------------------------------------------------------------------------
+"$bin" demo "$index" --addr "$addr"
+if "$bin" serve --help >/dev/null 2>&1; then
+  stage "serving $index at http://$addr/ (Ctrl-C to stop)"
+  echo "Open http://$addr/"
+  exec "$bin" serve "$index" --addr "$addr" "${web_args[@]}"
+else
+  stage "done: this build has no 'scopedex serve' yet; the index is at $index"
+fi

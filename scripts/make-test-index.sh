@@ -3,7 +3,7 @@
 # (L2R and L3R on SmolLM2-135M, adjacent layers so cross-SAE co-occurrence exists) indexed over
 # the first 200 sentences of the nlp-corpus asset.
 #
-# Usage: scripts/make-test-index.sh OUT      (OUT must not exist; needs the scopedex binary at
+# Usage: scripts/make-test-index.sh OUT      (OUT must not exist; writes OUT.src too; needs the scopedex binary at
 #        $SCOPEDEX_BIN or $CARGO_TARGET_DIR/debug/scopedex, python3 (stdlib only) and the assets)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,8 +14,11 @@ corpus_src="$root/assets/corpora/nlp-corpus/doc-0.json"
 for f in "$bin" "$model" "$corpus_src"; do
   [ -e "$f" ] || { echo "make-test-index: missing $f (build scopedex / run scripts/fetch-assets.sh)" >&2; exit 1; }
 done
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+# The SAE folders and the corpus stay beside the index (OUT.src): the manifest points at them, so
+# `scopedex serve` can load the SAEs for /api/activate.
+work="${out%/}.src"
+rm -rf "$work"
+mkdir -p "$work"
 
 python3 - "$work" "$corpus_src" <<'PY'
 import array, json, os, random, struct, sys

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use candle_core::{DType, Device, Tensor};
-use scopedex_sae::{write_llama_scope, DatasetNorm, LlamaScopeHyperparams, LlamaScopeTensors};
+use scopedex_sae::{fabricate_llama_scope, FabricateSpec};
 use scopedex_store::parquet::read_all;
 use scopedex_store::{
     ActivationEntry, ActivationReader, ContextFeaturesRecord, ContextRecord, CooccurrenceRecord,
@@ -16,52 +15,19 @@ use scopedex_store::{
 
 use crate::assets::{default_model, scopedex_bin, workspace_root};
 
-/// Fabricates a TopK SAE in the Llama Scope layout reading `blocks.{layer}.hook_{pos}`.
+/// Fabricates a TopK SAE in the Llama Scope layout reading `blocks.{layer}.{hook}`.
 pub fn fabricate_sae(dir: &Path, layer: usize, hook: &str, d_sae: usize, k: usize, seed: u64) {
-    let d_model = 576;
-    let dev = Device::Cpu;
-    // Deterministic pseudo-random weights (candle's RNG is not seedable on CPU).
-    let rand = |n: usize, salt: u64| -> Vec<f32> {
-        (0..n as u64)
-            .map(|i| {
-                let mut z = (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed ^ salt;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                z ^= z >> 31;
-                (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-            })
-            .collect()
-    };
-    let enc = Tensor::from_vec(rand(d_sae * d_model, 1), (d_sae, d_model), &dev).unwrap();
-    let dec = enc.t().unwrap().contiguous().unwrap();
-    let params = LlamaScopeHyperparams {
-        d_model,
+    let hook = format!("blocks.{layer}.{hook}");
+    let spec = FabricateSpec {
+        d_model: 576,
         d_sae,
-        expansion_factor: (d_sae / d_model).max(1) as u32,
-        hook_point_in: format!("blocks.{layer}.{hook}"),
-        hook_point_out: format!("blocks.{layer}.{hook}"),
-        act_fn: "topk".into(),
-        jump_relu_threshold: None,
-        top_k: Some(k),
-        norm_activation: "dataset-wise".into(),
-        dataset_average_activation_norm: Some(DatasetNorm {
-            input: 30.0,
-            output: 30.0,
-        }),
-        sparsity_include_decoder_norm: true,
-        use_decoder_bias: true,
-        apply_decoder_bias_to_pre_encoder: false,
+        k,
+        hook_in: hook.clone(),
+        hook_out: hook,
+        norm: (30.0, 30.0),
+        seed,
     };
-    let tensors = LlamaScopeTensors {
-        encoder_weight: enc,
-        encoder_bias: Tensor::from_vec(rand(d_sae, 2), d_sae, &dev)
-            .unwrap()
-            .affine(0.1, 0.0)
-            .unwrap(),
-        decoder_weight: dec,
-        decoder_bias: Tensor::zeros(d_model, DType::F32, &dev).unwrap(),
-    };
-    write_llama_scope(dir, &params, &tensors).unwrap();
+    fabricate_llama_scope(dir, &spec).unwrap();
 }
 
 /// A small corpus: the first `n` sentences of the nlp-corpus asset's first file, as a JSON list.
@@ -388,7 +354,8 @@ fn sigkill_leaves_the_previous_index_and_resume_finishes_identically() {
     let previous = tables(&out);
 
     let checkpoint = f.root.join("out.checkpoint");
-    let kill_points: Vec<(&str, Box<dyn Fn() -> bool>)> = vec![
+    type Condition = Box<dyn Fn() -> bool>;
+    let kill_points: Vec<(&str, Condition)> = vec![
         ("at start", Box::new(|| true)),
         (
             "after a checkpoint",

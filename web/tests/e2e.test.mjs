@@ -59,6 +59,7 @@ function ensureIndex() {
     return dir;
   }
   fs.rmSync(dir, { recursive: true, force: true });
+  fs.rmSync(`${dir}.src`, { recursive: true, force: true });
   fs.rmSync(stampFile, { force: true });
   const r = spawnSync("bash", [script, dir], { stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, SCOPEDEX_BIN: bin } });
   assert.equal(r.status, 0, "make-test-index.sh failed");
@@ -332,7 +333,7 @@ test("search shows matching contexts with feature links", async () => {
     .map((t) => t.trim())
     .filter((t) => /^[A-Za-z]{4,}$/.test(t))
     .sort((a, b) => b.length - a.length)[0] ?? "the";
-  const api = await getJson(`/api/search?q=${encodeURIComponent(word)}&limit=50`);
+  const api = await getJson(`/api/search?q=${encodeURIComponent(word)}&limit=25`);
   assert.ok(api.hits.length > 0, `search for ${word}`);
   await open("/");
   await page.fill("#q", word);
@@ -396,17 +397,43 @@ test("SAE page: density plot, sortable list, random live feature", async () => {
   assert.equal(await page.locator("#sort").inputValue(), "max_act");
 });
 
-test("activate page explains when no model is loaded", async () => {
+test("activate page: features per token, and a clear message on 503", async () => {
   const health = await getJson("/api/health");
-  await open("/activate");
-  await page.fill("#text", "The quick brown fox jumps over the lazy dog.");
-  await page.getByRole("button", { name: "Run" }).click();
+  const text = "The quick brown fox jumps over the lazy dog.";
   if (health.model_loaded) {
+    const r = await fetch(`${base}/api/activate`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ text, top_n: 5 }),
+    });
+    assert.equal(r.status, 200);
+    const want = await r.json();
+    await open("/activate");
+    await page.fill("#text", text);
+    await page.getByRole("button", { name: "Run" }).click();
     await page.waitForSelector(".activation .tok");
-    assert.ok((await page.locator(".activation .tok").count()) > 0);
-  } else {
+    assert.equal(await page.locator(".activation .strip .tok").count(), want.tokens.length);
+    assert.equal(await page.locator("table.per-token tbody tr").count(), want.tokens.length);
+    const t = want.tokens.find((t) => t.features.length > 0);
+    if (t) {
+      const chips = await page.locator(`#tok-${t.pos} a`).evaluateAll((as) => as.map((a) => a.getAttribute("href")));
+      assert.deepEqual(chips, t.features.map((f) => `/sae/${f.sae}/feature/${f.feature}`));
+    }
+  }
+  // Whatever the server has, the UI must explain a 503 ("no model loaded").
+  await page.route("**/api/activate", (route) =>
+    route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify({ error: "no_model", detail: "started with --no-model" }) }),
+  );
+  try {
+    await open("/activate");
+    await page.fill("#text", text);
+    await page.getByRole("button", { name: "Run" }).click();
     await page.waitForSelector(".no-model");
-    assert.match(await page.locator(".no-model").innerText(), /No model loaded/);
+    const msg = await page.locator(".no-model").innerText();
+    assert.match(msg, /No model loaded/);
+    assert.match(msg, /started with --no-model/);
+  } finally {
+    await page.unroute("**/api/activate");
   }
 });
 

@@ -76,12 +76,40 @@ pub enum Command {
         #[arg(long)]
         target: Option<String>,
     },
+    /// Write a random TopK SAE in the Llama Scope layout (for tests and benchmarks).
+    #[command(hide = true)]
+    FabricateSae {
+        /// Output SAE folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Hook read, e.g. blocks.3.hook_resid_post.
+        #[arg(long)]
+        hook_in: String,
+        /// Hook reconstructed (default: hook_in).
+        #[arg(long)]
+        hook_out: Option<String>,
+        /// Model width.
+        #[arg(long, default_value_t = 576)]
+        d_model: usize,
+        /// Number of features.
+        #[arg(long)]
+        d_sae: usize,
+        /// TopK's k.
+        #[arg(long, default_value_t = 32)]
+        k: usize,
+        /// Seed of the weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Describe a model file (architecture, layers, width, vocabulary) as JSON.
     Info {
         /// A GGUF model file.
         #[arg(long)]
         model: PathBuf,
     },
+    /// Export an index's features (Neuronpedia / SAEDashboard dashboards).
+    #[command(subcommand)]
+    Export(crate::cmd::export::ExportCommand),
     /// Train TopK SAEs (Llama Scope layout) on model activations; all ids share one model pass.
     TrainSae(TrainSaeArgs),
     /// Print three example queries (top, cooc, search) that work on a (demo) index.
@@ -93,6 +121,18 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: String,
     },
+    /// Serve the JSON API (and the web UI) of an index.
+    Serve(ServeArgs),
+    /// Top (or interval) example contexts of one feature.
+    Top(TopArgs),
+    /// Statistics of an SAE, or of one feature (its dashboard).
+    Stats(StatsArgs),
+    /// Features that fire on the same tokens as one feature.
+    Cooc(CoocArgs),
+    /// Contexts matching a text query, with their strongest features.
+    Search(SearchArgs),
+    /// Run the model and SAEs on a text: strongest features per token.
+    Activate(ActivateArgs),
 }
 
 /// Arguments of `scopedex train-sae`.
@@ -223,4 +263,107 @@ pub struct IndexArgs {
     /// Stop at the first bad corpus record (exit code 2) instead of skipping it.
     #[arg(long)]
     pub strict: bool,
+}
+
+/// Arguments of `scopedex serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The index directory.
+    pub index: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// The built web UI to serve at `/` (default: `web/dist` when it exists).
+    #[arg(long)]
+    pub web: Option<PathBuf>,
+    /// Do not load the model and SAEs (`/api/activate` answers 503).
+    #[arg(long)]
+    pub no_model: bool,
+}
+
+/// Arguments of `scopedex top`.
+#[derive(Debug, clap::Args)]
+pub struct TopArgs {
+    /// The index directory.
+    pub index: PathBuf,
+    /// SAE id, e.g. `L15R-8x`.
+    pub sae: String,
+    /// Feature id.
+    pub feature: u32,
+    /// `top`, `interval` (all intervals) or `interval_{i}`.
+    #[arg(long, default_value = "top")]
+    pub kind: String,
+    /// Examples to show (1..=1000).
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
+    /// Print the JSON of `GET /api/saes/{sae}/features/{feature}/examples`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `scopedex stats`.
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    /// The index directory.
+    pub index: PathBuf,
+    /// SAE id.
+    pub sae: String,
+    /// Feature id (omit for the SAE's corpus-wide statistics).
+    pub feature: Option<u32>,
+    /// Print the JSON of `GET /api/saes/{sae}` or `GET /api/saes/{sae}/features/{feature}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `scopedex cooc`.
+#[derive(Debug, clap::Args)]
+pub struct CoocArgs {
+    /// The index directory.
+    pub index: PathBuf,
+    /// SAE id.
+    pub sae: String,
+    /// Feature id.
+    pub feature: u32,
+    /// Only partners in this SAE.
+    #[arg(long)]
+    pub other_sae: Option<String>,
+    /// Partners to show (1..=1000).
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print the JSON of `GET /api/saes/{sae}/features/{feature}/cooccurrence`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `scopedex search`.
+#[derive(Debug, clap::Args)]
+pub struct SearchArgs {
+    /// The index directory.
+    pub index: PathBuf,
+    /// Query (tantivy syntax: words, "phrases", AND/OR/NOT).
+    pub query: String,
+    /// Hits to show (1..=1000).
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
+    /// Print the JSON of `GET /api/search`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `scopedex activate`.
+#[derive(Debug, clap::Args)]
+pub struct ActivateArgs {
+    /// The index directory (its manifest names the model and SAEs).
+    pub index: PathBuf,
+    /// The text.
+    pub text: String,
+    /// Comma-separated SAE ids (default: every SAE of the index).
+    #[arg(long)]
+    pub saes: Option<String>,
+    /// Features per token and SAE (1..=64).
+    #[arg(long, default_value_t = 5)]
+    pub top_n: usize,
+    /// Print the JSON of `POST /api/activate`.
+    #[arg(long)]
+    pub json: bool,
 }

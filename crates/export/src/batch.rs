@@ -255,7 +255,11 @@ pub fn assemble_feature(
             continue;
         };
         let (bin_min, bin_max, bin_contains) = match e.kind {
-            ExampleKind::Top => (Num::Int(-1), Num::Float(round3(f64::from(max_act))), Num::Int(-1)),
+            ExampleKind::Top => (
+                Num::Int(-1),
+                Num::Float(round3(f64::from(max_act))),
+                Num::Int(-1),
+            ),
             ExampleKind::Interval(i) => *interval_cache
                 .entry(i)
                 .or_insert_with(|| interval_bin(cx, rec, i)),
@@ -283,9 +287,13 @@ pub fn assemble_feature(
         correlated_features_l1: corr_jac,
         correlated_features_pearson: corr_npmi,
         neg_str: rec.map_or_else(Vec::new, |r| strs(&mut r.logit_neg.iter().map(|t| t.token))),
-        neg_values: rec.map_or_else(Vec::new, |r| round5_all(r.logit_neg.iter().map(|t| t.value))),
+        neg_values: rec.map_or_else(Vec::new, |r| {
+            round5_all(r.logit_neg.iter().map(|t| t.value))
+        }),
         pos_str: rec.map_or_else(Vec::new, |r| strs(&mut r.logit_pos.iter().map(|t| t.token))),
-        pos_values: rec.map_or_else(Vec::new, |r| round5_all(r.logit_pos.iter().map(|t| t.value))),
+        pos_values: rec.map_or_else(Vec::new, |r| {
+            round5_all(r.logit_pos.iter().map(|t| t.value))
+        }),
         frac_nonzero: match rec {
             Some(r) => Num::Float(round5(r.density)),
             None => Num::Int(0),
@@ -306,8 +314,7 @@ pub fn assemble_feature(
 /// Same-SAE partners other than `f` itself, by NPMI descending (ties: Jaccard descending, then
 /// lower index), the best [`CORRELATED_ROWS`]: (indices, Jaccard → `_l1`, NPMI → `_pearson`).
 pub fn correlated(f: u32, cooc: &[CooccurrenceRecord]) -> (Vec<u32>, Vec<f64>, Vec<f64>) {
-    let mut rows: Vec<&CooccurrenceRecord> =
-        cooc.iter().filter(|c| c.other_feature != f).collect();
+    let mut rows: Vec<&CooccurrenceRecord> = cooc.iter().filter(|c| c.other_feature != f).collect();
     rows.sort_by(|a, b| {
         b.npmi
             .total_cmp(&a.npmi)
@@ -470,7 +477,12 @@ mod tests {
         let parts: Vec<f64> = (0..n)
             .map(|i| {
                 let m = 7.5f64;
-                interval_fraction(&rec, &summary, i as f64 * m / n as f64, (i + 1) as f64 * m / n as f64)
+                interval_fraction(
+                    &rec,
+                    &summary,
+                    i as f64 * m / n as f64,
+                    (i + 1) as f64 * m / n as f64,
+                )
             })
             .collect();
         let sum: f64 = parts.iter().sum();

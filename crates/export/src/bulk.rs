@@ -247,7 +247,15 @@ fn jsonl_row(w: &mut dyn Write, row: &impl Serialize) -> std::io::Result<()> {
 }
 
 /// Writes `release.jsonl`, `model.jsonl`, `sourceset.jsonl`, `source.jsonl` into `dir`.
-pub fn write_metadata(dir: &Path, b: &batch::Batch, source_id: &str, meta: &BulkMeta, n_prompts: u64, n_tokens: u32, dataset: &str) -> Result<()> {
+pub fn write_metadata(
+    dir: &Path,
+    b: &batch::Batch,
+    source_id: &str,
+    meta: &BulkMeta,
+    n_prompts: u64,
+    n_tokens: u32,
+    dataset: &str,
+) -> Result<()> {
     let at = meta.created_at.as_str();
     let release = SourceRelease {
         name: &meta.release_id,
@@ -258,7 +266,11 @@ pub fn write_metadata(dir: &Path, b: &batch::Batch, source_id: &str, meta: &Bulk
         isNewUi: false,
         featured: false,
         descriptionShort: Some(&meta.release_title),
-        urls: if meta.url.is_empty() { vec![] } else { vec![meta.url.as_str()] },
+        urls: if meta.url.is_empty() {
+            vec![]
+        } else {
+            vec![meta.url.as_str()]
+        },
         creatorEmail: None,
         creatorNameShort: Some(&meta.creator_name),
         defaultSourceSetName: None,
@@ -356,88 +368,94 @@ pub fn write_batch(
 ) -> Result<()> {
     let at = meta.created_at.as_str();
     let creator = meta.creator_id.as_str();
-    gz(&dir.join("activations").join(format!("{name}.jsonl.gz")), |w| {
-        for f in &b.features {
-            for a in &f.activations {
-                let (max_i, max_v) = argmax(&a.values);
-                let min_v = a.values.iter().copied().fold(f64::INFINITY, f64::min);
-                let row = Activation {
-                    id: cuid.generate(),
-                    tokens: &a.tokens,
-                    index: f.feature_index,
-                    layer: source_id,
+    gz(
+        &dir.join("activations").join(format!("{name}.jsonl.gz")),
+        |w| {
+            for f in &b.features {
+                for a in &f.activations {
+                    let (max_i, max_v) = argmax(&a.values);
+                    let min_v = a.values.iter().copied().fold(f64::INFINITY, f64::min);
+                    let row = Activation {
+                        id: cuid.generate(),
+                        tokens: &a.tokens,
+                        index: f.feature_index,
+                        layer: source_id,
+                        modelId: &b.model_id,
+                        maxValue: max_v,
+                        maxValueTokenIndex: max_i,
+                        minValue: if a.values.is_empty() { 0.0 } else { min_v },
+                        values: &a.values,
+                        creatorId: creator,
+                        dataSource: None,
+                        dataIndex: None,
+                        dfaValues: vec![],
+                        dfaTargetIndex: None,
+                        dfaMaxValue: None,
+                        createdAt: at,
+                        lossValues: vec![],
+                        logitContributions: None,
+                        binMin: a.bin_min,
+                        binMax: a.bin_max,
+                        binContains: a.bin_contains,
+                        qualifyingTokenIndex: a.qualifying_token_index,
+                        zIndices: None,
+                        zValues: None,
+                    };
+                    jsonl_row(w, &row)?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    gz(
+        &dir.join("features").join(format!("{name}.jsonl.gz")),
+        |w| {
+            for f in &b.features {
+                let max_act_approx = f
+                    .activations
+                    .iter()
+                    .map(|a| argmax(&a.values).1)
+                    .fold(0.0, f64::max);
+                let row = Feature {
                     modelId: &b.model_id,
-                    maxValue: max_v,
-                    maxValueTokenIndex: max_i,
-                    minValue: if a.values.is_empty() { 0.0 } else { min_v },
-                    values: &a.values,
-                    creatorId: creator,
-                    dataSource: None,
-                    dataIndex: None,
-                    dfaValues: vec![],
-                    dfaTargetIndex: None,
-                    dfaMaxValue: None,
+                    layer: source_id,
+                    index: f.feature_index,
+                    creatorId: Some(creator),
                     createdAt: at,
-                    lossValues: vec![],
-                    logitContributions: None,
-                    binMin: a.bin_min,
-                    binMax: a.bin_max,
-                    binContains: a.bin_contains,
-                    qualifyingTokenIndex: a.qualifying_token_index,
-                    zIndices: None,
-                    zValues: None,
+                    maxActApprox: max_act_approx,
+                    hasVector: !f.vector.is_empty(),
+                    vector: &f.vector,
+                    vectorLabel: None,
+                    vectorDefaultSteerStrength: Num::Int(10),
+                    hookName: Some(&meta.hook_name),
+                    topkCosSimIndices: vec![],
+                    topkCosSimValues: vec![],
+                    neuron_alignment_indices: &f.neuron_alignment_indices,
+                    neuron_alignment_values: &f.neuron_alignment_values,
+                    neuron_alignment_l1: &f.neuron_alignment_l1,
+                    correlated_neurons_indices: &f.correlated_neurons_indices,
+                    correlated_neurons_pearson: &f.correlated_neurons_pearson,
+                    correlated_neurons_l1: &f.correlated_neurons_l1,
+                    correlated_features_indices: &f.correlated_features_indices,
+                    correlated_features_pearson: &f.correlated_features_pearson,
+                    correlated_features_l1: &f.correlated_features_l1,
+                    neg_str: &f.neg_str,
+                    neg_values: &f.neg_values,
+                    pos_str: &f.pos_str,
+                    pos_values: &f.pos_values,
+                    frac_nonzero: f.frac_nonzero,
+                    freq_hist_data_bar_heights: &f.freq_hist_data_bar_heights,
+                    freq_hist_data_bar_values: &f.freq_hist_data_bar_values,
+                    logits_hist_data_bar_heights: &f.logits_hist_data_bar_heights,
+                    logits_hist_data_bar_values: &f.logits_hist_data_bar_values,
+                    decoder_weights_dist: &f.decoder_weights_dist,
+                    sourceSetName: None,
                 };
                 jsonl_row(w, &row)?;
             }
-        }
-        Ok(())
-    })?;
-    gz(&dir.join("features").join(format!("{name}.jsonl.gz")), |w| {
-        for f in &b.features {
-            let max_act_approx = f
-                .activations
-                .iter()
-                .map(|a| argmax(&a.values).1)
-                .fold(0.0, f64::max);
-            let row = Feature {
-                modelId: &b.model_id,
-                layer: source_id,
-                index: f.feature_index,
-                creatorId: Some(creator),
-                createdAt: at,
-                maxActApprox: max_act_approx,
-                hasVector: !f.vector.is_empty(),
-                vector: &f.vector,
-                vectorLabel: None,
-                vectorDefaultSteerStrength: Num::Int(10),
-                hookName: Some(&meta.hook_name),
-                topkCosSimIndices: vec![],
-                topkCosSimValues: vec![],
-                neuron_alignment_indices: &f.neuron_alignment_indices,
-                neuron_alignment_values: &f.neuron_alignment_values,
-                neuron_alignment_l1: &f.neuron_alignment_l1,
-                correlated_neurons_indices: &f.correlated_neurons_indices,
-                correlated_neurons_pearson: &f.correlated_neurons_pearson,
-                correlated_neurons_l1: &f.correlated_neurons_l1,
-                correlated_features_indices: &f.correlated_features_indices,
-                correlated_features_pearson: &f.correlated_features_pearson,
-                correlated_features_l1: &f.correlated_features_l1,
-                neg_str: &f.neg_str,
-                neg_values: &f.neg_values,
-                pos_str: &f.pos_str,
-                pos_values: &f.pos_values,
-                frac_nonzero: f.frac_nonzero,
-                freq_hist_data_bar_heights: &f.freq_hist_data_bar_heights,
-                freq_hist_data_bar_values: &f.freq_hist_data_bar_values,
-                logits_hist_data_bar_heights: &f.logits_hist_data_bar_heights,
-                logits_hist_data_bar_values: &f.logits_hist_data_bar_values,
-                decoder_weights_dist: &f.decoder_weights_dist,
-                sourceSetName: None,
-            };
-            jsonl_row(w, &row)?;
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
 }
 
 /// First index of the maximum and the maximum (Python's `max(values)`, `values.index(max)`);
@@ -454,6 +472,25 @@ fn argmax(values: &[f64]) -> (usize, f64) {
     } else {
         best
     }
+}
+
+/// Reads a `.jsonl.gz` file back as JSON rows (for checks and tools).
+pub fn read_jsonl_gz(path: &Path) -> Result<Vec<serde_json::Value>> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| flate2::read::GzDecoder::new(f).read_to_string(&mut text))
+        .map_err(|e| crate::Error::io(path, e))?;
+    text.lines()
+        .map(|l| {
+            serde_json::from_str(l).map_err(|e| {
+                crate::Error::io(
+                    path,
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -244,7 +244,10 @@ pub fn export_neuronpedia(
             .creator_id
             .clone()
             .unwrap_or_else(|| bulk::FALLBACK_CREATOR_ID.to_string()),
-        creator_name: opts.creator_name.clone().unwrap_or_else(|| "scopedex".into()),
+        creator_name: opts
+            .creator_name
+            .clone()
+            .unwrap_or_else(|| "scopedex".into()),
         release_id: sae_set.clone(),
         release_title: format!("{sae_set} ({model_id}, exported by scopedex)"),
         url: String::new(),

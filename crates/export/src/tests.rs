@@ -18,7 +18,8 @@ fn index() -> (tempfile::TempDir, FixtureSpec, IndexReader) {
 }
 
 fn schema() -> Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/neuronpedia-batch.schema.json");
+    let p =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/neuronpedia-batch.schema.json");
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
@@ -35,7 +36,12 @@ fn assert_key_order(text: &str, keys: &[&str]) {
 }
 
 fn export(reader: &IndexReader, opts: &ExportOptions) -> Result<ExportReport> {
-    export_neuronpedia(reader, &Vocab::synthetic(1000), opts, &ProgressBar::hidden())
+    export_neuronpedia(
+        reader,
+        &Vocab::synthetic(1000),
+        opts,
+        &ProgressBar::hidden(),
+    )
 }
 
 #[test]
@@ -80,9 +86,16 @@ fn batches_validate_and_match_the_index() {
                 .map(|h| h.as_u64().unwrap())
                 .sum();
             assert_eq!(heights, rec.act_hist.iter().sum::<u64>());
-            let pos: Vec<String> = rec.logit_pos.iter().map(|t| format!("tok{}", t.token)).collect();
+            let pos: Vec<String> = rec
+                .logit_pos
+                .iter()
+                .map(|t| format!("tok{}", t.token))
+                .collect();
             assert_eq!(fv["pos_str"], serde_json::json!(pos));
-            assert_eq!(fv["neg_values"][0].as_f64().unwrap(), round5(rec.logit_neg[0].value.into()));
+            assert_eq!(
+                fv["neg_values"][0].as_f64().unwrap(),
+                round5(rec.logit_neg[0].value.into())
+            );
             assert_eq!(fv["logits_hist_data_bar_values"], serde_json::json!([]));
             // Correlated: same-SAE partners by NPMI.
             let mut partners: Vec<_> = spec
@@ -94,8 +107,14 @@ fn batches_validate_and_match_the_index() {
             let idx: Vec<u32> = partners.iter().take(3).map(|c| c.other_feature).collect();
             assert_eq!(fv["correlated_features_indices"], serde_json::json!(idx));
             if let Some(p) = partners.first() {
-                assert_eq!(fv["correlated_features_pearson"][0].as_f64().unwrap(), round5(p.npmi.into()));
-                assert_eq!(fv["correlated_features_l1"][0].as_f64().unwrap(), round5(p.jaccard.into()));
+                assert_eq!(
+                    fv["correlated_features_pearson"][0].as_f64().unwrap(),
+                    round5(p.npmi.into())
+                );
+                assert_eq!(
+                    fv["correlated_features_l1"][0].as_f64().unwrap(),
+                    round5(p.jaccard.into())
+                );
             }
             // Activations: the stored examples, top first, then intervals from the highest.
             let mut ex = spec.examples_of("L1R-8x", f);
@@ -114,7 +133,10 @@ fn batches_validate_and_match_the_index() {
                 assert_eq!(a["values"], serde_json::json!(vals));
                 let q = a["qualifying_token_index"].as_i64().unwrap();
                 assert_eq!(q, i64::from(e.max_pos) - 1);
-                assert_eq!(a["values"][q as usize].as_f64().unwrap(), round5(e.max_act.into()));
+                assert_eq!(
+                    a["values"][q as usize].as_f64().unwrap(),
+                    round5(e.max_act.into())
+                );
                 let max = f64::from(rec.max_act);
                 match e.kind {
                     ExampleKind::Top => {
@@ -127,7 +149,12 @@ fn batches_validate_and_match_the_index() {
                         assert_eq!(a["bin_min"].as_f64().unwrap(), round3(i * max / n));
                         assert_eq!(a["bin_max"].as_f64().unwrap(), round3((i + 1.0) * max / n));
                         let c = a["bin_contains"].as_f64().unwrap();
-                        let expect = batch::interval_fraction(&rec, &summary, i * max / n, (i + 1.0) * max / n);
+                        let expect = batch::interval_fraction(
+                            &rec,
+                            &summary,
+                            i * max / n,
+                            (i + 1.0) * max / n,
+                        );
                         assert_eq!(c, round5(expect));
                         assert!((0.0..=1.0).contains(&c));
                     }
@@ -180,11 +207,17 @@ fn bad_input_is_refused() {
     let (tmp, _spec, reader) = index();
     let out = tmp.path().join("out");
     let err = export(&reader, &ExportOptions::new("nope", &out)).unwrap_err();
-    assert!(err.is_user_error() && err.to_string().contains("unknown SAE"), "{err}");
+    assert!(
+        err.is_user_error() && err.to_string().contains("unknown SAE"),
+        "{err}"
+    );
     let mut opts = ExportOptions::new("L1R-8x", &out);
     opts.features = Some(7..7);
     let err = export(&reader, &opts).unwrap_err();
-    assert!(err.is_user_error() && err.to_string().contains("empty"), "{err}");
+    assert!(
+        err.is_user_error() && err.to_string().contains("empty"),
+        "{err}"
+    );
     opts.features = Some(40..49);
     assert!(export(&reader, &opts).unwrap_err().is_user_error());
     opts.features = None;
@@ -197,7 +230,10 @@ fn bad_input_is_refused() {
     export(&reader, &opts).unwrap();
     assert!(out.join("batch-5.json").exists());
     let err = export(&reader, &opts).unwrap_err();
-    assert!(err.is_user_error() && err.to_string().contains("--force"), "{err}");
+    assert!(
+        err.is_user_error() && err.to_string().contains("--force"),
+        "{err}"
+    );
     opts.batch_size = 24;
     opts.force = true;
     export(&reader, &opts).unwrap();
@@ -208,7 +244,10 @@ fn bad_input_is_refused() {
     let file = tmp.path().join("file");
     std::fs::write(&file, "x").unwrap();
     let err = export(&reader, &ExportOptions::new("L1R-8x", file.join("out"))).unwrap_err();
-    assert!(matches!(err, Error::Io { .. }) && !err.is_user_error(), "{err}");
+    assert!(
+        matches!(err, Error::Io { .. }) && !err.is_user_error(),
+        "{err}"
+    );
 }
 
 fn gunzip_lines(p: &Path) -> Vec<Value> {
@@ -216,7 +255,9 @@ fn gunzip_lines(p: &Path) -> Vec<Value> {
     flate2::read::GzDecoder::new(std::fs::File::open(p).unwrap())
         .read_to_string(&mut s)
         .unwrap();
-    s.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
@@ -230,12 +271,19 @@ fn bulk_layout_matches_the_batches() {
     let dir = out.join("fixture").join("1-L1R-8x");
     assert_eq!(report.dir, dir);
     assert_eq!(report.batch_ranges, vec![0..24, 24..48]);
-    for f in ["release.jsonl", "model.jsonl", "sourceset.jsonl", "source.jsonl"] {
+    for f in [
+        "release.jsonl",
+        "model.jsonl",
+        "sourceset.jsonl",
+        "source.jsonl",
+    ] {
         let text = std::fs::read_to_string(dir.join(f)).unwrap();
         assert_eq!(text.lines().count(), 1, "{f}");
     }
     let source: Value = serde_json::from_str(
-        std::fs::read_to_string(dir.join("source.jsonl")).unwrap().trim(),
+        std::fs::read_to_string(dir.join("source.jsonl"))
+            .unwrap()
+            .trim(),
     )
     .unwrap();
     assert_eq!(source["id"], "1-L1R-8x");
@@ -252,23 +300,35 @@ fn bulk_layout_matches_the_batches() {
             assert_eq!(fv["layer"], "1-L1R-8x");
             assert_eq!(fv["modelId"], "fixture");
             assert_eq!(fv["hookName"], "blocks.1.hook_resid_post");
-            assert_eq!(fv["frac_nonzero"].as_f64().unwrap(), round5(spec.feature("L1R-8x", f).density));
+            assert_eq!(
+                fv["frac_nonzero"].as_f64().unwrap(),
+                round5(spec.feature("L1R-8x", f).density)
+            );
         }
         n_feat += feats.len();
         let acts = gunzip_lines(&dir.join("activations").join(format!("batch-{i}.jsonl.gz")));
         for a in &acts {
             assert!(ids.insert(a["id"].as_str().unwrap().to_string()));
-            let values: Vec<f64> = a["values"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            let values: Vec<f64> = a["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
             let max = values.iter().copied().fold(f64::MIN, f64::max);
             assert_eq!(a["maxValue"].as_f64().unwrap(), max);
-            assert_eq!(values[a["maxValueTokenIndex"].as_u64().unwrap() as usize], max);
+            assert_eq!(
+                values[a["maxValueTokenIndex"].as_u64().unwrap() as usize],
+                max
+            );
             assert_eq!(a["tokens"].as_array().unwrap().len(), values.len());
         }
         n_act += acts.len() as u64;
     }
     assert_eq!(n_feat, 48);
     assert_eq!(n_act, report.activations);
-    let ex_per_feature = u64::from(spec.top_k) + u64::from(spec.intervals) * u64::from(spec.samples);
+    let ex_per_feature =
+        u64::from(spec.top_k) + u64::from(spec.intervals) * u64::from(spec.samples);
     assert_eq!(n_act, 48 * ex_per_feature);
 
     // Re-export with --force into the same directory replaces the source.
@@ -281,7 +341,10 @@ fn bulk_layout_matches_the_batches() {
 
 #[test]
 fn model_ids_are_made_neuronpedia_like() {
-    assert_eq!(default_model_id("HuggingFaceTB/SmolLM2-135M"), "smollm2-135m");
+    assert_eq!(
+        default_model_id("HuggingFaceTB/SmolLM2-135M"),
+        "smollm2-135m"
+    );
     assert_eq!(default_model_id("SmolLM2 135M.Q4_1"), "smollm2-135m.q4_1");
     assert_eq!(default_model_id(""), "model");
 }

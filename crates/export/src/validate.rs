@@ -21,9 +21,7 @@ fn type_ok(t: &str, v: &Value) -> bool {
         "array" => v.is_array(),
         "object" => v.is_object(),
         "number" => v.is_number(),
-        "integer" => {
-            v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0)
-        }
+        "integer" => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0),
         _ => false,
     }
 }
@@ -47,8 +45,8 @@ fn check(root: &Value, schema: &Value, v: &Value, path: &str, errors: &mut Vec<S
     };
     for (k, s) in obj {
         match k.as_str() {
-            "$schema" | "$id" | "title" | "description" | "$comment" | "$defs"
-            | "definitions" | "examples" | "default" => {}
+            "$schema" | "$id" | "title" | "description" | "$comment" | "$defs" | "definitions"
+            | "examples" | "default" => {}
             "$ref" => match s.as_str().and_then(|r| resolve(root, r)) {
                 Some(target) => check(root, target, v, path, errors),
                 None => errors.push(format!("{path}: unresolvable $ref {s}")),
@@ -56,7 +54,9 @@ fn check(root: &Value, schema: &Value, v: &Value, path: &str, errors: &mut Vec<S
             "type" => {
                 let ok = match s {
                     Value::String(t) => type_ok(t, v),
-                    Value::Array(ts) => ts.iter().any(|t| t.as_str().is_some_and(|t| type_ok(t, v))),
+                    Value::Array(ts) => {
+                        ts.iter().any(|t| t.as_str().is_some_and(|t| type_ok(t, v)))
+                    }
                     _ => false,
                 };
                 if !ok {
@@ -176,7 +176,10 @@ mod tests {
         });
         assert!(validate(&schema, &json!({"a": 3, "b": ["x", null]})).is_empty());
         assert_eq!(validate(&schema, &json!({"a": -2, "b": []})).len(), 2);
-        assert_eq!(validate(&schema, &json!({"a": 1.5, "b": [1], "d": 0})).len(), 3);
+        assert_eq!(
+            validate(&schema, &json!({"a": 1.5, "b": [1], "d": 0})).len(),
+            3
+        );
         assert_eq!(validate(&schema, &json!({"b": ["x"], "c": 3})).len(), 2);
         assert_eq!(validate(&json!({"pattern": "x"}), &json!("x")).len(), 1);
     }

@@ -32,7 +32,10 @@ pub struct Vocab {
 impl Vocab {
     /// Builds the table from raw vocabulary pieces indexed by id (`None` where the tokenizer
     /// has no piece), padded with [`OUT_OF_RANGE_TOKEN`] up to `vocab_size`.
-    pub fn from_pieces(pieces: impl IntoIterator<Item = Option<String>>, vocab_size: usize) -> Self {
+    pub fn from_pieces(
+        pieces: impl IntoIterator<Item = Option<String>>,
+        vocab_size: usize,
+    ) -> Self {
         let mut out: Vec<String> = pieces
             .into_iter()
             .map(|p| match p {
@@ -91,7 +94,12 @@ mod tests {
     #[test]
     fn pieces_are_cleaned_and_padded() {
         let v = Vocab::from_pieces(
-            [Some("Ġthe".to_string()), Some("ĊĊ".into()), None, Some("âĢĶx".into())],
+            [
+                Some("Ġthe".to_string()),
+                Some("ĊĊ".into()),
+                None,
+                Some("âĢĶx".into()),
+            ],
             6,
         );
         assert_eq!(v.token_str(0), " the");

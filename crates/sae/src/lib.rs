@@ -18,6 +18,7 @@
 mod codes;
 mod encode;
 mod error;
+mod fabricate;
 mod id;
 mod json;
 mod llamascope;
@@ -28,6 +29,7 @@ mod weights;
 
 pub use codes::SparseCodes;
 pub use error::{Error, Result};
+pub use fabricate::{fabricate_llama_scope, FabricateSpec};
 pub use id::{Position, SaeId};
 pub use llamascope::{
     list_repo, write_llama_scope, DatasetNorm, LlamaScopeHyperparams, LlamaScopeTensors,

@@ -107,10 +107,7 @@ impl LiveModel {
                     self.saes.iter().position(|s| &s.id == id).ok_or_else(|| {
                         ApiError::unprocessable(
                             "unknown_sae",
-                            format!(
-                                "unknown SAE {id:?} (loaded: {})",
-                                self.sae_ids().join(", ")
-                            ),
+                            format!("unknown SAE {id:?} (loaded: {})", self.sae_ids().join(", ")),
                         )
                     })
                 })
@@ -165,11 +162,15 @@ impl LiveModel {
                     .collect();
                 row.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 tok.features
-                    .extend(row.into_iter().take(top_n).map(|(feature, act)| TokenFeature {
-                        sae: sae.id.clone(),
-                        feature,
-                        act,
-                    }));
+                    .extend(
+                        row.into_iter()
+                            .take(top_n)
+                            .map(|(feature, act)| TokenFeature {
+                                sae: sae.id.clone(),
+                                feature,
+                                act,
+                            }),
+                    );
             }
         }
         Ok(Activation { tokens })

@@ -39,7 +39,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/saes/{sae}", get(features::sae))
         .route("/api/saes/{sae}/features", get(features::list))
         .route("/api/saes/{sae}/random", get(features::random))
-        .route("/api/saes/{sae}/features/{feature}", get(features::dashboard))
+        .route(
+            "/api/saes/{sae}/features/{feature}",
+            get(features::dashboard),
+        )
         .route(
             "/api/saes/{sae}/features/{feature}/examples",
             get(features::examples),

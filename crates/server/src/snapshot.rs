@@ -135,8 +135,7 @@ impl FeatureTable {
 pub struct Snapshot {
     /// The reader (RocksDB + tantivy).
     pub reader: IndexReader,
-    /// Token id → text for the index's tokenizer.
-    pub tokens: Arc<TokenTable>,
+    tokens: OnceLock<Arc<TokenTable>>,
     tables: HashMap<String, OnceLock<Arc<FeatureTable>>>,
     stamp: Option<Stamp>,
 }
@@ -151,7 +150,7 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
-    /// Opens the index at `dir` and loads its tokenizer ([`TokenTable::for_manifest`]).
+    /// Opens the index at `dir`; its tokenizer is loaded on first use ([`Snapshot::tokens`]).
     pub fn open(dir: impl AsRef<Path>) -> StoreResult<Self> {
         Self::open_with(dir.as_ref(), None)
     }
@@ -160,20 +159,26 @@ impl Snapshot {
     fn open_with(dir: &Path, previous: Option<&Snapshot>) -> StoreResult<Self> {
         let before = stamp(dir);
         let reader = IndexReader::open(dir)?;
-        let tokens = match previous {
-            Some(p) if p.reader.manifest().model == reader.manifest().model => p.tokens.clone(),
-            _ => Arc::new(TokenTable::for_manifest(reader.manifest())),
-        };
+        let tokens = OnceLock::new();
+        if let Some(p) = previous.filter(|p| p.reader.manifest().model == reader.manifest().model) {
+            if let Some(t) = p.tokens.get() {
+                let _ = tokens.set(t.clone());
+            }
+        }
         Ok(Self::from_reader(reader, tokens, before))
     }
 
     /// A snapshot of an already opened reader with a given token table (tests, CLI).
     pub fn with_tokens(reader: IndexReader, tokens: Arc<TokenTable>) -> Self {
         let s = stamp(reader.dir());
-        Self::from_reader(reader, tokens, s)
+        Self::from_reader(reader, OnceLock::from(tokens), s)
     }
 
-    fn from_reader(reader: IndexReader, tokens: Arc<TokenTable>, stamp: Option<Stamp>) -> Self {
+    fn from_reader(
+        reader: IndexReader,
+        tokens: OnceLock<Arc<TokenTable>>,
+        stamp: Option<Stamp>,
+    ) -> Self {
         let tables = reader
             .sae_ids()
             .into_iter()
@@ -185,6 +190,13 @@ impl Snapshot {
             tables,
             stamp,
         }
+    }
+
+    /// Token id → text for the index's tokenizer ([`TokenTable::for_manifest`], loaded on
+    /// first use).
+    pub fn tokens(&self) -> &TokenTable {
+        self.tokens
+            .get_or_init(|| Arc::new(TokenTable::for_manifest(self.reader.manifest())))
     }
 
     /// The feature table of `sae`, built on first use ([`scopedex_store::Error::UnknownSae`]
@@ -224,6 +236,7 @@ impl IndexHandle {
     pub fn open(dir: impl Into<PathBuf>) -> StoreResult<Self> {
         let dir = dir.into();
         let snap = Snapshot::open(&dir)?;
+        snap.tokens(); // load the tokenizer now rather than in the first request
         Ok(Self::new(dir, snap))
     }
 
@@ -261,6 +274,7 @@ impl IndexHandle {
             return Ok(false);
         }
         let next = Snapshot::open_with(&self.dir, Some(&current))?;
+        next.tokens();
         if next.stamp != now || stamp(&self.dir) != now {
             // Republished again while opening: the files may be of two versions. Next time.
             return Ok(false);
@@ -286,7 +300,9 @@ impl IndexHandle {
                 let h = Arc::clone(&handle);
                 match tokio::task::spawn_blocking(move || h.refresh()).await {
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::warn!(error = %e, "index reload failed; keeping the current version"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "index reload failed; keeping the current version")
+                    }
                     Err(e) => tracing::warn!(error = %e, "index reload task failed"),
                 }
             }

@@ -80,7 +80,10 @@ impl TrainConfig {
             return bad(format!("lr = {} must be a positive number", self.lr));
         }
         let frac = |f: f32| (0.0..=1.0).contains(&f);
-        if !frac(self.warmup_frac) || !frac(self.decay_frac) || self.warmup_frac + self.decay_frac > 1.0 {
+        if !frac(self.warmup_frac)
+            || !frac(self.decay_frac)
+            || self.warmup_frac + self.decay_frac > 1.0
+        {
             return bad(format!(
                 "warmup_frac = {} and decay_frac = {} must be in [0, 1] and sum to at most 1",
                 self.warmup_frac, self.decay_frac

@@ -124,7 +124,10 @@ pub fn train(
     let d = src.d_model();
     let hook_index = |h: &str| {
         hooks.iter().position(|x| x == h).ok_or_else(|| {
-            Error::InvalidConfig(format!("hook {h} is not captured (have {})", hooks.join(", ")))
+            Error::InvalidConfig(format!(
+                "hook {h} is not captured (have {})",
+                hooks.join(", ")
+            ))
         })
     };
     let mut io = Vec::with_capacity(targets.len());
@@ -151,7 +154,7 @@ pub fn train(
     // Dataset-wise norms and means (native scale) from the first buffer.
     let mut norms = Vec::with_capacity(hooks.len());
     let mut means = Vec::with_capacity(hooks.len());
-    for h in 0..hooks.len() {
+    for (h, hook) in hooks.iter().enumerate() {
         let mut sum_norm = 0f64;
         let mut mean = vec![0f64; d];
         let mut n = 0usize;
@@ -165,12 +168,15 @@ pub fn train(
         let norm = (sum_norm / n as f64) as f32;
         if !(norm.is_finite() && norm > 0.0) {
             return Err(Error::NoData(format!(
-                "hook {}: mean activation norm is {norm}",
-                hooks[h]
+                "hook {hook}: mean activation norm is {norm}"
             )));
         }
         norms.push(norm);
-        means.push(mean.iter().map(|m| (*m / n as f64) as f32).collect::<Vec<f32>>());
+        means.push(
+            mean.iter()
+                .map(|m| (*m / n as f64) as f32)
+                .collect::<Vec<f32>>(),
+        );
     }
     let root = (d as f32).sqrt();
     let mut rng = Rng::new(cfg.seed);
@@ -183,7 +189,9 @@ pub fn train(
         };
         let mean_in: Vec<f32> = means[hi].iter().map(|m| m * root / norm.input).collect();
         let mean_out: Vec<f32> = means[ho].iter().map(|m| m * root / norm.output).collect();
-        saes.push(TopKSae::init(d, t.d_sae, cfg.k, norm, &mean_in, &mean_out, &mut rng));
+        saes.push(TopKSae::init(
+            d, t.d_sae, cfg.k, norm, &mean_in, &mean_out, &mut rng,
+        ));
         ref_means.push(mean_out);
     }
 
@@ -219,7 +227,11 @@ pub fn train(
                 &mut scratch[i],
             );
             let fvu = st.sq_err / st.sq_total.max(1e-30);
-            ema[i] = if step == 0 { fvu } else { 0.9 * ema[i] + 0.1 * fvu };
+            ema[i] = if step == 0 {
+                fvu
+            } else {
+                0.9 * ema[i] + 0.1 * fvu
+            };
             if step >= tail_from {
                 tail[i].0 += st.sq_err;
                 tail[i].1 += st.sq_total;
@@ -244,7 +256,9 @@ pub fn train(
         );
     }
     if tokens == 0 {
-        return Err(Error::NoData("no training rows after the held-out set".into()));
+        return Err(Error::NoData(
+            "no training rows after the held-out set".into(),
+        ));
     }
 
     // Evaluation with the loader's encode.

@@ -267,7 +267,9 @@ impl ShuffleBuffer {
 /// Errors out when a source yields no rows at all.
 pub(crate) fn require_rows(rows: &Rows, what: &str) -> Result<()> {
     if rows.n == 0 {
-        return Err(Error::NoData(format!("the source produced no rows for {what}")));
+        return Err(Error::NoData(format!(
+            "the source produced no rows for {what}"
+        )));
     }
     Ok(())
 }

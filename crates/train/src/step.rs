@@ -106,7 +106,8 @@ impl TopKSae {
         sc.err.clear();
         sc.err.resize(rows * d, 0.0);
         sc.aux_diff.clear();
-        sc.aux_diff.resize(if k_aux > 0 { rows * d } else { 0 }, 0.0);
+        sc.aux_diff
+            .resize(if k_aux > 0 { rows * d } else { 0 }, 0.0);
         let slots = codes.k + k_aux;
         let mut entries = std::mem::take(&mut sc.entries);
         entries.clear();

@@ -11,7 +11,7 @@ function resultView(r: Activation): HTMLElement {
     "div",
     { class: "strip", role: "group", "aria-label": "Tokens; each links to its strongest features below" },
     r.tokens.map((t) => {
-      const top = t.features[0]?.act ?? 0;
+      const top = Math.max(0, ...t.features.map((f) => f.act));
       const a = h(
         "a",
         {

@@ -11,7 +11,9 @@ function marked(text: string, q: string): Node[] {
     .map((w) => w.replace(/[^\p{L}\p{N}_'-]/gu, ""))
     .filter((w) => w.length > 1);
   if (words.length === 0) return [document.createTextNode(text)];
-  const re = new RegExp(`(${words.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})`, "giu");
+  // Whole words only, as the text index matches them.
+  const alt = words.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|");
+  const re = new RegExp(`(?<![\\p{L}\\p{N}])(?:${alt})(?![\\p{L}\\p{N}])`, "giu");
   const out: Node[] = [];
   let last = 0;
   for (const m of text.matchAll(re)) {
@@ -26,6 +28,7 @@ function marked(text: string, q: string): Node[] {
 
 export async function searchPage(ctx: PageCtx): Promise<void> {
   const q = (ctx.query.get("q") ?? "").trim();
+  const limit = Math.min(1000, Math.max(1, Math.floor(Number(ctx.query.get("limit") ?? "25")) || 25));
   ctx.setTitle(q ? `Search: ${q}` : "Search");
   const form = () => searchForm(q, !q);
   if (!q) {
@@ -34,7 +37,7 @@ export async function searchPage(ctx: PageCtx): Promise<void> {
   }
   loading(ctx.main, `results for “${q}”`);
   try {
-    const r = await api.search(q, 50, ctx.signal);
+    const r = await api.search(q, limit, ctx.signal);
     const hits = r.hits.map((hit) =>
       h(
         "li",
@@ -54,8 +57,11 @@ export async function searchPage(ctx: PageCtx): Promise<void> {
       ctx.main,
       h("h1", null, "Search contexts"),
       form(),
-      h("p", { class: "muted", role: "status" }, `${r.hits.length} context${r.hits.length === 1 ? "" : "s"} match “${r.query}”.`),
+      h("p", { class: "muted", role: "status" }, `${r.hits.length}${r.hits.length >= limit ? "+" : ""} context${r.hits.length === 1 ? "" : "s"} match “${r.query}”.`),
       r.hits.length ? h("ol", { class: "hits" }, hits) : h("p", null, "No context contains that text. Try fewer or other words."),
+      r.hits.length >= limit && limit < 1000
+        ? h("p", null, link(`/search?${new URLSearchParams({ q, limit: String(Math.min(1000, limit * 2)) })}`, "Show more results"))
+        : null,
     );
     announce(`${r.hits.length} results`);
   } catch (e) {

@@ -2,9 +2,19 @@
 mod demo;
 mod dump_activations;
 mod encode;
+pub mod export;
 mod index;
 mod info;
 mod train_sae;
+// Query commands (issue 7): each prints a `scopedex_server::views` body (`--json`) or a
+// human rendering of it (`render`).
+mod activate;
+mod cooc;
+mod render;
+mod search;
+mod serve;
+mod stats;
+mod top;
 
 use crate::args::Command;
 
@@ -14,9 +24,37 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Index(args) => index::run(args),
         Command::Merge { out, shards } => index::merge(&out, &shards),
         Command::Reindex { index } => index::reindex(&index),
+        Command::FabricateSae {
+            out,
+            hook_in,
+            hook_out,
+            d_model,
+            d_sae,
+            k,
+            seed,
+        } => {
+            let spec = scopedex_sae::FabricateSpec {
+                d_model,
+                d_sae,
+                k,
+                hook_out: hook_out.unwrap_or_else(|| hook_in.clone()),
+                hook_in,
+                norm: (30.0, 30.0),
+                seed,
+            };
+            scopedex_sae::fabricate_llama_scope(&out, &spec)?;
+            Ok(())
+        }
         Command::Info { model } => info::run(&model),
+        Command::Export(command) => export::run(command),
         Command::TrainSae(args) => train_sae::run(args),
         Command::Demo { index, addr } => demo::run(&index, &addr),
+        Command::Serve(args) => serve::run(args),
+        Command::Top(args) => top::run(args),
+        Command::Stats(args) => stats::run(args),
+        Command::Cooc(args) => cooc::run(args),
+        Command::Search(args) => search::run(args),
+        Command::Activate(args) => activate::run(args),
         Command::Encode {
             sae,
             id,
@@ -52,8 +90,16 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 .is_some_and(|e| e.is_user_error())
             || e.downcast_ref::<scopedex_index::Error>()
                 .is_some_and(|e| e.is_user_error())
-            || e.downcast_ref::<scopedex_store::Error>()
-                .is_some_and(|e| e.is_caller_error())
+            || e.downcast_ref::<scopedex_store::Error>().is_some_and(|e| {
+                e.is_caller_error()
+                    || matches!(
+                        e,
+                        scopedex_store::Error::MissingIndex { .. }
+                            | scopedex_store::Error::FormatVersion { .. }
+                    )
+            })
+            || e.downcast_ref::<scopedex_server::ApiError>()
+                .is_some_and(|e| e.is_user_error())
             || e.downcast_ref::<scopedex_train::Error>()
                 .is_some_and(|e| e.is_user_error())
             || e.downcast_ref::<std::io::Error>()

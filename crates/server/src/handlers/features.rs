@@ -98,7 +98,11 @@ pub(crate) async fn dashboard(
     State(state): State<AppState>,
     ApiPath((sae, feature)): ApiPath<(String, u32)>,
 ) -> ApiResult<Json<views::FeatureDashboard>> {
-    Ok(Json(views::dashboard(&state.index.snapshot(), &sae, feature)?))
+    Ok(Json(views::dashboard(
+        &state.index.snapshot(),
+        &sae,
+        feature,
+    )?))
 }
 
 #[derive(Debug, Deserialize)]

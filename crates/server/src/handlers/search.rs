@@ -19,9 +19,8 @@ pub(crate) async fn search(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> ApiResult<Json<views::SearchResults>> {
-    let query = q
-        .q
-        .ok_or_else(|| ApiError::bad_request("missing_query", "parameter `q` is required"))?;
+    let query =
+        q.q.ok_or_else(|| ApiError::bad_request("missing_query", "parameter `q` is required"))?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     views::check_page(limit, 0)?;
     let snap = state.index.snapshot();

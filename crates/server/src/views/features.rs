@@ -192,7 +192,7 @@ pub fn examples(
     Ok(Examples {
         sae: sae.to_string(),
         feature,
-        examples: example_views(&snap.reader, &snap.tokens, &records)?,
+        examples: example_views(&snap.reader, snap.tokens(), &records)?,
     })
 }
 
@@ -291,7 +291,7 @@ pub fn dashboard(snap: &Snapshot, sae: &str, feature: u32) -> ApiResult<FeatureD
             }),
         })
         .collect();
-    let views = example_views(reader, &snap.tokens, &chosen)?;
+    let views = example_views(reader, snap.tokens(), &chosen)?;
     let mut top_examples = Vec::new();
     let width = f.max_act / n_intervals.max(1) as f32;
     let mut intervals: Vec<Interval> = (0..n_intervals)
@@ -321,7 +321,7 @@ pub fn dashboard(snap: &Snapshot, sae: &str, feature: u32) -> ApiResult<FeatureD
         v.iter()
             .map(|t| TokenValueView {
                 token_id: t.token,
-                token: snap.tokens.text(t.token),
+                token: snap.tokens().text(t.token),
                 value: t.value,
             })
             .collect()
@@ -339,7 +339,7 @@ pub fn dashboard(snap: &Snapshot, sae: &str, feature: u32) -> ApiResult<FeatureD
             .iter()
             .map(|t| TokenCountView {
                 token_id: t.token,
-                token: snap.tokens.text(t.token),
+                token: snap.tokens().text(t.token),
                 count: t.count,
             })
             .collect(),

@@ -12,8 +12,8 @@ mod features;
 mod search;
 
 pub use features::{
-    cooccurrence, dashboard, examples, feature_list, index_info, random_feature, sae_summary,
-    sae_summaries, FeatureListParams, DASHBOARD_COOC, DASHBOARD_PER_INTERVAL, DASHBOARD_TOP,
+    cooccurrence, dashboard, examples, feature_list, index_info, random_feature, sae_summaries,
+    sae_summary, FeatureListParams, DASHBOARD_COOC, DASHBOARD_PER_INTERVAL, DASHBOARD_TOP,
 };
 pub use search::{search, SEARCH_FEATURES_PER_SAE};
 

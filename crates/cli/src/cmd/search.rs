@@ -1,0 +1,36 @@
+//! `scopedex search INDEX "query"`: contexts by text, with their strongest features.
+use crate::args::SearchArgs;
+
+use super::render;
+
+/// Characters of context text shown per hit in human output.
+const TEXT_CHARS: usize = 240;
+
+/// Runs `scopedex search`.
+pub fn run(args: SearchArgs) -> anyhow::Result<()> {
+    let snap = render::open(&args.index)?;
+    let body = scopedex_server::views::search(&snap, &args.query, args.limit)?;
+    if args.json {
+        return render::json(&body);
+    }
+    println!("{} hits for {:?}", body.hits.len(), body.query);
+    for h in &body.hits {
+        let text: String = h.text.chars().take(TEXT_CHARS).collect();
+        println!(
+            "\n{:>8.3}  context {} ({})\n    {}",
+            h.score,
+            h.context_id,
+            h.doc_id,
+            render::visible(&text)
+        );
+        let features: Vec<String> = h
+            .features
+            .iter()
+            .map(|f| format!("{}/{} ({:.2})", f.sae, f.feature, f.max_act))
+            .collect();
+        if !features.is_empty() {
+            println!("    features: {}", features.join(", "));
+        }
+    }
+    Ok(())
+}
