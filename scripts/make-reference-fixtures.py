@@ -12,8 +12,9 @@ Writes (committed, so tests need no torch):
       reference.safetensors with its tokens, every hook of every layer and full logits.
 
 Hooks follow TransformerLens: hook_resid_post = decoder layer output, hook_attn_out = self_attn
-output (after o_proj), hook_mlp_out = mlp output, ln2.hook_normalized = post_attention_layernorm
-output.
+output (after o_proj), hook_mlp_out = mlp output, ln2.hook_normalized = the post-attention RMSNorm's normalized input
+before its gain (x / rms(x)), as TransformerLens (with its norm weights folded into the MLP) and
+Llama Scope's transcoders define it (mean norm ≈ sqrt(d_model)).
 
 Usage (any venv with torch, transformers, gguf, accelerate, safetensors, tokenizers):
   python3 -m venv /var/cache/scopedex/venv-ref
@@ -72,8 +73,14 @@ def capture(model, ids, layers):
             f"blocks.{l}.hook_resid_post": layer,
         }
         for name, mod in hooks.items():
-            def fn(_m, _i, out, name=name):
-                store[name] = first(out)[0].detach().float().clone().contiguous()
+            if name.endswith("ln2.hook_normalized"):
+                def fn(m, inp, _out, name=name):
+                    h = inp[0][0].detach().float()
+                    n = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + m.variance_epsilon)
+                    store[name] = n.clone().contiguous()
+            else:
+                def fn(_m, _i, out, name=name):
+                    store[name] = first(out)[0].detach().float().clone().contiguous()
 
             handles.append(mod.register_forward_hook(fn))
     with torch.no_grad():

@@ -32,6 +32,17 @@ impl RmsNorm {
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(candle_nn::ops::rms_norm(x, &self.weight, self.eps)?)
     }
+
+    /// `x / rms(x)` without the gain, f32 `[N, d_model]` (TransformerLens' `hook_normalized`).
+    pub(crate) fn normalize(&self, x: &Tensor) -> Result<Tensor> {
+        let ones = self.weight.ones_like()?;
+        Ok(candle_nn::ops::rms_norm(x, &ones, self.eps)?)
+    }
+
+    /// Applies the gain to an output of [`RmsNorm::normalize`].
+    pub(crate) fn scale(&self, normalized: &Tensor) -> Result<Tensor> {
+        Ok(normalized.broadcast_mul(&self.weight)?)
+    }
 }
 
 /// Everything a block computes that a hook may want.
@@ -40,7 +51,8 @@ pub(crate) struct BlockOut {
     pub(crate) resid_post: Tensor,
     /// Attention output after `o_proj`.
     pub(crate) attn_out: Tensor,
-    /// Post-attention RMSNorm output (the MLP input).
+    /// Post-attention RMSNorm's normalized input before its gain (`ln2.hook_normalized`, as
+    /// TransformerLens and Llama Scope's transcoders define it; norm ≈ sqrt(d_model)).
     pub(crate) ln2: Tensor,
     /// MLP output.
     pub(crate) mlp_out: Tensor,
@@ -91,8 +103,10 @@ impl Block {
             .self_attn
             .forward(&self.input_layernorm.forward(x)?, ctx)?;
         let h = (x + &attn_out)?;
-        let ln2 = self.post_attention_layernorm.forward(&h)?;
-        let mlp_out = self.mlp.forward(&ln2)?;
+        let ln2 = self.post_attention_layernorm.normalize(&h)?;
+        let mlp_out = self
+            .mlp
+            .forward(&self.post_attention_layernorm.scale(&ln2)?)?;
         let resid_post = (&h + &mlp_out)?;
         Ok(BlockOut {
             resid_post,

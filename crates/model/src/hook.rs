@@ -25,8 +25,9 @@ pub enum HookPoint {
     AttnOut(usize),
     /// `blocks.{L}.hook_mlp_out`: MLP output of block L (after `down_proj`).
     MlpOut(usize),
-    /// `blocks.{L}.ln2.hook_normalized`: output of block L's post-attention RMSNorm (weight
-    /// applied), i.e. the MLP input, as transcoders read it.
+    /// `blocks.{L}.ln2.hook_normalized`: block L's post-attention RMSNorm input divided by its
+    /// RMS, before the gain (TransformerLens folds the gain into the MLP), as Llama Scope's
+    /// transcoders read it; its norm is ≈ sqrt(d_model).
     Ln2Normalized(usize),
 }
 
