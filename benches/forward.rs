@@ -3,8 +3,8 @@
 //!
 //! Reported: forward tokens/s (best of 3 after a warm-up), the forward's achieved GFLOP/s
 //! (matmul FLOPs only, attention included) and its fraction of the GEMM probe, per-shape GEMM
-//! GFLOP/s, and peak RSS. When `SCOPEDEX_REF_PYTHON` names a Python with torch + transformers
-//! + gguf, `benches/hf_forward.py` runs HF transformers on the same tokens and thread count, and
+//! GFLOP/s, and peak RSS. When `SCOPEDEX_REF_PYTHON` names a Python with torch, transformers
+//! and gguf, `benches/hf_forward.py` runs HF transformers on the same tokens and thread count, and
 //! the ratio is printed.
 //!
 //! Run: `cargo bench -p scopedex-benches --bench forward` (or, without a release build of every

@@ -57,7 +57,9 @@ pub fn run(index: &Path, addr: &str) -> anyhow::Result<()> {
         "# Demo index {} — SAE {sae}, feature {feature} (fired on {n_fired} tokens)",
         index.display()
     );
-    println!("# 1. top: the feature's dashboard with its top-activating contexts");
+    let idx = index.display();
+    println!("# 1. top: the feature's top-activating contexts, tokens shaded by activation");
+    println!("scopedex top {idx} {sae} {feature} --limit 5");
     println!("curl -s '{base}/saes/{sae}/features/{feature}/examples?kind=top&limit=5'");
     println!(
         "# 2. cooc: the features that fire together with it{}",
@@ -67,8 +69,10 @@ pub fn run(index: &Path, addr: &str) -> anyhow::Result<()> {
             ""
         }
     );
+    println!("scopedex cooc {idx} {sae} {feature} --limit 10");
     println!("curl -s '{base}/saes/{sae}/features/{feature}/cooccurrence'");
     println!("# 3. search: contexts containing \"{word}\", with their strongest features");
+    println!("scopedex search {idx} '{word}' --limit 5");
     println!("curl -s '{base}/search?q={word}&limit=5'");
     println!("# Web UI: http://{addr}/");
     Ok(())
