@@ -42,7 +42,7 @@ saes="out/demo-saes/$sae_key"
 if [ -f "$saes/train-report.json" ]; then
   stage "demo SAEs: reusing $saes"
 else
-  stage "training ${#ids[@]} demo SAEs into $saes (about 10 minutes)"
+  stage "training ${#ids[@]} demo SAEs into $saes (about 20 minutes on 2 cores)"
   rm -rf "$saes.tmp"
   "$bin" train-sae "${train_args[@]}" --out "$saes.tmp"
   mv "$saes.tmp" "$saes"
