@@ -110,8 +110,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dev = Device::Cpu;
     let quick = std::env::var_os("SCOPEDEX_BENCH_QUICK").is_some();
     println!(
-        "threads: {}  (candle f32 GEMM; best of 5, encode best of 3)\n",
-        rayon_threads()
+        "threads: {}  (GEMM: {}; best of 5, encode best of 3)\n",
+        rayon_threads(),
+        scopedex_linalg::init()
     );
     println!(
         "| shape | d_in → d_sae, k | tokens | GEMM s | GEMM GFLOP/s | selection s | selection / GEMM \

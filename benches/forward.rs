@@ -1,5 +1,6 @@
 //! Model forward throughput (SmolLM2-135M, batch 16 × 128 tokens, all 30 blocks, no LM head)
-//! against the f32 GEMM rate of the same matmul shapes (the roofline probe), in one run.
+//! against the f32 GEMM rate of the same matmul shapes (the roofline probe: candle's kernel and
+//! the BLAS `scopedex_linalg` picks), in one run.
 //!
 //! Reported: forward tokens/s (best of 3 after a warm-up), the forward's achieved GFLOP/s
 //! (matmul FLOPs only, attention included) and its fraction of the GEMM probe, per-shape GEMM
@@ -92,24 +93,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("gate+up", d, 2 * cfg.d_mlp),
         ("down", cfg.d_mlp, d),
     ];
-    println!("| GEMM M×K×N | s | GFLOP/s |");
-    println!("|---|---|---|");
+    // Both kernels on the same shapes: candle's own matmul (the `gemm` crate) and the one the
+    // model uses (`scopedex_linalg`: a BLAS when installed).
+    let backend = scopedex_linalg::init();
+    println!("GEMM backend: {backend}\n");
+    println!("| GEMM M×K×N | candle s | candle GFLOP/s | scopedex s | scopedex GFLOP/s | ratio |");
+    println!("|---|---|---|---|---|---|");
     let mut probe_flops = 0.0;
-    let mut probe_s = 0.0;
+    let (mut candle_s, mut probe_s) = (0.0, 0.0);
     for (name, k, n) in shapes {
         let a = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
         let b = Tensor::randn(0f32, 1.0, (k, n), &dev)?;
-        let s = best(5, || {
+        let sc = best(5, || {
             a.matmul(&b)?;
+            Ok(())
+        })?;
+        let s = best(5, || {
+            scopedex_linalg::matmul(&a, &b)?;
             Ok(())
         })?;
         let flops = 2.0 * (m * k * n) as f64;
         probe_flops += flops;
+        candle_s += sc;
         probe_s += s;
-        println!("| {name} {m}×{k}×{n} | {s:.4} | {:.1} |", flops / s / 1e9);
+        println!(
+            "| {name} {m}×{k}×{n} | {sc:.4} | {:.1} | {s:.4} | {:.1} | {:.2}× |",
+            flops / sc / 1e9,
+            flops / s / 1e9,
+            sc / s
+        );
     }
     let probe_gflops = probe_flops / probe_s / 1e9;
-    println!("| all four (time-weighted) | {probe_s:.4} | {probe_gflops:.1} |\n");
+    println!(
+        "| all four (time-weighted) | {candle_s:.4} | {:.1} | {probe_s:.4} | {probe_gflops:.1} | {:.2}× |\n",
+        probe_flops / candle_s / 1e9,
+        candle_s / probe_s
+    );
 
     // Forward.
     let seqs = tokens(cfg.vocab_size);
@@ -128,7 +147,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("| forward | s | tokens/s | GFLOP/s | of GEMM probe | peak RSS MB |");
     println!("|---|---|---|---|---|---|");
     println!(
-        "| scopedex (candle f32) | {s:.3} | {:.0} | {gflops:.1} | {:.0} % | {:.0} |",
+        "| scopedex (f32) | {s:.3} | {:.0} | {gflops:.1} | {:.0} % | {:.0} |",
         toks / s,
         100.0 * gflops / probe_gflops,
         peak_rss_mb()

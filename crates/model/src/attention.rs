@@ -1,8 +1,10 @@
 //! Grouped-query self-attention with rotate-half RoPE and a causal mask.
 //!
-//! Batches are right-padded; a causal mask alone keeps every real position from seeing padding
-//! (padding only ever follows the real tokens), so no separate padding mask is needed. Padding
-//! rows compute finite garbage that callers drop ([`crate::Captured`] zeroes them).
+//! Activations arrive packed (`[sum(lengths), ·]`, no padding). Attention alone works on a
+//! right-padded `[B, T_max]` layout: the fused q/k/v rows are gathered into it ([`Padding`]),
+//! and the output rows gathered back. A causal mask alone keeps every real position from seeing
+//! padding (padding only ever follows the real tokens), so no separate padding mask is needed;
+//! padding slots hold a copy of a real row, so they stay finite, and are never read back.
 use candle_core::{Device, Tensor};
 
 use crate::config::Config;
@@ -22,6 +24,41 @@ pub(crate) struct AttnCtx {
     pub(crate) sin: Tensor,
     /// f32 `[t, t]`: 0 where key ≤ query, −∞ above the diagonal.
     pub(crate) mask: Tensor,
+    /// How packed rows map to the padded layout; `None` when every sequence has length `t`
+    /// (then both layouts are the same).
+    pub(crate) padding: Option<Padding>,
+}
+
+/// Gather indices between packed rows and the padded `[b * t]` layout.
+pub(crate) struct Padding {
+    /// u32 `[b * t]`: the packed row of each padded slot (padding slots: the sequence's first row).
+    to_padded: Tensor,
+    /// u32 `[sum(lengths)]`: the padded slot of each packed row.
+    to_packed: Tensor,
+}
+
+impl Padding {
+    pub(crate) fn new(lengths: &[usize], t: usize, device: &Device) -> Result<Option<Self>> {
+        if lengths.iter().all(|&l| l == t) {
+            return Ok(None);
+        }
+        let mut to_padded = Vec::with_capacity(lengths.len() * t);
+        let mut to_packed = Vec::with_capacity(lengths.iter().sum());
+        let mut start = 0usize;
+        for (i, &l) in lengths.iter().enumerate() {
+            for p in 0..t {
+                to_padded.push((start + if p < l { p } else { 0 }) as u32);
+            }
+            to_packed.extend((0..l).map(|p| (i * t + p) as u32));
+            start += l;
+        }
+        let n_padded = to_padded.len();
+        let n_packed = to_packed.len();
+        Ok(Some(Padding {
+            to_padded: Tensor::from_vec(to_padded, n_padded, device)?,
+            to_packed: Tensor::from_vec(to_packed, n_packed, device)?,
+        }))
+    }
 }
 
 /// A Llama attention block.
@@ -72,13 +109,17 @@ impl Attention {
         })
     }
 
-    /// x: f32 `[b * t, d_model]` (normalized) → attention output after `o_proj`, `[b * t, d_model]`.
+    /// x: f32 `[rows, d_model]` packed (normalized) → attention output after `o_proj`, `[rows, d_model]`.
     pub(crate) fn forward(&self, x: &Tensor, ctx: &AttnCtx) -> Result<Tensor> {
         let _enter = self.span.enter();
         let (b, t, hd) = (ctx.b, ctx.t, self.head_dim);
         let (nh, nkv) = (self.n_heads, self.n_kv_heads);
         let rep = nh / nkv;
         let qkv = self.qkv.forward(x)?;
+        let qkv = match &ctx.padding {
+            Some(p) => qkv.index_select(&p.to_padded, 0)?,
+            None => qkv,
+        };
         // [b*t, heads*hd] → [b, heads, t, hd]
         let split = |start: usize, heads: usize| -> Result<Tensor> {
             Ok(qkv
@@ -107,6 +148,10 @@ impl Attention {
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b * t, nh * hd))?;
+        let out = match &ctx.padding {
+            Some(p) => out.index_select(&p.to_packed, 0)?,
+            None => out,
+        };
         self.o.forward(&out)
     }
 }

@@ -140,7 +140,8 @@ impl CapturePlan {
 pub struct Captured {
     /// Number of real (non-padding) tokens of each sequence of the batch.
     pub lengths: Vec<usize>,
-    /// One f32 `[B, T_max, d_model]` tensor per captured hook; padding rows are zero.
+    /// One f32 `[sum(lengths), d_model]` tensor per captured hook: the real tokens, sequence by
+    /// sequence, position by position (no padding).
     pub hooks: BTreeMap<HookPoint, Tensor>,
     /// f32 `[B, vocab]`: logits at the last real position of each sequence (`lengths[b] - 1`),
     /// when the plan asked for them. Only the last position is computed, to spare the
@@ -149,25 +150,34 @@ pub struct Captured {
 }
 
 impl Captured {
-    /// f32 `[sum(lengths), d_model]`: the non-padding rows of `hook`, sequence by sequence,
-    /// position by position.
+    /// f32 `[sum(lengths), d_model]`: the rows of `hook`, sequence by sequence, position by
+    /// position.
     pub fn valid_rows(&self, hook: HookPoint) -> Result<Tensor> {
         let t = self
             .hooks
             .get(&hook)
             .ok_or_else(|| Error::NotCaptured(hook.to_string()))?;
-        let (_b, t_max, _d) = t.dims3()?;
-        if self.lengths.iter().all(|&l| l == t_max) {
-            return Ok(t.flatten_to(1)?.to_dtype(DType::F32)?);
+        Ok(t.to_dtype(DType::F32)?)
+    }
+
+    /// f32 `[B, T_max, d_model]`: `hook` right-padded per sequence, padding rows zero.
+    pub fn padded(&self, hook: HookPoint) -> Result<Tensor> {
+        let rows = self.valid_rows(hook)?;
+        let t_max = self.lengths.iter().copied().max().unwrap_or(0);
+        let d = rows.dim(1)?;
+        let mut parts = Vec::with_capacity(self.lengths.len());
+        let mut start = 0;
+        for &l in &self.lengths {
+            let seq = rows.narrow(0, start, l)?;
+            parts.push(if l < t_max {
+                let zeros = Tensor::zeros((t_max - l, d), DType::F32, rows.device())?;
+                Tensor::cat(&[&seq, &zeros], 0)?
+            } else {
+                seq
+            });
+            start += l;
         }
-        let parts = self
-            .lengths
-            .iter()
-            .enumerate()
-            .filter(|(_, &l)| l > 0)
-            .map(|(b, &l)| t.get(b)?.narrow(0, 0, l))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Tensor::cat(&parts, 0)?.to_dtype(DType::F32)?)
+        Ok(Tensor::stack(&parts, 0)?)
     }
 }
 

@@ -42,6 +42,7 @@ impl Linear {
 
     /// x: f32 `[N, in]` → `[N, out]`.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&self.wt)?)
+        // A BLAS sgemm on CPU f32 when one is installed (2x candle's kernel), candle otherwise.
+        Ok(scopedex_linalg::matmul(x, &self.wt)?)
     }
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::attention::{causal_mask, AttnCtx};
+use crate::attention::{causal_mask, AttnCtx, Padding};
 use crate::block::{Block, RmsNorm};
 use crate::config::Config;
 use crate::gguf::GgufSource;
@@ -97,9 +97,13 @@ impl Llama {
         Ok(self.lm_head.clone())
     }
 
-    /// Runs a right-padded batch (`seqs[b]` are token ids; lengths may differ, none empty) and
-    /// returns the activations at `plan.hooks`, each f32 `[B, T_max, d_model]` with padding rows
-    /// zeroed, plus last-position logits `[B, vocab]` when `plan.logits`.
+    /// Runs a batch (`seqs[b]` are token ids; lengths may differ, none empty) and returns the
+    /// activations at `plan.hooks`, each f32 `[sum(lengths), d_model]` (sequence by sequence),
+    /// plus last-position logits `[B, vocab]` when `plan.logits`.
+    ///
+    /// The batch is packed: every projection and MLP runs on the real tokens only, so a batch
+    /// of short contexts costs its tokens, not `B × T_max`. Only attention sees a padded
+    /// `[B, T_max]` layout (see [`AttnCtx`]), which is a small share of the FLOPs.
     pub fn forward_capture(&self, seqs: &[&[u32]], plan: &CapturePlan) -> Result<Captured> {
         let _enter = self.span.enter();
         plan.validate(self.cfg.n_layers)?;
@@ -118,7 +122,8 @@ impl Llama {
                 logits: None,
             });
         }
-        let mut ids = Vec::with_capacity(b * t);
+        let rows: usize = lengths.iter().sum();
+        let mut ids = Vec::with_capacity(rows);
         for (i, s) in seqs.iter().enumerate() {
             if let Some(&bad) = s.iter().find(|&&id| id as usize >= self.cfg.vocab_size) {
                 return Err(Error::BadInput(format!(
@@ -127,10 +132,9 @@ impl Llama {
                 )));
             }
             ids.extend_from_slice(s);
-            ids.extend(std::iter::repeat_n(0u32, t - s.len()));
         }
-        let ids = Tensor::from_vec(ids, b * t, &self.device)?;
-        let mut x = self.embed_tokens.index_select(&ids, 0)?; // [b*t, d]
+        let ids = Tensor::from_vec(ids, rows, &self.device)?;
+        let mut x = self.embed_tokens.index_select(&ids, 0)?; // [rows, d]
         let (cos, sin) = rope::cos_sin(&self.inv_freq, t, &self.device)?;
         let ctx = AttnCtx {
             b,
@@ -138,48 +142,36 @@ impl Llama {
             cos,
             sin,
             mask: causal_mask(t, &self.device)?,
-        };
-        let d = self.cfg.d_model;
-        // [b*t, 1] of 1.0 (real) / 0.0 (padding), only when some sequence is padded.
-        let keep = if lengths.iter().all(|&l| l == t) {
-            None
-        } else {
-            let m: Vec<f32> = lengths
-                .iter()
-                .flat_map(|&l| (0..t).map(move |p| if p < l { 1.0 } else { 0.0 }))
-                .collect();
-            Some(Tensor::from_vec(m, (b * t, 1), &self.device)?)
+            padding: Padding::new(&lengths, t, &self.device)?,
         };
         let mut hooks = BTreeMap::new();
-        let mut put = |h: HookPoint, v: &Tensor| -> Result<()> {
+        let mut put = |h: HookPoint, v: &Tensor| {
             if plan.hooks.contains(&h) {
-                let v = match &keep {
-                    Some(k) => v.broadcast_mul(k)?,
-                    None => v.clone(),
-                };
-                hooks.insert(h, v.reshape((b, t, d))?);
+                hooks.insert(h, v.clone());
             }
-            Ok(())
         };
         let n_blocks = plan.blocks_needed(self.cfg.n_layers);
         for (l, block) in self.blocks.iter().take(n_blocks).enumerate() {
-            put(HookPoint::ResidPre(l), &x)?;
+            put(HookPoint::ResidPre(l), &x);
             let out = block.forward(&x, &ctx)?;
-            put(HookPoint::AttnOut(l), &out.attn_out)?;
-            put(HookPoint::Ln2Normalized(l), &out.ln2)?;
-            put(HookPoint::MlpOut(l), &out.mlp_out)?;
-            put(HookPoint::ResidPost(l), &out.resid_post)?;
+            put(HookPoint::AttnOut(l), &out.attn_out);
+            put(HookPoint::Ln2Normalized(l), &out.ln2);
+            put(HookPoint::MlpOut(l), &out.mlp_out);
+            put(HookPoint::ResidPost(l), &out.resid_post);
             x = out.resid_post;
         }
         let logits = if plan.logits {
+            // Packed row of each sequence's last token.
             let last: Vec<u32> = lengths
                 .iter()
-                .enumerate()
-                .map(|(i, &l)| (i * t + l - 1) as u32)
+                .scan(0usize, |end, &l| {
+                    *end += l;
+                    Some((*end - 1) as u32)
+                })
                 .collect();
             let last = Tensor::from_vec(last, b, &self.device)?;
             let h = self.norm.forward(&x.index_select(&last, 0)?)?; // [b, d]
-            Some(h.matmul(&self.lm_head.t()?)?.to_dtype(DType::F32)?)
+            Some(scopedex_linalg::matmul(&h, &self.lm_head.t()?)?.to_dtype(DType::F32)?)
         } else {
             None
         };

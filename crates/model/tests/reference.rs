@@ -188,7 +188,7 @@ fn batch_with_unequal_lengths_equals_single_runs() {
     assert_eq!(batch.lengths, seqs.iter().map(Vec::len).collect::<Vec<_>>());
     let t_max = *batch.lengths.iter().max().unwrap();
     for h in hooks {
-        let all = &batch.hooks[&h];
+        let all = batch.padded(h).unwrap();
         assert_eq!(all.dims(), &[seqs.len(), t_max, 576]);
         let rows = batch.valid_rows(h).unwrap();
         assert_eq!(rows.dims(), &[batch.lengths.iter().sum::<usize>(), 576]);

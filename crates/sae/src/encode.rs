@@ -75,7 +75,7 @@ impl Sae {
     /// `x @ (s_in·E)` for one chunk: `[rows, d_sae]` f32 (no bias; that is fused into selection).
     /// Public for benchmarks, which time the GEMM alone.
     pub fn preactivations(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.contiguous()?.matmul(&self.w_enc)?)
+        Ok(scopedex_linalg::matmul(&x.contiguous()?, &self.w_enc)?)
     }
 
     /// Runs `f` on the contiguous host `f32` data of `t` (copied to the CPU if needed).

@@ -319,65 +319,23 @@ pub(crate) fn keep_best(cand: &mut Vec<(f32, u32)>, k: usize) {
     }
 }
 
-/// `out[m, n] = a[m, kk] @ b[n, kk]ᵀ` (all row-major), via the `gemm` crate (candle's CPU GEMM).
+/// `out[m, n] = a[m, kk] @ b[n, kk]ᵀ` (all row-major).
 pub(crate) fn gemm_abt(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, kk: usize) {
-    assert!(out.len() >= m * n && a.len() >= m * kk && b.len() >= n * kk);
-    let threads = rayon::current_num_threads();
-    let par = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the asserts above bound every index the strides below reach: dst (i, j) at
-    // i*n + j, lhs (i, l) at i*kk + l, rhs (l, j) = b[j, l] at j*kk + l.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            kk,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            kk as isize,
-            b.as_ptr(),
-            kk as isize,
-            1,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
+    use scopedex_linalg::Mat;
+    scopedex_linalg::sgemm(
+        m,
+        n,
+        kk,
+        1.0,
+        Mat::new(a, kk),
+        Mat::transposed(b, kk),
+        0.0,
+        out,
+        n,
+    );
 }
 
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight partial sums let the compiler vectorise.
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
-}
-
-/// `y += a · x`.
-pub(crate) fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
-    }
-}
+pub(crate) use scopedex_linalg::{axpy, dot};
 
 /// Scales `v` to unit L2 norm (left as is when zero).
 pub(crate) fn normalize(v: &mut [f32]) {

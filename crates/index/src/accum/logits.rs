@@ -1,23 +1,25 @@
 //! Logit effects: for each feature, the tokens whose logits its decoder direction raises and
 //! lowers most, `W_dec[f] · W_U[t]` (computed once per SAE, never per token).
 //!
-//! [`logit_effects`] is the CPU path: features are processed in blocks of [`FEATURE_BLOCK`] by
-//! rayon tasks, each scanning the vocabulary in tiles of [`VOCAB_TILE`] rows, so the working
-//! memory is `threads × FEATURE_BLOCK × VOCAB_TILE` floats plus the top-n lists, whatever
-//! `d_sae × vocab` is (131072 × 128k scores are never materialised). The compute is
-//! `2·d_sae·vocab·d_model` flops: seconds for small SAEs, a GPU job for large ones — a caller
-//! with a device can compute score rows there in chunks and hand each row to [`top_logits`].
+//! [`logit_effects`] is the CPU path: for each block of [`FEATURE_BLOCK`] features and each tile
+//! of [`VOCAB_TILE`] vocabulary rows, one GEMM (`scopedex_linalg::sgemm`) forms the score tile and
+//! rayon feeds it to per-feature top-n heaps, so the working memory is one
+//! `FEATURE_BLOCK × VOCAB_TILE` tile plus the top-n lists, whatever `d_sae × vocab` is
+//! (131072 × 128k scores are never materialised). The compute is `2·d_sae·vocab·d_model` flops:
+//! seconds for small SAEs, minutes on a CPU for Llama Scope's (a GPU job) — a caller with a
+//! device can compute score rows there in chunks and hand each row to [`top_logits`].
 use rayon::prelude::*;
+use scopedex_linalg::{sgemm, Mat};
 use scopedex_store::records::TokenValue;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use crate::error::{Error, Result};
 
-/// Features per rayon task.
-pub const FEATURE_BLOCK: usize = 16;
-/// Vocabulary rows per tile.
-pub const VOCAB_TILE: usize = 256;
+/// Features per score tile.
+pub const FEATURE_BLOCK: usize = 256;
+/// Vocabulary rows per score tile.
+pub const VOCAB_TILE: usize = 2048;
 
 /// Top positive and negative logit effects per feature (index = feature).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -100,23 +102,6 @@ pub fn top_logits(scores: &[f32], top_n: usize) -> (Vec<TokenValue>, Vec<TokenVa
     (p.into_sorted(1.0), n.into_sorted(-1.0))
 }
 
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
-}
-
 /// Top `top_n` logit effects of every feature.
 ///
 /// `decoder_directions`: `[d_sae, d_model]` row-major (`W_dec`); `unembedding`: `[vocab, d_model]`
@@ -135,35 +120,52 @@ pub fn logit_effects(
             unembedding.len()
         )));
     }
-    let per_block: Vec<Vec<(Vec<TokenValue>, Vec<TokenValue>)>> = decoder_directions
-        .par_chunks(FEATURE_BLOCK * d_model)
-        .map(|block| {
-            let nf = block.len() / d_model;
-            let mut pos: Vec<TopN> = (0..nf).map(|_| TopN::new(top_n)).collect();
-            let mut neg: Vec<TopN> = (0..nf).map(|_| TopN::new(top_n)).collect();
-            for (ti, tile) in unembedding.chunks(VOCAB_TILE * d_model).enumerate() {
-                for (i, w) in block.chunks_exact(d_model).enumerate() {
-                    for (k, u) in tile.chunks_exact(d_model).enumerate() {
-                        let s = dot(w, u);
-                        let t = (ti * VOCAB_TILE + k) as u32;
-                        pos[i].offer(s, t);
-                        neg[i].offer(-s, t);
+    let n_features = decoder_directions.len() / d_model;
+    let mut pos: Vec<TopN> = (0..n_features).map(|_| TopN::new(top_n)).collect();
+    let mut neg: Vec<TopN> = (0..n_features).map(|_| TopN::new(top_n)).collect();
+    let mut scores = vec![0f32; FEATURE_BLOCK * VOCAB_TILE];
+    for (bi, block) in decoder_directions
+        .chunks(FEATURE_BLOCK * d_model)
+        .enumerate()
+    {
+        let nf = block.len() / d_model;
+        let f0 = bi * FEATURE_BLOCK;
+        for (ti, tile) in unembedding.chunks(VOCAB_TILE * d_model).enumerate() {
+            let nt = tile.len() / d_model;
+            // scores[i, k] = W_dec[f0 + i] · W_U[ti·VOCAB_TILE + k]
+            sgemm(
+                nf,
+                nt,
+                d_model,
+                1.0,
+                Mat::new(block, d_model),
+                Mat::transposed(tile, d_model),
+                0.0,
+                &mut scores,
+                nt,
+            );
+            let t0 = (ti * VOCAB_TILE) as u32;
+            pos[f0..f0 + nf]
+                .par_iter_mut()
+                .zip(neg[f0..f0 + nf].par_iter_mut())
+                .zip(scores.par_chunks(nt))
+                .for_each(|((p, n), row)| {
+                    for (k, &s) in row.iter().enumerate() {
+                        p.offer(s, t0 + k as u32);
+                        n.offer(-s, t0 + k as u32);
                     }
-                }
-            }
-            pos.into_iter()
-                .zip(neg)
-                .map(|(p, n)| (p.into_sorted(1.0), n.into_sorted(-1.0)))
-                .collect()
-        })
-        .collect();
-    let (pos, neg) = per_block.into_iter().flatten().unzip();
+                });
+        }
+    }
+    let pos = pos.into_iter().map(|p| p.into_sorted(1.0)).collect();
+    let neg = neg.into_iter().map(|n| n.into_sorted(-1.0)).collect();
     Ok(LogitEffects { pos, neg })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scopedex_linalg::dot;
 
     #[test]
     fn matches_brute_force() {
@@ -193,7 +195,7 @@ mod tests {
             idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
             let want: Vec<u32> = idx[..5].iter().map(|&t| t as u32).collect();
             assert_eq!(le.neg[f].iter().map(|x| x.token).collect::<Vec<_>>(), want);
-            assert_eq!(le.neg[f][0].value, scores[idx[0]]);
+            assert!((le.neg[f][0].value - scores[idx[0]]).abs() < 1e-5);
         }
         let (p, n) = top_logits(&[1.0, 3.0, -2.0, 3.0], 2);
         assert_eq!((p[0].token, p[1].token, n[0].token), (1, 3, 2));
