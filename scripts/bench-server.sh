@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Load test of the query server on loopback (issue 7):
+# Load test of the query server on loopback (issues 7 and 12):
 #   scripts/bench-server.sh [INDEX]        (default out/demo-index)
 # Starts `scopedex serve INDEX --no-model` on 127.0.0.1:$PORT, then runs wrk at $CONNS
 # connections for $DURATION against (1) the feature dashboard with uniformly random features of
-# the first SAE and (2) search with random common words. Prints p50/p99 latency, requests/s and
-# the server's RSS before and after each run. Everything is bounded in time and the server is
+# the first SAE, (2) search with random common words, (3) feature queries over random live
+# features of the first SAE (`feat:S/F`, `feat:S/F>0.5`, `feat:S/F AND word`, `feat:S/F -word`)
+# and (4) "more like this" for random contexts (`/api/contexts/{id}/similar`). $ONLY (e.g.
+# "features similar") runs a subset. Prints p50/p99 latency, requests/s and the server's RSS
+# before and after each run. Everything is bounded in time and the server is
 # stopped on exit.
 # Environment: SCOPEDEX_BIN (default: the release binary if built, else the dev one), PORT
 # (18080), CONNS (64), THREADS (2), DURATION (20s).
@@ -48,6 +51,12 @@ import json, sys
 s = json.load(sys.stdin)["saes"][0]
 print(s["sae_id"], s["d_sae"])')
 
+N_CONTEXTS=$(curl -sf "http://$ADDR/api/index" | python3 -c 'import json, sys; print(json.load(sys.stdin)["n_contexts"])')
+# Live features (densest first) of the first SAE, as a Lua table.
+LIVE=$(curl -sf "http://$ADDR/api/saes/$SAE/features?live=true&sort=density&limit=1000" | python3 -c '
+import json, sys
+print(",".join(str(f["feature"]) for f in json.load(sys.stdin)["features"]) or "0")')
+
 rss() { awk '/^VmRSS/ {print $2 " kB"}' "/proc/$server_pid/status"; }
 
 cat >"$work/dashboard.lua" <<EOF
@@ -65,6 +74,29 @@ request = function()
 end
 EOF
 
+cat >"$work/features.lua" <<EOF
+math.randomseed(os.time() + 2)
+local live = {$LIVE}
+local words = {"the", "time", "people", "world", "water", "city", "year", "of", "and"}
+request = function()
+  local f = "feat:$SAE/" .. live[math.random(#live)]
+  local k = math.random(4)
+  local q
+  if k == 1 then q = f
+  elseif k == 2 then q = f .. ">0.5"
+  elseif k == 3 then q = f .. " AND " .. words[math.random(#words)]
+  else q = f .. " -" .. words[math.random(#words)] end
+  q = q:gsub("([^%w%-%.%_])", function(c) return string.format("%%%02X", string.byte(c)) end)
+  return wrk.format("GET", "/api/search?limit=20&q=" .. q)
+end
+EOF
+cat >"$work/similar.lua" <<EOF
+math.randomseed(os.time() + 3)
+request = function()
+  return wrk.format("GET", "/api/contexts/" .. math.random(0, $N_CONTEXTS - 1) .. "/similar?limit=20")
+end
+EOF
+
 run() { # name script
   local name=$1 script=$2 secs=${DURATION%s}
   echo "== $name: wrk -t$THREADS -c$CONNS -d$DURATION (RSS before: $(rss))"
@@ -78,7 +110,8 @@ run() { # name script
   echo "   RSS after: $(rss)"
 }
 
-echo "bench-server: $SCOPEDEX_BIN on $INDEX (SAE $SAE, d_sae $D_SAE), $(nproc) CPUs"
+echo "bench-server: $SCOPEDEX_BIN on $INDEX (SAE $SAE, d_sae $D_SAE, $N_CONTEXTS contexts), $(nproc) CPUs"
 curl -sf "http://$ADDR/api/saes/$SAE/features/0" >/dev/null || true  # warm the tokenizer/caches
-run dashboard "$work/dashboard.lua"
-run search "$work/search.lua"
+curl -sf "http://$ADDR/api/contexts/0/similar" >/dev/null || true   # load the feature maxes
+ONLY=${ONLY:-dashboard search features similar}
+for name in $ONLY; do run "$name" "$work/$name.lua"; done

@@ -54,7 +54,8 @@ fi
 index=out/demo-index
 index_args=(--model "$model" --corpus "$corpus" --max-tokens "${DEMO_INDEX_TOKENS:-300000}"
   --sae "$saes:$(IFS=,; echo "${ids[*]}")")
-index_key=$(printf '%s\n' "${index_args[@]}" "$sae_key" "$model_sha" | hash16)
+# The index format version is part of the key: an index of an older format is rebuilt.
+index_key=$(printf '%s\n' "${index_args[@]}" "$sae_key" "$model_sha" "index-format-2" | hash16)
 if [ -f "$index/manifest.json" ] && [ "$(cat "$index.key" 2>/dev/null)" = "$index_key" ]; then
   stage "index: reusing $index"
 else

@@ -84,5 +84,5 @@ PY
 
 "$bin" index --model "$model" --sae "$work/L2R" --sae "$work/L3R" --corpus "$work/corpus.json" \
   --out "$out" --ctx-len 32 --batch-size 8 --top-k 12 --intervals 5 --samples-per-interval 4 \
-  --cross-cooc all --token-counters 1024
+  --cross-cooc all --token-counters 1024 --keep-activations
 echo "make-test-index: wrote $out"

@@ -184,33 +184,37 @@ fn index_matches_brute_force_over_the_activation_log() {
         }
         let summary = reader.sae_summary(sae).unwrap().unwrap();
         assert_eq!(summary.tokens_indexed, counted);
-        // Each context's strongest features (search hits show them).
+        // Each context's active features (search terms and hits' features), strongest first.
         for c in &contexts {
             let rec = reader.context_features(sae, c.context_id).unwrap().unwrap();
-            let mut brute: Vec<(u32, f32)> = per_ctx
+            let brute: Vec<(u32, f32)> = per_ctx
                 .iter()
-                .filter(|((_, cid), _)| *cid == c.context_id)
+                .filter(|((_, cid), m)| *cid == c.context_id && **m > 0.0)
                 .map(|(&(f, _), &m)| (f, m))
                 .collect();
-            brute.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             assert_eq!(
                 rec.features.len(),
-                brute.len().min(16),
-                "{sae} ctx {}",
+                brute.len(),
+                "{sae} ctx {}: every active feature is kept",
                 c.context_id
             );
-            for (f, m) in rec.features.iter().zip(&rec.max_acts) {
+            assert!(rec.max_acts.windows(2).all(|w| w[0] >= w[1]));
+            for ((f, m), p) in rec.features.iter().zip(&rec.max_acts).zip(&rec.max_pos) {
                 let b = per_ctx[&(*f, c.context_id)];
                 assert!(
                     (m - b).abs() <= 2e-3 * b.max(1.0),
                     "{sae} ctx {} f {f}",
                     c.context_id
                 );
+                // The max position is a counted position where the log has (about) the max.
+                let at = entries
+                    .iter()
+                    .find(|e| {
+                        e.context_id == c.context_id && e.feature == *f && u32::from(e.pos) == *p
+                    })
+                    .unwrap_or_else(|| panic!("{sae} ctx {} f {f}: no entry at {p}", c.context_id));
+                assert!(*p >= 1 && (at.value - b).abs() <= 2e-3 * b.max(1.0));
             }
-            let cut = brute[rec.features.len().saturating_sub(1)].1;
-            assert!(brute[rec.features.len()..]
-                .iter()
-                .all(|x| x.1 <= cut * 1.002 + 1e-3));
         }
         for feat in 0..d_sae {
             let rec = reader.feature(sae, feat).unwrap().unwrap();

@@ -98,6 +98,37 @@ fn query_commands_print_the_api_bodies() {
     assert_eq!(search["hits"].as_array().unwrap().len(), 4);
     assert!(search["hits"][0]["features"].as_array().unwrap().len() >= 2);
 
+    // Features and words mixed (`scopedex search INDEX 'feat:SAE/F AND word'`).
+    let f = snap
+        .reader
+        .context_features("L1R-8x", 6)
+        .unwrap()
+        .unwrap()
+        .features[0];
+    let q = format!("feat:L1R-8x/{f} AND (fizz OR even)");
+    let search = json_of(&["search", idx, &q, "--limit", "100", "--json"]);
+    spec.check("GET", "/api/search", 200, &search).unwrap();
+    same(&search, &views::search(&snap, &q, 100).unwrap());
+    assert!(search["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["context_id"] == 6 && h["matches"][0]["feature"] == f));
+
+    let similar = json_of(&["similar", idx, "6", "--limit", "5", "--json"]);
+    spec.check("GET", "/api/contexts/6/similar", 200, &similar)
+        .unwrap();
+    same(
+        &similar,
+        &views::similar_to_context(&snap, 6, None, 5).unwrap(),
+    );
+    assert_eq!(similar["hits"].as_array().unwrap().len(), 5);
+    let one = json_of(&["similar", idx, "6", "--sae", "L2R-8x", "--json"]);
+    same(
+        &one,
+        &views::similar_to_context(&snap, 6, Some("L2R-8x"), 10).unwrap(),
+    );
+
     // Human output (not a terminal here: no colours, the strongest token in [[ ]]).
     let out =
         String::from_utf8(run_ok(&["top", idx, "L1R-8x", "3", "--limit", "2"]).stdout).unwrap();
@@ -107,6 +138,8 @@ fn query_commands_print_the_api_bodies() {
         vec!["stats", idx, "L1R-8x", "3"],
         vec!["cooc", idx, "L1R-8x", "3"],
         vec!["search", idx, "fizz"],
+        vec!["search", idx, &q],
+        vec!["similar", idx, "6"],
     ] {
         assert!(!run_ok(&args).stdout.is_empty(), "{args:?}");
     }
@@ -151,6 +184,9 @@ fn query_mistakes_exit_with_code_2_and_one_line() {
             "unknown SAE",
         ),
         (vec!["search", idx, "\"unclosed"], "query"),
+        (vec!["search", idx, "feat:L1R-8x/1>0.3"], "character 14"),
+        (vec!["similar", idx, "999"], "no context 999"),
+        (vec!["similar", idx, "1", "--sae", "nope"], "unknown SAE"),
         (vec!["top", missing, "L1R-8x", "1"], "no index"),
         (vec!["search", missing, "x"], "no index"),
         (vec!["stats", other, "L1R-8x"], "format version"),
@@ -254,4 +290,30 @@ fn query_commands_on_a_real_index() {
     assert!(tokens[1..]
         .iter()
         .all(|t| t["features"].as_array().unwrap().len() == 3));
+
+    // "More like this" for a free text: the model's features of the text of context 0 find
+    // context 0 itself (same tokens, so the same features) among the best.
+    let snap = Snapshot::open(&index).unwrap();
+    let ctx0 = snap.reader.context(0).unwrap().unwrap();
+    let like = json_of(&[
+        "similar", idx, "--text", &ctx0.text, "--limit", "3", "--json",
+    ]);
+    spec.check("GET", "/api/contexts/0/similar", 200, &like)
+        .unwrap();
+    assert!(like.get("context_id").is_none());
+    assert!(
+        like["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["context_id"] == 0),
+        "{like}"
+    );
+    // And a feature of the real index is found by a feature query, at its firing token.
+    let q = format!("feat:{sae_id}/{f}");
+    let by_feature = json_of(&["search", idx, &q, "--limit", "1000", "--json"]);
+    let n_contexts = by_feature["hits"].as_array().unwrap().len();
+    assert!(n_contexts >= top["examples"].as_array().unwrap().len());
+    let first = &by_feature["hits"][0]["matches"][0];
+    assert_eq!(first["feature"].as_u64().unwrap().to_string(), f);
 }

@@ -10,6 +10,8 @@ export class ApiError extends Error {
     public status: number,
     public kind: string,
     public detail: string,
+    /** invalid_query: 0-based character position of the error in the query. */
+    public position?: number,
   ) {
     super(`${status} ${kind}: ${detail}`);
   }
@@ -110,16 +112,46 @@ export interface FeatureDashboard {
   intervals: Interval[];
   cooccurrence: Partner[];
 }
+export interface FeatureMatch {
+  sae: string;
+  feature: number;
+  max_act: number;
+  pos: number;
+  /** UTF-8 byte range of the firing token in `text`. */
+  start: number;
+  end: number;
+}
 export interface SearchHit {
   context_id: number;
   doc_id: string;
   score: number;
   text: string;
   features: { sae: string; feature: number; max_act: number }[];
+  matches: FeatureMatch[];
+}
+export interface QueryFeature {
+  sae: string;
+  feature: number;
+  min_strength: number;
+  negated: boolean;
 }
 export interface SearchResults {
   query: string;
+  features: QueryFeature[];
   hits: SearchHit[];
+}
+export interface SimilarHit {
+  context_id: number;
+  doc_id: string;
+  score: number;
+  text: string;
+  shared: { sae: string; feature: number; weight: number; max_act: number }[];
+}
+export interface SimilarResults {
+  context_id?: number;
+  sae?: string;
+  terms: number;
+  hits: SimilarHit[];
 }
 export interface Activation {
   tokens: {
@@ -151,6 +183,7 @@ async function request<T>(path: string, init?: RequestInit): Promise<T> {
       res.status,
       typeof b?.error === "string" ? b.error : `http_${res.status}`,
       typeof b?.detail === "string" ? b.detail : text.slice(0, 300) || res.statusText,
+      typeof (b as { position?: unknown } | undefined)?.position === "number" ? (b as { position: number }).position : undefined,
     );
   }
   if (body === undefined) throw new ApiError(res.status, "bad_response", "The server sent a response that is not JSON.");
@@ -184,6 +217,11 @@ export const api = {
     ),
   search: (q: string, limit: number, signal?: AbortSignal) =>
     request<SearchResults>(`/api/search?q=${enc(q)}&limit=${limit}`, { signal }),
+  similar: (contextId: number, sae: string | null, limit: number, signal?: AbortSignal) =>
+    request<SimilarResults>(
+      `/api/contexts/${contextId}/similar?limit=${limit}${sae ? `&sae=${enc(sae)}` : ""}`,
+      { signal },
+    ),
   activate: (text: string, topN: number, signal?: AbortSignal) =>
     request<Activation>("/api/activate", {
       method: "POST",

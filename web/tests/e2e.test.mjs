@@ -358,6 +358,90 @@ test("search shows matching contexts with feature links", async () => {
   }
 });
 
+test("feature search: query chips link to dashboards, firing tokens marked, more like this, syntax errors", async () => {
+  const q = `feat:${L2R}/${liveFeature}`;
+  const api = await getJson(`/api/search?q=${encodeURIComponent(q)}&limit=1000`);
+  assert.ok(api.hits.length >= dash.top_examples.length, "every top example's context matches");
+  assert.deepEqual(api.features, [{ sae: L2R, feature: liveFeature, min_strength: 0, negated: false }]);
+  // The strongest context's firing token is the top example's max token.
+  const ex = dash.top_examples[0];
+  const hit = api.hits.find((x) => x.context_id === ex.context_id);
+  assert.ok(hit, "the top example's context is a hit");
+  assert.equal(hit.matches[0].pos, ex.max_pos);
+  await open(`/search?q=${encodeURIComponent(q)}&limit=25`);
+  assert.ok(await page.locator(`.query-feats a[href="/sae/${L2R}/feature/${liveFeature}"]`).isVisible());
+  const shown = Math.min(25, api.hits.length);
+  assert.equal(await page.locator("ol.hits > li.hit").count(), shown);
+  // One marked firing token per hit (tokens with no bytes of their own cannot be marked).
+  const markable = api.hits.slice(0, shown).filter((x) => x.matches[0].end > x.matches[0].start).length;
+  assert.equal(await page.locator(`li.hit mark.fire[data-feature="${L2R}/${liveFeature}"]`).count(), markable);
+  const item = page.locator(`li.hit[data-context="${ex.context_id}"]`);
+  const tok = ex.tokens[ex.max_pos].trim();
+  if ((await item.count()) > 0 && /^[\p{L}\p{N}]+$/u.test(tok)) {
+    assert.equal((await item.locator("mark.fire").innerText()).trim(), tok);
+  }
+  await page.screenshot({ path: path.join(shots, "search-features-1280.png") });
+  // Strength buckets narrow the hits; words and features combine.
+  const strong = await getJson(`/api/search?q=${encodeURIComponent(`${q}>0.75`)}&limit=1000`);
+  assert.ok(strong.hits.length > 0 && strong.hits.length <= api.hits.length);
+  const neg = await getJson(`/api/search?q=${encodeURIComponent(`-${q}`)}&limit=1000`);
+  const info = await getJson("/api/index");
+  assert.equal(neg.hits.length + api.hits.length, info.n_contexts, "-feat: is the complement");
+
+  // More like this, from the first hit.
+  const first = page.locator("ol.hits > li.hit").first();
+  const firstId = Number(await first.getAttribute("data-context"));
+  await first.getByRole("link", { name: "More like this" }).click();
+  await ready();
+  assert.equal(new URL(page.url()).searchParams.get("like"), String(firstId));
+  const like = await getJson(`/api/contexts/${firstId}/similar?limit=25`);
+  assert.ok(like.hits.length > 0);
+  assert.ok(like.hits.every((x) => x.context_id !== firstId));
+  assert.equal(await page.locator("ol.hits.similar > li.hit").count(), like.hits.length);
+  const shared = like.hits[0].shared[0];
+  assert.ok(await page.locator(`ol.similar li.hit a[href="/sae/${shared.sae}/feature/${shared.feature}"]`).first().isVisible());
+
+  // Bad syntax: the API's position, shown with a caret.
+  const bad = `${q}>0.3`;
+  const r = await fetch(`${base}/api/search?q=${encodeURIComponent(bad)}`);
+  assert.equal(r.status, 400);
+  const body = await r.json();
+  assert.equal(body.error, "invalid_query");
+  assert.equal(body.position, bad.indexOf(">") + 1);
+  await open(`/search?q=${encodeURIComponent(bad)}`);
+  assert.ok(await page.locator(".query-error").isVisible());
+  assert.match(await page.locator(".query-caret").innerText(), /\^/);
+});
+
+test("occurrences page through every context of a feature (activation log kept)", async () => {
+  const all = [];
+  let cursor = null;
+  for (let i = 0; i < 1000; i++) {
+    const page = await getJson(`/api/saes/${L2R}/features/${liveFeature}/occurrences?limit=7${cursor ? `&cursor=${cursor}` : ""}`);
+    all.push(...page.occurrences.map((o) => o.context_id));
+    if (!page.next_cursor) break;
+    cursor = page.next_cursor;
+  }
+  const byTerm = await getJson(`/api/search?q=${encodeURIComponent(`feat:${L2R}/${liveFeature}`)}&limit=1000`);
+  assert.deepEqual(all, byTerm.hits.map((x) => x.context_id).sort((a, b) => a - b), "log and feature terms agree");
+  assert.ok(all.length > 7, "several pages");
+});
+
+test("activate with similar: free text finds contexts by its features", async () => {
+  const text = dash.top_examples[0].tokens.join("");
+  const r = await fetch(`${base}/api/activate`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ text, top_n: 1, similar: 5 }),
+  });
+  if (r.status === 503) return; // served without the model
+  assert.equal(r.status, 200);
+  const body = await r.json();
+  assert.ok(body.similar.hits.length > 0);
+  assert.ok(body.similar.terms > 0);
+  assert.equal(body.similar.context_id, undefined);
+});
+
 test("unknown feature, unknown SAE and unknown page give helpful pages", async () => {
   const sae = await getJson(`/api/saes/${L2R}`);
   await open(`/sae/${L2R}/feature/${sae.d_sae + 1000}`);

@@ -129,8 +129,10 @@ pub enum Command {
     Stats(StatsArgs),
     /// Features that fire on the same tokens as one feature.
     Cooc(CoocArgs),
-    /// Contexts matching a text query, with their strongest features.
+    /// Contexts matching a query of words, phrases and features, with their strongest features.
     Search(SearchArgs),
+    /// Contexts most like one context (or a text): ranked by shared features, rarest first.
+    Similar(SimilarArgs),
     /// Run the model and SAEs on a text: strongest features per token.
     Activate(ActivateArgs),
 }
@@ -340,12 +342,35 @@ pub struct CoocArgs {
 pub struct SearchArgs {
     /// The index directory.
     pub index: PathBuf,
-    /// Query (tantivy syntax: words, "phrases", AND/OR/NOT).
+    /// Query: words, "phrases", feat:SAE/F (feature active), feat:SAE/F>0.5 (max activation
+    /// ≥ 0.25/0.5/0.75 of the feature's max), -x / NOT x, AND (default), OR, ( ).
     pub query: String,
     /// Hits to show (1..=1000).
     #[arg(long, default_value_t = 10)]
     pub limit: usize,
     /// Print the JSON of `GET /api/search`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `scopedex similar`.
+#[derive(Debug, clap::Args)]
+pub struct SimilarArgs {
+    /// The index directory.
+    pub index: PathBuf,
+    /// The source context.
+    #[arg(required_unless_present = "text", conflicts_with = "text")]
+    pub context_id: Option<u64>,
+    /// A free text instead of a context: runs the index's model and SAEs on it.
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Compare only this SAE's features.
+    #[arg(long)]
+    pub sae: Option<String>,
+    /// Contexts to show (1..=1000).
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
+    /// Print the JSON of `GET /api/contexts/{id}/similar`.
     #[arg(long)]
     pub json: bool,
 }

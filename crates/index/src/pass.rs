@@ -152,44 +152,47 @@ pub struct BatchOutput {
     /// Per attached SAE, one row per position of the batch (contexts concatenated), for the
     /// optional activation log.
     pub codes: Vec<SparseCodes>,
-    /// Per attached SAE, each context's strongest features (for search hits).
+    /// Per attached SAE, each context's active features (search terms, hits' features).
     pub context_features: Vec<Vec<ContextFeaturesRecord>>,
 }
 
-/// Features kept per context and SAE in `context_features`.
-pub const CONTEXT_FEATURES: usize = 16;
-
-/// Each context's strongest features: max activation over its positions (position 0 skipped
-/// when `exclude_bos`), strongest first, ties by lower feature id, at most `limit`.
+/// Every feature active in each context (activation > 0 at a counted position: position 0 is
+/// skipped when `exclude_bos`), strongest first by max activation, ties by lower feature id,
+/// with the first position of the max. Not capped: the text index's feature terms and "more
+/// like this" need every active feature (see `schemas/index.md`).
 pub fn context_features(
     context_ids: &[u64],
     tokens: &[&[u32]],
     codes: &SparseCodes,
     exclude_bos: bool,
-    limit: usize,
 ) -> Vec<ContextFeaturesRecord> {
     let mut out = Vec::with_capacity(context_ids.len());
     let mut row = 0usize;
-    let mut best: BTreeMap<u32, f32> = BTreeMap::new();
+    // feature → (max activation, its first position)
+    let mut best: BTreeMap<u32, (f32, u32)> = BTreeMap::new();
     for (&context_id, toks) in context_ids.iter().zip(tokens) {
         best.clear();
         for pos in 0..toks.len() {
             if !(exclude_bos && pos == 0) {
                 let (fs, vs) = codes.row(row + pos);
                 for (&f, &v) in fs.iter().zip(vs) {
-                    let m = best.entry(f).or_insert(0.0);
-                    *m = m.max(v);
+                    if v > 0.0 {
+                        let b = best.entry(f).or_insert((0.0, 0));
+                        if v > b.0 {
+                            *b = (v, pos as u32);
+                        }
+                    }
                 }
             }
         }
         row += toks.len();
-        let mut ranked: Vec<(u32, f32)> = best.iter().map(|(&f, &v)| (f, v)).collect();
+        let mut ranked: Vec<(u32, f32, u32)> = best.iter().map(|(&f, &(v, p))| (f, v, p)).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        ranked.truncate(limit);
         out.push(ContextFeaturesRecord {
             context_id,
             features: ranked.iter().map(|r| r.0).collect(),
             max_acts: ranked.iter().map(|r| r.1).collect(),
+            max_pos: ranked.iter().map(|r| r.2).collect(),
         });
     }
     out
@@ -233,13 +236,7 @@ pub fn process_batch(
         let sse = row_sse(&target_host, &recon_host, s.sae.d_out());
         acc.add_reconstruction(&batch, &target_host, &sse)?;
         let exclude_bos = acc.config().exclude_bos;
-        features_all.push(context_features(
-            context_ids,
-            tokens,
-            &codes,
-            exclude_bos,
-            CONTEXT_FEATURES,
-        ));
+        features_all.push(context_features(context_ids, tokens, &codes, exclude_bos));
         codes_all.push(codes);
     }
     for (a, b, cross) in state.cross.iter_mut() {
@@ -251,4 +248,75 @@ pub fn process_batch(
         codes: codes_all,
         context_features: features_all,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `context_features` against a dense brute force: every feature with a positive value at
+    /// a counted position, its max and the first position of it.
+    #[test]
+    fn context_features_are_every_active_feature_with_its_max_position() {
+        let d_sae = 20u32;
+        let lens = [5usize, 1, 7];
+        let ids = [10u64, 11, 12];
+        let toks: Vec<Vec<u32>> = lens.iter().map(|&n| vec![1; n]).collect();
+        let tok_refs: Vec<&[u32]> = toks.iter().map(Vec::as_slice).collect();
+        let mut codes = SparseCodes::new(d_sae as usize);
+        let mut dense: Vec<Vec<f32>> = Vec::new();
+        let mut seed = 7u64;
+        for _ in 0..lens.iter().sum::<usize>() {
+            let mut row = vec![0.0f32; d_sae as usize];
+            let (mut fs, mut vs) = (Vec::new(), Vec::new());
+            for f in 0..d_sae {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let r = (seed >> 33) % 10;
+                if r < 3 {
+                    // Quantised values so that ties happen; some zeros and negatives too.
+                    let v = (r as f32) - 1.0 + ((seed >> 40) % 3) as f32;
+                    fs.push(f);
+                    vs.push(v);
+                    row[f as usize] = v;
+                }
+            }
+            codes.push_row(&fs, &vs);
+            dense.push(row);
+        }
+        for exclude_bos in [false, true] {
+            let got = context_features(&ids, &tok_refs, &codes, exclude_bos);
+            let mut start = 0;
+            for ((rec, &id), &n) in got.iter().zip(&ids).zip(&lens) {
+                assert_eq!(rec.context_id, id);
+                let mut want: Vec<(u32, f32, u32)> = Vec::new();
+                for f in 0..d_sae {
+                    let mut best: Option<(f32, u32)> = None;
+                    for pos in 0..n {
+                        let v = dense[start + pos][f as usize];
+                        if (exclude_bos && pos == 0) || v <= 0.0 {
+                            continue;
+                        }
+                        if best.is_none_or(|(b, _)| v > b) {
+                            best = Some((v, pos as u32));
+                        }
+                    }
+                    if let Some((v, p)) = best {
+                        want.push((f, v, p));
+                    }
+                }
+                want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                let got: Vec<(u32, f32, u32)> = rec
+                    .features
+                    .iter()
+                    .zip(&rec.max_acts)
+                    .zip(&rec.max_pos)
+                    .map(|((&f, &v), &p)| (f, v, p))
+                    .collect();
+                assert_eq!(got, want, "context {id}, exclude_bos {exclude_bos}");
+                start += n;
+            }
+        }
+    }
 }

@@ -19,6 +19,8 @@ pub struct ApiError {
     pub kind: &'static str,
     /// Human-readable explanation.
     pub detail: String,
+    /// For a query that does not parse: the 0-based character position of the error.
+    pub position: Option<usize>,
 }
 
 /// The JSON body of an error (`components/schemas/Error` in `schemas/openapi.yaml`).
@@ -28,6 +30,9 @@ pub struct ErrorBody<'a> {
     pub error: &'a str,
     /// [`ApiError::detail`].
     pub detail: &'a str,
+    /// [`ApiError::position`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
 }
 
 /// `Result` with [`ApiError`].
@@ -40,6 +45,7 @@ impl ApiError {
             status,
             kind,
             detail: detail.into(),
+            position: None,
         }
     }
 
@@ -93,7 +99,10 @@ impl From<scopedex_store::Error> for ApiError {
             E::FeatureOutOfRange { .. } => {
                 ApiError::not_found("feature_out_of_range", e.to_string())
             }
-            E::Query { .. } => ApiError::bad_request("invalid_query", e.to_string()),
+            E::Query { position, .. } => ApiError {
+                position: *position,
+                ..ApiError::bad_request("invalid_query", e.to_string())
+            },
             E::InvalidInput(_) => ApiError::bad_request("invalid_input", e.to_string()),
             E::MissingIndex { .. } | E::FormatVersion { .. } => {
                 ApiError::unavailable("index_unavailable", e.to_string())
@@ -125,6 +134,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: self.kind,
             detail: &self.detail,
+            position: self.position,
         };
         (self.status, axum::Json(body)).into_response()
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use candle_core::Device;
 use scopedex_index::{load_saes, AttachedSae, SaeSpec};
 use scopedex_model::{load_tokenizer, CapturePlan, Llama, ModelTokenizer};
-use scopedex_store::Manifest;
+use scopedex_store::{ContextFeaturesRecord, Manifest};
 
 use crate::error::{ApiError, ApiResult};
 use crate::tokens::{tokenizer_path, TokenTable};
@@ -138,7 +138,10 @@ impl LiveModel {
             })
             .collect();
         if ids.is_empty() || which.is_empty() {
-            return Ok(Activation { tokens });
+            return Ok(Activation {
+                tokens,
+                similar: None,
+            });
         }
         let hooks: BTreeSet<_> = which.iter().map(|&i| self.saes[i].hook_in).collect();
         let captured = self
@@ -173,6 +176,38 @@ impl LiveModel {
                     );
             }
         }
-        Ok(Activation { tokens })
+        Ok(Activation {
+            tokens,
+            similar: None,
+        })
+    }
+
+    /// Runs the model and the SAEs `which` (indices from [`LiveModel::check`]) on `text` and
+    /// returns, per SAE, every active feature of the text as the indexer records a context's
+    /// (`scopedex_index::context_features`): the input of "more like this" for free text.
+    pub fn text_features(
+        &self,
+        text: &str,
+        which: &[usize],
+    ) -> ApiResult<Vec<(String, ContextFeaturesRecord)>> {
+        let ids = self.tokenizer.encode_with_bos(text, MAX_TOKENS)?;
+        if ids.is_empty() || which.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hooks: BTreeSet<_> = which.iter().map(|&i| self.saes[i].hook_in).collect();
+        let captured = self
+            .model
+            .forward_capture(&[&ids], &CapturePlan::new(hooks))?;
+        let skip_bos = self.exclude_bos && self.tokenizer.bos_id.is_some_and(|b| ids[0] == b);
+        let mut out = Vec::with_capacity(which.len());
+        for &i in which {
+            let sae = &self.saes[i];
+            let rows = captured.valid_rows(sae.hook_in)?;
+            let codes = sae.sae.encode(&rows).map_err(ApiError::internal)?;
+            let mut recs =
+                scopedex_index::context_features(&[0], &[ids.as_slice()], &codes, skip_bos);
+            out.push((sae.id.clone(), recs.remove(0)));
+        }
+        Ok(out)
     }
 }

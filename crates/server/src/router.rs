@@ -11,8 +11,10 @@
 //! | GET | `/api/saes/{sae}/features/{feature}` | the feature dashboard |
 //! | GET | `/api/saes/{sae}/features/{feature}/examples` | examples (`kind`, `limit`, `offset`) |
 //! | GET | `/api/saes/{sae}/features/{feature}/cooccurrence` | partners (`other_sae`, `limit`) |
-//! | GET | `/api/search` | contexts by text (`q`, `limit`) |
-//! | POST | `/api/activate` | live activation (503 without a model) |
+//! | GET | `/api/saes/{sae}/features/{feature}/occurrences` | every context it fires in (`cursor`, `limit`; needs the activation log) |
+//! | GET | `/api/search` | contexts by words, phrases and features (`q`, `limit`) |
+//! | GET | `/api/contexts/{id}/similar` | "more like this" by shared features (`sae`, `limit`) |
+//! | POST | `/api/activate` | live activation, optionally with similar contexts (503 without a model) |
 //! | GET | `/`, `/sae/...`, `/search`, `/activate` | the web UI's `index.html` (SPA routes) |
 //! | GET | anything else | a file under the web directory, or 404 |
 //!
@@ -51,7 +53,12 @@ pub fn router(state: AppState) -> Router {
             "/api/saes/{sae}/features/{feature}/cooccurrence",
             get(features::cooccurrence),
         )
+        .route(
+            "/api/saes/{sae}/features/{feature}/occurrences",
+            get(search::occurrences),
+        )
         .route("/api/search", get(search::search))
+        .route("/api/contexts/{id}/similar", get(search::similar))
         .route("/api/activate", post(activations::activate))
         .route("/api", any(handlers::api_not_found))
         .route("/api/{*rest}", any(handlers::api_not_found));

@@ -197,6 +197,7 @@ async fn every_endpoint_matches_the_spec() {
                 spec.context_features_of(sae, *d, id)
                     .features
                     .into_iter()
+                    .take(scopedex_server::views::SEARCH_FEATURES_PER_SAE)
                     .map(move |f| (sae.clone(), u64::from(f)))
             })
             .collect();
@@ -260,6 +261,23 @@ async fn errors_have_the_documented_status_and_shape() {
         ("/api/search?q=", 400, "empty_query"),
         ("/api/search?q=a&limit=100000", 400, "invalid_limit"),
         ("/api/search?q=%22unclosed", 400, "invalid_query"),
+        ("/api/search?q=feat:nope/1", 400, "invalid_query"),
+        ("/api/search?q=feat:L1R-8x/48", 400, "invalid_query"),
+        ("/api/search?q=feat:L1R-8x/1%3E0.3", 400, "invalid_query"),
+        ("/api/contexts/9999/similar", 404, "unknown_context"),
+        ("/api/contexts/abc/similar", 400, "invalid_path"),
+        ("/api/contexts/1/similar?sae=nope", 404, "unknown_sae"),
+        ("/api/contexts/1/similar?limit=0", 400, "invalid_limit"),
+        (
+            "/api/saes/L1R-8x/features/1/occurrences",
+            404,
+            "no_activation_log",
+        ),
+        (
+            "/api/saes/L1R-8x/features/48/occurrences",
+            404,
+            "feature_out_of_range",
+        ),
     ] {
         let (got, v) = api.get(uri).await;
         assert_eq!(got.as_u16(), status, "GET {uri}: {v}");
@@ -306,6 +324,20 @@ async fn malformed_requests_never_get_a_5xx() {
         "/api/search?q=%E2%80%AE%F0%9F%92%A9%20%CC%81%CC%81",
         "/api/search?q=a&limit=1000",
         "/api/search?q=a&q=b",
+        "/api/search?q=feat:",
+        "/api/search?q=feat:L1R-8x/",
+        "/api/search?q=feat:L1R-8x/99999999999999999999",
+        "/api/search?q=feat:L1R-8x/1%3E",
+        "/api/search?q=feat:L1R-8x/1%3E%3E%3E1e999",
+        "/api/search?q=-%22a%20b%22%20OR%20c",
+        "/api/search?q=((((((((((((((((((((((((((((((((((((a",
+        "/api/search?q=-(-(-(-a)))",
+        "/api/contexts/18446744073709551615/similar",
+        "/api/contexts/18446744073709551616/similar",
+        "/api/contexts/-1/similar",
+        "/api/contexts/1/similar?limit=99999999999999999999",
+        "/api/saes/L1R-8x/features/1/occurrences?cursor=-1",
+        "/api/saes/L1R-8x/features/1/occurrences?cursor=%FF",
         "/api/nope",
         "/api",
         "/api/saes/L1R-8x/random/extra",

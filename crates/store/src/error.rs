@@ -107,13 +107,15 @@ pub enum Error {
         /// The SAE's number of features.
         d_sae: u32,
     },
-    /// The text-search query does not parse.
+    /// The search query does not parse (or names an unknown SAE or feature).
     #[error("invalid search query {query:?}: {message}")]
     Query {
         /// The query string.
         query: String,
-        /// The parser's message.
+        /// The parser's message (with the position).
         message: String,
+        /// 0-based character position of the error in the query, when known.
+        position: Option<usize>,
     },
     /// The caller passed something the store cannot accept (e.g. an SAE id that is not a safe
     /// directory name, records written after `finish`).

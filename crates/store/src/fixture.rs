@@ -270,32 +270,43 @@ impl FixtureSpec {
         }
     }
 
-    /// The strongest features of `sae` in context `i`: three distinct features (live ones,
-    /// never a multiple-of-7-minus-1 dead one), strongest first.
+    /// Every active feature of `sae` in context `i` (as the indexer records them): the max
+    /// over positions of [`FixtureSpec::activations_of_context`]'s entries, strongest first,
+    /// ties by lower id, with the first position of the max. When the spec writes no
+    /// activation log the same generator runs with 3 active features per position, so every
+    /// context still has features.
     pub fn context_features_of(&self, sae: &str, d_sae: u32, i: u64) -> ContextFeaturesRecord {
-        let mut features = Vec::new();
-        let mut k = 0u64;
-        while features.len() < 3.min(d_sae as usize * 6 / 7) {
-            let f = (mix(sae_seed(sae) ^ (i << 16) ^ k) % u64::from(d_sae)) as u32;
-            if f % 7 != 6 && !features.contains(&f) {
-                features.push(f);
+        let l0 = if self.activation_l0 > 0 {
+            self.activation_l0
+        } else {
+            3
+        };
+        let mut best: std::collections::BTreeMap<u32, (f32, u32)> = Default::default();
+        for e in self.activations_with_l0(sae, d_sae, i, l0) {
+            let b = best.entry(e.feature).or_insert((0.0, 0));
+            if e.value > b.0 {
+                *b = (e.value, u32::from(e.pos));
             }
-            k += 1;
         }
-        let max_acts = (0..features.len())
-            .map(|j| 5.0 - j as f32 - unit(i ^ ((j as u64) << 8)) * 0.5)
-            .collect();
+        let mut ranked: Vec<(u32, f32, u32)> =
+            best.into_iter().map(|(f, (v, p))| (f, v, p)).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         ContextFeaturesRecord {
             context_id: i,
-            features,
-            max_acts,
+            features: ranked.iter().map(|r| r.0).collect(),
+            max_acts: ranked.iter().map(|r| r.1).collect(),
+            max_pos: ranked.iter().map(|r| r.2).collect(),
         }
     }
 
     /// Activation log entries of context `i` for `sae`: `activation_l0` features per position,
-    /// drawn from a skewed distribution, persisting over neighbouring positions half the time,
-    /// with log-normal-ish values.
+    /// drawn from a skewed distribution (never a dead feature), persisting over neighbouring
+    /// positions half the time, with log-normal-ish values.
     pub fn activations_of_context(&self, sae: &str, d_sae: u32, i: u64) -> Vec<ActivationEntry> {
+        self.activations_with_l0(sae, d_sae, i, self.activation_l0)
+    }
+
+    fn activations_with_l0(&self, sae: &str, d_sae: u32, i: u64, l0: u32) -> Vec<ActivationEntry> {
         let mut out = Vec::new();
         let mut prev: Vec<u32> = Vec::new();
         for pos in 1..self.ctx_len {
@@ -307,11 +318,12 @@ impl FixtureSpec {
                 })
                 .collect();
             let mut k = 0u64;
-            while (active.len() as u32) < self.activation_l0 {
+            while (active.len() as u32) < l0 {
                 let u = unit(sae_seed(sae) ^ (i << 20) ^ (u64::from(pos) << 48) ^ k);
                 // u^3 skews towards low feature ids (a few dense features, a long tail).
                 let f = ((u * u * u) * d_sae as f32) as u32 % d_sae;
-                if !active.contains(&f) {
+                // Dead features (every 7th, see `feature`) never fire.
+                if f % 7 != 6 && !active.contains(&f) {
                     active.push(f);
                 }
                 k += 1;

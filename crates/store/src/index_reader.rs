@@ -1,23 +1,38 @@
-//! [`IndexReader`]: the query side of a published index (RocksDB + tantivy, no Parquet scans).
+//! [`IndexReader`]: the query side of a published index (RocksDB + tantivy; Parquet only for
+//! each SAE's feature maxes, read once on first use, and the optional activation log).
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::layout::IndexLayout;
 use crate::manifest::{Manifest, SaeEntry};
 use crate::parquet::ActivationReader;
+use crate::query::{self, Node};
 use crate::records::{
     ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleKind, ExampleRecord,
-    FeatureRecord, SaeSummary,
+    FeatureOccurrence, FeatureRecord, SaeSummary,
 };
 use crate::rocks::{self, RocksReader};
-use crate::text::{SearchHit, Snippet, TextIndex};
+use crate::text::{SearchHit, SimilarResult, Snippet, TextIndex};
 
 struct Inner {
     layout: IndexLayout,
     manifest: Manifest,
     rocks: RocksReader,
     text: TextIndex,
+    /// `(id, d_sae)` of every SAE, for the query parser.
+    saes: Vec<(String, u32)>,
+    /// Per SAE (manifest order): every feature's max activation, loaded on first use.
+    feature_max: Vec<OnceLock<Arc<Vec<f32>>>>,
+}
+
+/// A page of [`IndexReader::occurrences`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct OccurrencePage {
+    /// Contexts where the feature fires, by increasing context id.
+    pub occurrences: Vec<FeatureOccurrence>,
+    /// Where the next page starts (pass as `after`); `None` on the last page.
+    pub next_after: Option<u64>,
 }
 
 /// A read-only, thread-safe handle on one published index. Cloning is an `Arc` clone; every
@@ -52,12 +67,20 @@ impl IndexReader {
         let layout = IndexLayout::new(dir);
         let rocks = RocksReader::open(&layout.rocksdb())?;
         let text = TextIndex::open(&layout.tantivy())?;
+        let saes = manifest
+            .saes
+            .iter()
+            .map(|s| (s.id.clone(), s.d_sae))
+            .collect();
+        let feature_max = manifest.saes.iter().map(|_| OnceLock::new()).collect();
         Ok(IndexReader {
             inner: Arc::new(Inner {
                 layout,
                 manifest,
                 rocks,
                 text,
+                saes,
+                feature_max,
             }),
         })
     }
@@ -174,16 +197,155 @@ impl IndexReader {
         self.inner.rocks.contexts(ids)
     }
 
-    /// Full-text search over context text (tantivy query syntax); best `limit` hits first.
-    /// A query that does not parse is [`Error::Query`] with the parser's message.
-    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
-        self.inner.text.search(query, limit)
+    /// Parses a search query ([`crate::query`]); a query that does not parse, or names an
+    /// unknown SAE or feature, is [`Error::Query`] with the character position.
+    pub fn parse_query(&self, query: &str) -> Result<Node> {
+        self.inner.text.parse(query, &self.inner.saes)
     }
 
-    /// Snippets of `texts` (e.g. the hits' context texts) around `query`'s terms, at most
+    /// Searches contexts by text and features ([`crate::query`] language); best `limit` hits
+    /// first.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
+        let node = self.parse_query(query)?;
+        self.search_parsed(&node, limit)
+    }
+
+    /// [`IndexReader::search`] with a query parsed by [`IndexReader::parse_query`].
+    pub fn search_parsed(&self, node: &Node, limit: usize) -> Result<Vec<SearchHit>> {
+        self.inner.text.search(node, limit)
+    }
+
+    /// Snippets of `texts` (e.g. the hits' context texts) around `query`'s words, at most
     /// `max_chars` characters each.
     pub fn snippets(&self, query: &str, texts: &[&str], max_chars: usize) -> Result<Vec<Snippet>> {
-        self.inner.text.snippets(query, texts, max_chars)
+        let node = self.parse_query(query)?;
+        self.inner.text.snippets(&node, texts, max_chars)
+    }
+
+    /// Every feature's corpus-wide max activation in `sae` (what strength buckets are
+    /// relative to); read from `features.parquet` once per reader.
+    pub fn feature_maxes(&self, sae: &str) -> Result<Arc<Vec<f32>>> {
+        self.sae(sae)?;
+        let i = self
+            .inner
+            .saes
+            .iter()
+            .position(|(id, _)| id == sae)
+            .expect("the manifest has the SAE");
+        if let Some(m) = self.inner.feature_max[i].get() {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(crate::text::feature_maxes(
+            &self.inner.layout,
+            sae,
+            self.inner.saes[i].1,
+        )?);
+        Ok(self.inner.feature_max[i].get_or_init(|| m).clone())
+    }
+
+    /// The feature terms of a context's features in `sae`, as the text index holds them.
+    pub fn feature_terms(&self, sae: &str, rec: &ContextFeaturesRecord) -> Result<Vec<String>> {
+        let max = self.feature_maxes(sae)?;
+        Ok(query::context_feature_terms(sae, rec, &max)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect())
+    }
+
+    /// "More like this" for feature terms (from [`IndexReader::feature_terms`]): contexts by the
+    /// summed weight of shared terms, best first, `exclude` left out.
+    pub fn similar_to_terms(
+        &self,
+        terms: &[String],
+        exclude: Option<u64>,
+        limit: usize,
+    ) -> Result<SimilarResult> {
+        self.inner.text.similar(terms, exclude, limit)
+    }
+
+    /// "More like this" for a context of the index: its feature terms in every SAE (or only
+    /// `sae`). `None` when the context does not exist.
+    pub fn similar_to_context(
+        &self,
+        context_id: u64,
+        sae: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<SimilarResult>> {
+        if let Some(s) = sae {
+            self.sae(s)?;
+        }
+        if self.context(context_id)?.is_none() {
+            return Ok(None);
+        }
+        let mut terms = Vec::new();
+        for (id, _) in &self.inner.saes {
+            if sae.is_some_and(|s| s != id) {
+                continue;
+            }
+            if let Some(rec) = self.inner.rocks.context_features(id, context_id)? {
+                terms.extend(self.feature_terms(id, &rec)?);
+            }
+        }
+        self.similar_to_terms(&terms, Some(context_id), limit)
+            .map(Some)
+    }
+
+    /// Every context where `feature` of `sae` fires (activation > 0 at a counted position, as
+    /// for the context features), by increasing context id, from the activation log: the page
+    /// after context `after` (from the start when `None`), at most `limit` contexts. Empty when the log was not kept (see the manifest's
+    /// `keep_activations`). Reads the feature's row groups of the log's Parquet parts.
+    pub fn occurrences(
+        &self,
+        sae: &str,
+        feature: u32,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<OccurrencePage> {
+        self.check(sae, feature)?;
+        let log = ActivationReader::open(self.inner.layout.activations_dir(sae))?;
+        let entries = log.feature(feature)?; // sorted by (context_id, pos)
+                                             // Same definition of "fires" as the context features: > 0 at a counted position.
+        let skip_bos = self.inner.manifest.parameters.exclude_bos;
+        let mut occurrences: Vec<FeatureOccurrence> = Vec::new();
+        let mut more = false;
+        for e in entries {
+            if after.is_some_and(|a| e.context_id <= a)
+                || e.value <= 0.0
+                || (skip_bos && e.pos == 0)
+            {
+                continue;
+            }
+            match occurrences.last_mut() {
+                Some(o) if o.context_id == e.context_id => {
+                    o.n_positions += 1;
+                    if e.value > o.max_act {
+                        o.max_act = e.value;
+                        o.max_pos = u32::from(e.pos);
+                    }
+                }
+                _ => {
+                    if occurrences.len() == limit {
+                        more = true;
+                        break;
+                    }
+                    occurrences.push(FeatureOccurrence {
+                        context_id: e.context_id,
+                        n_positions: 1,
+                        max_act: e.value,
+                        max_pos: u32::from(e.pos),
+                    });
+                }
+            }
+        }
+        let next_after = if more {
+            occurrences.last().map(|o| o.context_id)
+        } else {
+            None
+        };
+        Ok(OccurrencePage {
+            occurrences,
+            next_after,
+        })
     }
 
     /// Number of contexts in the text index.

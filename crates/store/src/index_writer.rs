@@ -238,9 +238,9 @@ impl IndexWriter {
         open_lazily(&mut t.cooc, path)?.write(batch)
     }
 
-    /// Appends the strongest features of `sae` per context. Context ids must be strictly
-    /// increasing across calls (per SAE); each record's `features` and `max_acts` of equal
-    /// length, every feature below `d_sae`. Contexts without a record simply have none.
+    /// Appends the active features of `sae` per context. Context ids must be strictly
+    /// increasing across calls (per SAE); each record's `features`, `max_acts` and `max_pos`
+    /// of equal length, every feature below `d_sae`. Contexts without a record have none.
     pub fn write_context_features(
         &mut self,
         sae: &str,
@@ -258,12 +258,14 @@ impl IndexWriter {
                     r.context_id, t.last_context_features
                 )));
             }
-            if r.features.len() != r.max_acts.len() {
+            if r.features.len() != r.max_acts.len() || r.features.len() != r.max_pos.len() {
                 return Err(Error::InvalidInput(format!(
-                    "context features of SAE {sae:?}, context {}: {} features but {} max_acts",
+                    "context features of SAE {sae:?}, context {}: {} features but {} max_acts \
+                     and {} max_pos",
                     r.context_id,
                     r.features.len(),
-                    r.max_acts.len()
+                    r.max_acts.len(),
+                    r.max_pos.len()
                 )));
             }
             for &f in &r.features {
@@ -348,7 +350,7 @@ impl IndexWriter {
         self.manifest.parameters.keep_activations |= any_activations;
 
         rocks::build(&self.tmp.rocksdb(), &self.tmp, &self.manifest)?;
-        text::build(&self.tmp.tantivy(), &self.tmp.contexts())?;
+        text::build(&self.tmp.tantivy(), &self.tmp, &self.manifest)?;
         // The manifest last: a directory with a manifest is complete.
         fsutil::sync_tree(self.tmp.root())?;
         self.manifest.save(self.tmp.root())?;
@@ -406,7 +408,7 @@ pub fn rebuild_serving(dir: impl AsRef<Path>) -> Result<()> {
     rocks::build(&new_rocks, &layout, &manifest)?;
     replace_dir(&new_rocks, &layout.rocksdb())?;
     let new_text = dir.join(format!("{}.new-{pid}", crate::layout::TANTIVY_DIR));
-    text::build(&new_text, &layout.contexts())?;
+    text::build(&new_text, &layout, &manifest)?;
     replace_dir(&new_text, &layout.tantivy())?;
     Ok(())
 }

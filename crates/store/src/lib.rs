@@ -17,7 +17,8 @@
 //!     activations/part-*.parquet   optional sparse log: feature, context_id, pos, value,
 //!                                  sorted per part by (feature, context_id, pos)
 //!   rocksdb/                       serving store built from the Parquet files (see [`rocks`])
-//!   tantivy/                       text index of contexts (see [`text`])
+//!   tantivy/                       text + feature-term index of contexts (see [`text`],
+//!                                  query language in [`query`])
 //! ```
 //! Column types are in `schemas/index.md` (kept equal to the writers' Arrow schemas by a test).
 //! Differences from DESIGN.md: token byte offsets are two columns `token_starts`/`token_ends`
@@ -43,12 +44,13 @@ pub mod layout;
 pub mod manifest;
 pub mod parquet;
 pub mod publish;
+pub mod query;
 pub mod records;
 pub mod rocks;
 pub mod text;
 
 pub use error::{Error, Result};
-pub use index_reader::IndexReader;
+pub use index_reader::{IndexReader, OccurrencePage};
 pub use index_writer::{
     rebuild_serving, IndexWriter, IndexWriterOptions, PublishReport, SaeCounts,
 };
@@ -62,8 +64,11 @@ pub use parquet::{
     ActivationReader, ActivationWriter, ActivationWriterOptions, TableReader, TableWriter,
 };
 pub use publish::{recover, Recovery};
+pub use query::{
+    parse_feature_term, strength_level, FeatureRef, Node as QueryNode, QueryError, STRENGTH_BUCKETS,
+};
 pub use records::{
     ActivationEntry, ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleKind,
-    ExampleRecord, FeatureRecord, SaeSummary, TokenCount, TokenValue,
+    ExampleRecord, FeatureOccurrence, FeatureRecord, SaeSummary, TokenCount, TokenValue,
 };
-pub use text::{SearchHit, Snippet};
+pub use text::{term_weight, SearchHit, SimilarResult, Snippet, MAX_SIMILAR_TERMS};

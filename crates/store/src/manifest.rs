@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 
 /// Version of the index directory format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// File name of the manifest inside an index directory.
 pub const MANIFEST_FILE: &str = "manifest.json";

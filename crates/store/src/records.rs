@@ -169,14 +169,34 @@ pub struct ActivationEntry {
     pub value: f32,
 }
 
-/// The strongest features of one SAE in one context (for search hits and "more like this").
+/// Every active feature of one SAE in one context: the source of the text index's feature
+/// terms (search, "more like this") and of the features listed with search hits.
+///
+/// A feature is active in a context when its activation is > 0 at one of the context's counted
+/// positions (BOS excluded when the index excludes it). No cap: every active feature is kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContextFeaturesRecord {
     /// The context.
     pub context_id: u64,
     /// Feature ids, strongest first (by max activation over the counted positions; ties by
-    /// lower id). At most the indexer's per-context limit.
+    /// lower id).
     pub features: Vec<u32>,
-    /// Their max activation in the context, parallel to `features`.
+    /// Their max activation in the context (> 0), parallel to `features`.
     pub max_acts: Vec<f32>,
+    /// Position of that max in the context window (the first one on ties), parallel to
+    /// `features`.
+    pub max_pos: Vec<u32>,
+}
+
+/// One context where a feature fires, from the activation log (feature → all occurrences).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureOccurrence {
+    /// The context.
+    pub context_id: u64,
+    /// Counted positions of the context where the feature's activation was > 0.
+    pub n_positions: u32,
+    /// The feature's max activation in the context (at the log's precision).
+    pub max_act: f32,
+    /// Position of that max (the first one on ties).
+    pub max_pos: u32,
 }

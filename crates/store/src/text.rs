@@ -1,59 +1,204 @@
-//! The tantivy index of context text (`tantivy/`): one document per context.
+//! The tantivy index of contexts (`tantivy/`): one document per context, with its text and the
+//! active features of every SAE as terms.
 //!
-//! Schema: `context_id` (u64; indexed, fast, stored) and `text` (tantivy's default tokenizer:
-//! split on non-alphanumerics, lowercase, drop tokens over 40 bytes; frequencies and positions,
-//! so phrase queries work; not stored — the text lives in RocksDB and snippets are cut from it).
-//! Query syntax is tantivy's (`word`, `"a phrase"`, `+must -not`, `a OR b`); hits are ranked by
-//! BM25, ties by lower context_id. Built from `contexts.parquet`; rebuilt by `reindex`.
+//! Schema:
+//! - `context_id` (u64; indexed, fast, stored);
+//! - `text` (tantivy's default tokenizer: split on non-alphanumerics, lowercase, drop tokens
+//!   over 40 bytes; frequencies and positions, so phrase queries work; not stored — the text
+//!   lives in RocksDB and snippets are cut from it);
+//! - `feat`: pre-tokenized feature terms ([`crate::query::context_feature_terms`]): for every
+//!   feature active in the context, `SAE/F` plus `SAE/F>T` for each strength bucket T it
+//!   reaches, positioned at the token where the feature's activation is highest. No field
+//!   norms: feature clauses are scored by constants, not by BM25 length normalisation.
+//!
+//! Built from `contexts.parquet`, each SAE's `context_features.parquet` and (for the strength
+//! buckets) `features.parquet` `max_act`; rebuilt by `reindex`. Queries are in the language of
+//! [`crate::query`]; hits are ranked by score (BM25 of the text terms, plus 1 per feature
+//! clause and 1 per strength bucket the feature reaches above the one asked for, so stronger
+//! firings rank first), ties by lower context_id. "More like this" ([`TextIndex::similar`])
+//! scores a context by the summed weights of the feature terms it shares with the source.
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use tantivy::collector::TopDocs;
-use tantivy::query::QueryParser;
-use tantivy::schema::{Field, Schema, FAST, INDEXED, STORED, TEXT};
+use tantivy::query::{
+    AllQuery, BooleanQuery, ConstScoreQuery, Occur, PhraseQuery, Query, TermQuery,
+};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED, TEXT,
+};
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{Index, IndexReader as TantivyReader, ReloadPolicy, TantivyDocument};
+use tantivy::tokenizer::{PreTokenizedString, TextAnalyzer, Token};
+use tantivy::DocSet;
+use tantivy::{Index, IndexReader as TantivyReader, ReloadPolicy, TantivyDocument, Term};
 
 use crate::error::{Error, Result};
+use crate::layout::IndexLayout;
+use crate::manifest::Manifest;
 use crate::parquet::TableReader;
-use crate::records::ContextRecord;
+use crate::query::{self, feature_term, Node, QueryContext, STRENGTH_BUCKETS};
+use crate::records::{ContextFeaturesRecord, ContextRecord, FeatureRecord};
 
 /// Field name of the context id.
 pub const FIELD_CONTEXT_ID: &str = "context_id";
 /// Field name of the context text.
 pub const FIELD_TEXT: &str = "text";
+/// Field name of the feature terms.
+pub const FIELD_FEATURES: &str = "feat";
+
+/// Feature terms of the source used by "more like this" at most: the highest-weighted (rarest)
+/// ones, ties by term text. Bounds the query's cost for contexts with thousands of features.
+pub const MAX_SIMILAR_TERMS: usize = 512;
 
 /// Indexing memory budget (tantivy's per-thread minimum is 15 MB).
 const WRITER_BUDGET: usize = 64 << 20;
 
-fn schema() -> (Schema, Field, Field) {
+struct Fields {
+    id: Field,
+    text: Field,
+    feat: Field,
+}
+
+fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let id = b.add_u64_field(FIELD_CONTEXT_ID, INDEXED | FAST | STORED);
     let text = b.add_text_field(FIELD_TEXT, TEXT);
-    (b.build(), id, text)
+    let feat = b.add_text_field(
+        FIELD_FEATURES,
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("raw")
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+                .set_fieldnorms(false),
+        ),
+    );
+    (b.build(), Fields { id, text, feat })
 }
 
-/// Recreates `dir` from `contexts.parquet` (missing file: an empty index).
-pub(crate) fn build(dir: &Path, contexts: &Path) -> Result<u64> {
+/// Rows of one sorted table, one at a time.
+struct Rows<T: crate::parquet::Table> {
+    reader: Option<TableReader<T>>,
+    buf: std::vec::IntoIter<T>,
+    head: Option<T>,
+}
+
+impl<T: crate::parquet::Table> Rows<T> {
+    fn open(path: &Path) -> Result<Self> {
+        let reader = if path.exists() {
+            Some(TableReader::<T>::open(path)?)
+        } else {
+            None
+        };
+        let mut rows = Rows {
+            reader,
+            buf: Vec::new().into_iter(),
+            head: None,
+        };
+        rows.head = rows.pull()?;
+        Ok(rows)
+    }
+
+    fn pull(&mut self) -> Result<Option<T>> {
+        loop {
+            if let Some(r) = self.buf.next() {
+                return Ok(Some(r));
+            }
+            match self.reader.as_mut().and_then(Iterator::next) {
+                Some(batch) => self.buf = batch?.into_iter(),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    fn advance(&mut self) -> Result<Option<T>> {
+        let next = self.pull()?;
+        Ok(std::mem::replace(&mut self.head, next))
+    }
+}
+
+/// `max_act` of every feature of `sae` (0 where `features.parquet` has no row).
+pub(crate) fn feature_maxes(layout: &IndexLayout, sae: &str, d_sae: u32) -> Result<Vec<f32>> {
+    let mut max = vec![0.0f32; d_sae as usize];
+    let path = layout.features(sae);
+    if path.exists() {
+        for batch in TableReader::<FeatureRecord>::open(&path)? {
+            for r in batch? {
+                if let Some(m) = max.get_mut(r.feature as usize) {
+                    *m = r.max_act;
+                }
+            }
+        }
+    }
+    Ok(max)
+}
+
+/// Recreates `dir` from the Parquet files under `layout` (a missing file: no rows).
+pub(crate) fn build(dir: &Path, layout: &IndexLayout, manifest: &Manifest) -> Result<u64> {
     crate::fsutil::remove_dir_all_if_exists(dir)?;
     crate::fsutil::create_dir_all(dir)?;
     let _span = tracing::info_span!("build_tantivy", path = %dir.display()).entered();
-    let (schema, id, text) = schema();
+    let (schema, f) = schema();
     let t = |e| Error::tantivy(dir, e);
     let index = Index::create_in_dir(dir, schema).map_err(t)?;
     let mut writer: tantivy::IndexWriter<TantivyDocument> =
         index.writer_with_num_threads(1, WRITER_BUDGET).map_err(t)?;
+    // Per SAE: its context features (sorted by context id, as the writer enforces) and the
+    // feature maxes the strength buckets are relative to.
+    let mut saes = Vec::with_capacity(manifest.saes.len());
+    for s in &manifest.saes {
+        saes.push((
+            s.id.as_str(),
+            Rows::<ContextFeaturesRecord>::open(&layout.context_features(&s.id))?,
+            feature_maxes(layout, &s.id, s.d_sae)?,
+        ));
+    }
     let mut n = 0u64;
-    if contexts.exists() {
-        for batch in TableReader::<ContextRecord>::open(contexts)? {
-            for c in batch? {
-                let mut doc = TantivyDocument::default();
-                doc.add_u64(id, c.context_id);
-                doc.add_text(text, &c.text);
-                writer.add_document(doc).map_err(t)?;
-                n += 1;
+    let mut contexts = Rows::<ContextRecord>::open(&layout.contexts())?;
+    while let Some(c) = contexts.advance()? {
+        let mut doc = TantivyDocument::default();
+        doc.add_u64(f.id, c.context_id);
+        doc.add_text(f.text, &c.text);
+        let mut tokens: Vec<Token> = Vec::new();
+        for (sae, rows, max) in &mut saes {
+            // Rows of contexts that are not in contexts.parquet are skipped.
+            while rows
+                .head
+                .as_ref()
+                .is_some_and(|r| r.context_id < c.context_id)
+            {
+                rows.advance()?;
+            }
+            if rows
+                .head
+                .as_ref()
+                .is_some_and(|r| r.context_id == c.context_id)
+            {
+                let rec = rows.advance()?.expect("head checked above");
+                for (text, position) in query::context_feature_terms(sae, &rec, max) {
+                    tokens.push(Token {
+                        offset_from: 0,
+                        offset_to: 0,
+                        position: position as usize,
+                        text,
+                        position_length: 1,
+                    });
+                }
             }
         }
+        if !tokens.is_empty() {
+            tokens.sort_by(|a, b| a.position.cmp(&b.position).then(a.text.cmp(&b.text)));
+            doc.add_pre_tokenized_text(
+                f.feat,
+                PreTokenizedString {
+                    text: String::new(),
+                    tokens,
+                },
+            );
+        }
+        writer.add_document(doc).map_err(t)?;
+        n += 1;
     }
     writer.commit().map_err(t)?;
     writer.wait_merging_threads().map_err(t)?;
@@ -66,7 +211,8 @@ pub(crate) fn build(dir: &Path, contexts: &Path) -> Result<u64> {
 pub struct SearchHit {
     /// The matching context.
     pub context_id: u64,
-    /// BM25 score (higher is better).
+    /// Score (higher is better): BM25 of text terms plus the feature clauses' constants, or
+    /// the summed term weights for "more like this".
     pub score: f32,
 }
 
@@ -79,12 +225,33 @@ pub struct Snippet {
     pub highlighted: Vec<Range<usize>>,
 }
 
+/// What "more like this" searched with and found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimilarResult {
+    /// Best first (ties by lower context_id); the source context is never among them.
+    pub hits: Vec<SearchHit>,
+    /// The feature terms used, with their weights, highest first (at most
+    /// [`MAX_SIMILAR_TERMS`]; terms no context has are dropped).
+    pub terms: Vec<(String, f32)>,
+}
+
+/// The weight of a feature term shared with the source: BM25's inverse document frequency,
+/// `ln(1 + (N - df + 0.5) / (df + 0.5))` for a term in `df` of `N` contexts.
+pub fn term_weight(df: u64, n: u64) -> f32 {
+    let (df, n) = (df as f64, n as f64);
+    (1.0 + (n - df + 0.5) / (df + 0.5)).ln() as f32
+}
+
 /// A searcher over `tantivy/`; `Send + Sync`.
 pub(crate) struct TextIndex {
     path: PathBuf,
-    index: Index,
     reader: TantivyReader,
-    text: Field,
+    fields: Fields,
+    analyzer: TextAnalyzer,
+    /// Contexts per feature term (built on the first "more like this" from the term
+    /// dictionaries): a source has thousands of terms, and a hash lookup per term is far
+    /// cheaper than a term-dictionary search per term and request.
+    doc_freqs: OnceLock<std::result::Result<HashMap<String, u32>, String>>,
 }
 
 impl TextIndex {
@@ -102,12 +269,16 @@ impl TextIndex {
             schema.get_field(name).map_err(|_| {
                 Error::corrupt(
                     dir.display().to_string(),
-                    format!("tantivy field {name} missing"),
+                    format!("tantivy field {name} missing; run `scopedex reindex`"),
                 )
             })
         };
-        field(FIELD_CONTEXT_ID)?;
-        let text = field(FIELD_TEXT)?;
+        let fields = Fields {
+            id: field(FIELD_CONTEXT_ID)?,
+            text: field(FIELD_TEXT)?,
+            feat: field(FIELD_FEATURES)?,
+        };
+        let analyzer = index.tokenizer_for_field(fields.text).map_err(t)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -115,31 +286,130 @@ impl TextIndex {
             .map_err(t)?;
         Ok(TextIndex {
             path: dir.to_path_buf(),
-            index,
             reader,
-            text,
+            fields,
+            analyzer,
+            doc_freqs: OnceLock::new(),
         })
     }
 
-    fn parse(&self, query: &str) -> Result<Box<dyn tantivy::query::Query>> {
-        QueryParser::for_index(&self.index, vec![self.text])
-            .parse_query(query)
-            .map_err(|e| Error::Query {
-                query: query.to_string(),
-                message: e.to_string(),
-            })
+    fn doc_freqs(&self) -> Result<&HashMap<String, u32>> {
+        let r = self.doc_freqs.get_or_init(|| {
+            let searcher = self.reader.searcher();
+            let mut out: HashMap<String, u32> = HashMap::new();
+            for seg in searcher.segment_readers() {
+                let inv = seg
+                    .inverted_index(self.fields.feat)
+                    .map_err(|e| e.to_string())?;
+                let mut stream = inv.terms().stream().map_err(|e| e.to_string())?;
+                while stream.advance() {
+                    let term = String::from_utf8_lossy(stream.key()).into_owned();
+                    *out.entry(term).or_default() += stream.value().doc_freq;
+                }
+            }
+            Ok(out)
+        });
+        r.as_ref().map_err(|e| {
+            Error::corrupt(
+                self.path.display().to_string(),
+                format!("reading the feature terms: {e}"),
+            )
+        })
     }
 
-    /// The best `limit` contexts for `query`, best first (ties: lower context_id first).
-    pub(crate) fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
-        let q = self.parse(query)?;
+    /// Parses `query` against the SAEs `saes` (`(id, d_sae)`).
+    pub(crate) fn parse(&self, q: &str, saes: &[(String, u32)]) -> Result<Node> {
+        let mut analyzer = self.analyzer.clone();
+        let mut tokenize = |s: &str| {
+            let mut out = Vec::new();
+            let mut stream = analyzer.token_stream(s);
+            stream.process(&mut |t| out.push(t.text.clone()));
+            out
+        };
+        let mut cx = QueryContext {
+            saes,
+            tokenize: &mut tokenize,
+        };
+        query::parse(q, &mut cx).map_err(|e| Error::Query {
+            query: q.to_string(),
+            message: e.to_string(),
+            position: Some(e.position),
+        })
+    }
+
+    fn feature_query(&self, sae: &str, feature: u32, level: usize) -> Box<dyn Query> {
+        let term = |l: usize| -> Box<dyn Query> {
+            let t = Term::from_field_text(self.fields.feat, &feature_term(sae, feature, l));
+            Box::new(ConstScoreQuery::new(
+                Box::new(TermQuery::new(t, IndexRecordOption::Basic)),
+                1.0,
+            ))
+        };
+        let mut clauses = vec![(Occur::Must, term(level))];
+        // Higher buckets only add to the score: stronger firings rank first.
+        for l in level + 1..=STRENGTH_BUCKETS.len() {
+            clauses.push((Occur::Should, term(l)));
+        }
+        Box::new(BooleanQuery::new(clauses))
+    }
+
+    fn not(&self, inner: Box<dyn Query>) -> Box<dyn Query> {
+        Box::new(BooleanQuery::new(vec![
+            (Occur::Must, Box::new(AllQuery)),
+            (Occur::MustNot, inner),
+        ]))
+    }
+
+    /// The tantivy query of a parsed tree.
+    fn compile(&self, node: &Node) -> Box<dyn Query> {
+        match node {
+            Node::Text { tokens, .. } => {
+                let terms: Vec<Term> = tokens
+                    .iter()
+                    .map(|t| Term::from_field_text(self.fields.text, t))
+                    .collect();
+                if terms.len() == 1 {
+                    Box::new(TermQuery::new(
+                        terms[0].clone(),
+                        IndexRecordOption::WithFreqs,
+                    ))
+                } else {
+                    Box::new(PhraseQuery::new(terms))
+                }
+            }
+            Node::Feature(f) => self.feature_query(&f.sae, f.feature, f.level),
+            Node::Not(inner) => self.not(self.compile(inner)),
+            Node::Or(children) => Box::new(BooleanQuery::new(
+                children
+                    .iter()
+                    .map(|c| (Occur::Should, self.compile(c)))
+                    .collect(),
+            )),
+            Node::And(children) => {
+                let mut clauses: Vec<(Occur, Box<dyn Query>)> = children
+                    .iter()
+                    .map(|c| match c {
+                        Node::Not(inner) => (Occur::MustNot, self.compile(inner)),
+                        other => (Occur::Must, self.compile(other)),
+                    })
+                    .collect();
+                // Only exclusions: everything else matches.
+                if clauses.iter().all(|(o, _)| *o == Occur::MustNot) {
+                    clauses.push((Occur::Must, Box::new(AllQuery)));
+                }
+                Box::new(BooleanQuery::new(clauses))
+            }
+        }
+    }
+
+    fn top(&self, q: &dyn Query, limit: usize) -> Result<Vec<SearchHit>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let t = |e| Error::tantivy(&self.path, e);
         let searcher = self.reader.searcher();
         let top = searcher
-            .search(&*q, &TopDocs::with_limit(limit).order_by_score())
+            .search(q, &TopDocs::with_limit(limit).order_by_score())
             .map_err(t)?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, addr) in top {
@@ -164,16 +434,107 @@ impl TextIndex {
         Ok(hits)
     }
 
-    /// Snippets of `texts` for `query` (one per text, same order).
+    /// The best `limit` contexts for a parsed query, best first (ties: lower context_id).
+    pub(crate) fn search(&self, node: &Node, limit: usize) -> Result<Vec<SearchHit>> {
+        self.top(&*self.compile(node), limit)
+    }
+
+    /// "More like this": contexts sharing feature terms with `terms` (the source's terms, see
+    /// [`crate::query::context_feature_terms`]), scored by the summed [`term_weight`] of the
+    /// shared terms (only the [`MAX_SIMILAR_TERMS`] highest); `exclude` (the source context)
+    /// is left out. Best `limit` first, ties by lower context id.
+    pub(crate) fn similar(
+        &self,
+        terms: &[String],
+        exclude: Option<u64>,
+        limit: usize,
+    ) -> Result<SimilarResult> {
+        let n = self.reader.searcher().num_docs();
+        let dfs = self.doc_freqs()?;
+        let mut weighted: Vec<(String, f32)> = Vec::with_capacity(terms.len());
+        let mut seen = std::collections::HashSet::new();
+        for t in terms {
+            if !seen.insert(t.as_str()) {
+                continue;
+            }
+            if let Some(&df) = dfs.get(t.as_str()) {
+                weighted.push((t.clone(), term_weight(u64::from(df), n)));
+            }
+        }
+        weighted.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        weighted.truncate(MAX_SIMILAR_TERMS);
+        if weighted.is_empty() {
+            return Ok(SimilarResult {
+                hits: Vec::new(),
+                terms: weighted,
+            });
+        }
+        // Score accumulation over the terms' postings (a weighted union, as a disjunction of
+        // constant-score term queries would compute, without its per-clause scorers): every
+        // context gets the sum of the weights of the terms it has, in `weighted` order.
+        let t = |e| Error::tantivy(&self.path, e);
+        let searcher = self.reader.searcher();
+        let mut scored: Vec<SearchHit> = Vec::new();
+        for seg in searcher.segment_readers() {
+            let inv = seg.inverted_index(self.fields.feat).map_err(t)?;
+            let mut scores = vec![0.0f32; seg.max_doc() as usize];
+            for (term, w) in &weighted {
+                let term = Term::from_field_text(self.fields.feat, term);
+                let Some(mut postings) = inv
+                    .read_postings(&term, IndexRecordOption::Basic)
+                    .map_err(|e| Error::io(&self.path, e))?
+                else {
+                    continue;
+                };
+                let mut doc = postings.doc();
+                while doc != tantivy::TERMINATED {
+                    scores[doc as usize] += w;
+                    doc = postings.advance();
+                }
+            }
+            let ids = seg.fast_fields().u64(FIELD_CONTEXT_ID).map_err(t)?;
+            for (doc, &score) in scores.iter().enumerate() {
+                if score > 0.0 {
+                    let context_id = ids.first(doc as u32).ok_or_else(|| {
+                        Error::corrupt(
+                            self.path.display().to_string(),
+                            format!("document {doc} has no context_id"),
+                        )
+                    })?;
+                    if exclude != Some(context_id) {
+                        scored.push(SearchHit { context_id, score });
+                    }
+                }
+            }
+        }
+        let order = |a: &SearchHit, b: &SearchHit| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.context_id.cmp(&b.context_id))
+        };
+        if scored.len() > limit {
+            if limit > 0 {
+                scored.select_nth_unstable_by(limit - 1, order);
+            }
+            scored.truncate(limit);
+        }
+        scored.sort_by(order);
+        Ok(SimilarResult {
+            hits: scored,
+            terms: weighted,
+        })
+    }
+
+    /// Snippets of `texts` for a parsed query (one per text, same order).
     pub(crate) fn snippets(
         &self,
-        query: &str,
+        node: &Node,
         texts: &[&str],
         max_chars: usize,
     ) -> Result<Vec<Snippet>> {
-        let q = self.parse(query)?;
+        let q = self.compile(node);
         let searcher = self.reader.searcher();
-        let mut generator = SnippetGenerator::create(&searcher, &*q, self.text)
+        let mut generator = SnippetGenerator::create(&searcher, &*q, self.fields.text)
             .map_err(|e| Error::tantivy(&self.path, e))?;
         generator.set_max_num_chars(max_chars.max(1));
         Ok(texts

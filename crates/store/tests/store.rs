@@ -362,20 +362,20 @@ fn reader_errors_for_missing_and_foreign_indexes() {
     let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
     std::fs::write(
         out.join("manifest.json"),
-        manifest.replace("\"format_version\": 1", "\"format_version\": 2"),
+        manifest.replace("\"format_version\": 2", "\"format_version\": 3"),
     )
     .unwrap();
     match IndexReader::open(&out) {
         Err(
             e @ Error::FormatVersion {
-                found: 2,
-                expected: 1,
+                found: 3,
+                expected: 2,
                 ..
             },
         ) => {
             let msg = e.to_string();
             assert!(
-                msg.contains("format version 2") && msg.contains("reads version 1"),
+                msg.contains("format version 3") && msg.contains("reads version 2"),
                 "{msg}"
             );
         }
@@ -621,6 +621,7 @@ fn context_features_are_validated_when_written() {
     let mut w = IndexWriter::create(dir.path().join("index"), spec.manifest()).unwrap();
     let rec = |id: u64, features: Vec<u32>, max_acts: Vec<f32>| ContextFeaturesRecord {
         context_id: id,
+        max_pos: vec![1; max_acts.len()],
         features,
         max_acts,
     };
@@ -637,6 +638,16 @@ fn context_features_are_validated_when_written() {
         .write_context_features("L1R-8x", &[rec(4, vec![1, 2], vec![1.0])])
         .unwrap_err();
     assert!(err.to_string().contains("max_acts"), "{err}");
+    let err = w
+        .write_context_features(
+            "L1R-8x",
+            &[ContextFeaturesRecord {
+                max_pos: vec![],
+                ..rec(4, vec![1], vec![1.0])
+            }],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("max_pos"), "{err}");
     let err = w
         .write_context_features("L1R-8x", &[rec(5, vec![48], vec![1.0])])
         .unwrap_err();

@@ -11,7 +11,7 @@ export function searchForm(q = "", autofocus = false): HTMLFormElement {
     h(
       "div",
       { class: "row" },
-      h("input", { id: "q", name: "q", type: "search", value: q, placeholder: "text in the corpus…", required: true, maxlength: 1000, autofocus }),
+      h("input", { id: "q", name: "q", type: "search", value: q, placeholder: "words, \"a phrase\", feat:SAE/123, feat:SAE/123>0.5, -word, OR, ( )…", required: true, maxlength: 1000, autofocus }),
       h("button", { type: "submit" }, "Search"),
     ),
   );

@@ -13,6 +13,7 @@ mod cooc;
 mod render;
 mod search;
 mod serve;
+mod similar;
 mod stats;
 mod top;
 
@@ -54,6 +55,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Stats(args) => stats::run(args),
         Command::Cooc(args) => cooc::run(args),
         Command::Search(args) => search::run(args),
+        Command::Similar(args) => similar::run(args),
         Command::Activate(args) => activate::run(args),
         Command::Encode {
             sae,

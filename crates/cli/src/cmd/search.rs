@@ -1,4 +1,5 @@
-//! `scopedex search INDEX "query"`: contexts by text, with their strongest features.
+//! `scopedex search INDEX "query"`: contexts by words, phrases and features (`feat:SAE/F`),
+//! with their strongest features and where the query's features fire.
 use crate::args::SearchArgs;
 
 use super::render;
@@ -30,6 +31,13 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
             .collect();
         if !features.is_empty() {
             println!("    features: {}", features.join(", "));
+        }
+        for m in &h.matches {
+            let token = h.text.get(m.start as usize..m.end as usize).unwrap_or("");
+            println!(
+                "    {}/{} fires {:.2} at token {} {:?}",
+                m.sae, m.feature, m.max_act, m.pos, token
+            );
         }
     }
     Ok(())

@@ -19,6 +19,11 @@ pub(crate) struct ActivateRequest {
     saes: Option<Vec<String>>,
     #[serde(default = "default_top_n")]
     top_n: usize,
+    /// Also return this many contexts most like the text (0: none).
+    #[serde(default)]
+    similar: usize,
+    /// Restrict `similar` to one SAE.
+    similar_sae: Option<String>,
 }
 
 /// `POST /api/activate` — 503 without a model; the forward runs on a blocking thread, one
@@ -34,10 +39,40 @@ pub(crate) async fn activate(
         ));
     };
     live.check(&req.text, req.saes.as_deref(), req.top_n)?;
+    if req.similar > views::MAX_LIMIT {
+        return Err(ApiError::unprocessable(
+            "invalid_similar",
+            format!(
+                "similar must be between 0 and {}, got {}",
+                views::MAX_LIMIT,
+                req.similar
+            ),
+        ));
+    }
+    // "More like this" runs every SAE of the index (or `similar_sae`) over the text.
+    let similar_saes = match (&req.similar_sae, req.similar) {
+        (_, 0) => Vec::new(),
+        (Some(s), _) => live.check(&req.text, Some(std::slice::from_ref(s)), req.top_n)?,
+        (None, _) => live.check(&req.text, None, req.top_n)?,
+    };
     static ONE_AT_A_TIME: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
     let _permit = ONE_AT_A_TIME.acquire().await.map_err(ApiError::internal)?;
+    let snap = state.index.snapshot();
     let body = tokio::task::spawn_blocking(move || {
-        live.activate(&req.text, req.saes.as_deref(), req.top_n)
+        let mut body = live.activate(&req.text, req.saes.as_deref(), req.top_n)?;
+        if req.similar > 0 {
+            let mut terms = Vec::new();
+            for (sae, rec) in live.text_features(&req.text, &similar_saes)? {
+                terms.extend(snap.reader.feature_terms(&sae, &rec)?);
+            }
+            body.similar = Some(views::similar_to_terms(
+                &snap,
+                &terms,
+                req.similar_sae.as_deref(),
+                req.similar,
+            )?);
+        }
+        Ok::<_, ApiError>(body)
     })
     .await
     .map_err(ApiError::internal)??;

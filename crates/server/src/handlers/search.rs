@@ -4,7 +4,7 @@ use axum::Json;
 use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
 use crate::views::{self, DEFAULT_LIMIT};
 
@@ -28,5 +28,53 @@ pub(crate) async fn search(
     let body = tokio::task::spawn_blocking(move || views::search(&snap, &query, limit))
         .await
         .map_err(ApiError::internal)??;
+    Ok(Json(body))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SimilarQuery {
+    sae: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/contexts/{id}/similar?sae=&limit=`
+pub(crate) async fn similar(
+    State(state): State<AppState>,
+    ApiPath(context_id): ApiPath<u64>,
+    ApiQuery(q): ApiQuery<SimilarQuery>,
+) -> ApiResult<Json<views::SimilarResults>> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    views::check_page(limit, 0)?;
+    let snap = state.index.snapshot();
+    // Up to hundreds of term lookups and a disjunction over them: off the async workers.
+    let body = tokio::task::spawn_blocking(move || {
+        views::similar_to_context(&snap, context_id, q.sae.as_deref(), limit)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(Json(body))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct OccurrencesQuery {
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/saes/{sae}/features/{feature}/occurrences?cursor=&limit=`
+pub(crate) async fn occurrences(
+    State(state): State<AppState>,
+    ApiPath((sae, feature)): ApiPath<(String, u32)>,
+    ApiQuery(q): ApiQuery<OccurrencesQuery>,
+) -> ApiResult<Json<views::Occurrences>> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    views::check_page(limit, 0)?;
+    let snap = state.index.snapshot();
+    // Reads Parquet row groups of the activation log: off the async workers.
+    let body = tokio::task::spawn_blocking(move || {
+        views::occurrences(&snap, &sae, feature, q.cursor.as_deref(), limit)
+    })
+    .await
+    .map_err(ApiError::internal)??;
     Ok(Json(body))
 }

@@ -15,7 +15,10 @@ pub use features::{
     cooccurrence, dashboard, examples, feature_list, index_info, random_feature, sae_summaries,
     sae_summary, FeatureListParams, DASHBOARD_COOC, DASHBOARD_PER_INTERVAL, DASHBOARD_TOP,
 };
-pub use search::{search, SEARCH_FEATURES_PER_SAE};
+pub use search::{
+    occurrences, search, similar_to_context, similar_to_terms, MAX_QUERY_CHARS,
+    SEARCH_FEATURES_PER_SAE, SIMILAR_SHARED_FEATURES,
+};
 
 /// Largest `limit` of any list.
 pub const MAX_LIMIT: usize = 1000;
@@ -298,6 +301,23 @@ pub struct HitFeature {
     pub max_act: f32,
 }
 
+/// A feature of the query that fires in a hit, and where (for highlighting).
+#[derive(Debug, Clone, Serialize)]
+pub struct FeatureMatch {
+    /// SAE id.
+    pub sae: String,
+    /// Feature id.
+    pub feature: u32,
+    /// Its max activation in the context.
+    pub max_act: f32,
+    /// Position of that max (the firing token).
+    pub pos: u32,
+    /// Byte range of that token in `text` (UTF-8 offsets; `0..0` for BOS).
+    pub start: u32,
+    /// See `start`.
+    pub end: u32,
+}
+
 /// One search hit.
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchHitView {
@@ -305,12 +325,27 @@ pub struct SearchHitView {
     pub context_id: u64,
     /// Document id.
     pub doc_id: String,
-    /// BM25 score.
+    /// Score: BM25 of the words plus 1 per matched feature clause and strength bucket.
     pub score: f32,
     /// The context's text.
     pub text: String,
     /// Strongest features per SAE (SAEs in index order, each strongest first).
     pub features: Vec<HitFeature>,
+    /// The query's (non-negated) features that fire in this context, in query order.
+    pub matches: Vec<FeatureMatch>,
+}
+
+/// A feature term of a query.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryFeature {
+    /// SAE id.
+    pub sae: String,
+    /// Feature id.
+    pub feature: u32,
+    /// Required strength: fraction of the feature's max activation (0 = any activation).
+    pub min_strength: f32,
+    /// Whether the term is negated (`-feat:...`).
+    pub negated: bool,
 }
 
 /// `GET /api/search` and `scopedex search --json`.
@@ -318,8 +353,89 @@ pub struct SearchHitView {
 pub struct SearchResults {
     /// The query.
     pub query: String,
+    /// The query's feature terms, in query order.
+    pub features: Vec<QueryFeature>,
     /// Best first.
     pub hits: Vec<SearchHitView>,
+}
+
+/// A feature shared by a similar context and the source.
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedFeature {
+    /// SAE id.
+    pub sae: String,
+    /// Feature id.
+    pub feature: u32,
+    /// Summed weight of its shared terms (base term and strength buckets).
+    pub weight: f32,
+    /// Its max activation in the similar context.
+    pub max_act: f32,
+}
+
+/// A context similar to the source.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimilarHit {
+    /// Context id.
+    pub context_id: u64,
+    /// Document id.
+    pub doc_id: String,
+    /// Summed weights of the shared feature terms.
+    pub score: f32,
+    /// The context's text.
+    pub text: String,
+    /// The most heavily weighted shared features (at most [`SIMILAR_SHARED_FEATURES`]).
+    pub shared: Vec<SharedFeature>,
+}
+
+/// `GET /api/contexts/{id}/similar`, `scopedex similar --json` and `similar` of
+/// `POST /api/activate`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimilarResults {
+    /// The source context (absent for free text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_id: Option<u64>,
+    /// The SAE the comparison was restricted to (absent: every SAE).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sae: Option<String>,
+    /// Feature terms of the source searched with (at most 512, the rarest).
+    pub terms: usize,
+    /// Best first (ties by lower context id).
+    pub hits: Vec<SimilarHit>,
+}
+
+/// One context where a feature fires.
+#[derive(Debug, Clone, Serialize)]
+pub struct OccurrenceView {
+    /// Context id.
+    pub context_id: u64,
+    /// Document id.
+    pub doc_id: String,
+    /// Positions where the feature was active.
+    pub n_positions: u32,
+    /// Its max activation in the context (activation log precision).
+    pub max_act: f32,
+    /// Position of that max.
+    pub max_pos: u32,
+    /// The context's text.
+    pub text: String,
+    /// Byte range of the max token in `text` (`0..0` for BOS).
+    pub start: u32,
+    /// See `start`.
+    pub end: u32,
+}
+
+/// `GET /api/saes/{sae}/features/{feature}/occurrences`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Occurrences {
+    /// SAE id.
+    pub sae: String,
+    /// Feature id.
+    pub feature: u32,
+    /// By increasing context id.
+    pub occurrences: Vec<OccurrenceView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// A feature active at one token of a live activation.
@@ -351,4 +467,7 @@ pub struct ActivatedToken {
 pub struct Activation {
     /// One entry per token.
     pub tokens: Vec<ActivatedToken>,
+    /// Contexts of the index most like the text (when `similar` was asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similar: Option<SimilarResults>,
 }

@@ -1,5 +1,12 @@
-//! Builder of the search body: tantivy hits joined with their contexts and the strongest
-//! features of each SAE in them (`context_features`, one point read per hit and SAE).
+//! Builders of the search, "more like this" and occurrences bodies: tantivy hits (or activation
+//! log pages) joined with their contexts and per-context features (one RocksDB read per hit
+//! and SAE).
+use std::collections::HashMap;
+
+use scopedex_store::{
+    parse_feature_term, strength_level, ContextRecord, QueryNode, SimilarResult, STRENGTH_BUCKETS,
+};
+
 use super::*;
 use crate::error::{ApiError, ApiResult};
 use crate::snapshot::Snapshot;
@@ -8,8 +15,38 @@ use crate::snapshot::Snapshot;
 pub const SEARCH_FEATURES_PER_SAE: usize = 5;
 /// Longest query accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 1000;
+/// Shared features listed per similar context.
+pub const SIMILAR_SHARED_FEATURES: usize = 8;
 
-/// `GET /api/search?q=&limit=` and `scopedex search`.
+fn token_range(ctx: &ContextRecord, pos: u32) -> (u32, u32) {
+    let i = pos as usize;
+    match (ctx.token_starts.get(i), ctx.token_ends.get(i)) {
+        (Some(&s), Some(&e)) => (s, e),
+        _ => (0, 0),
+    }
+}
+
+fn query_features(node: &QueryNode) -> Vec<QueryFeature> {
+    fn walk(n: &QueryNode, negated: bool, out: &mut Vec<QueryFeature>) {
+        match n {
+            QueryNode::Text { .. } => {}
+            QueryNode::Feature(f) => out.push(QueryFeature {
+                sae: f.sae.clone(),
+                feature: f.feature,
+                min_strength: f.level.checked_sub(1).map_or(0.0, |i| STRENGTH_BUCKETS[i]),
+                negated,
+            }),
+            QueryNode::And(c) | QueryNode::Or(c) => c.iter().for_each(|c| walk(c, negated, out)),
+            QueryNode::Not(c) => walk(c, !negated, out),
+        }
+    }
+    let mut out = Vec::new();
+    walk(node, false, &mut out);
+    out
+}
+
+/// `GET /api/search?q=&limit=` and `scopedex search`: the query language of
+/// `scopedex_store::query` (words, phrases, `feat:SAE/F[>T]`, AND / OR / NOT, parentheses).
 pub fn search(snap: &Snapshot, query: &str, limit: usize) -> ApiResult<SearchResults> {
     check_page(limit, 0)?;
     if query.chars().count() > MAX_QUERY_CHARS {
@@ -22,7 +59,9 @@ pub fn search(snap: &Snapshot, query: &str, limit: usize) -> ApiResult<SearchRes
         return Err(ApiError::bad_request("empty_query", "the query is empty"));
     }
     let reader = &snap.reader;
-    let hits = reader.search(query, limit)?;
+    let node = reader.parse_query(query)?;
+    let positive = node.positive_features();
+    let hits = reader.search_parsed(&node, limit)?;
     let ids: Vec<u64> = hits.iter().map(|h| h.context_id).collect();
     let contexts = reader.contexts(&ids)?;
     let saes = reader.sae_ids();
@@ -30,31 +69,230 @@ pub fn search(snap: &Snapshot, query: &str, limit: usize) -> ApiResult<SearchRes
     for (hit, ctx) in hits.iter().zip(contexts) {
         let Some(ctx) = ctx else { continue };
         let mut features = Vec::new();
+        let mut matches = Vec::new();
         for sae in &saes {
-            if let Some(cf) = reader.context_features(sae, hit.context_id)? {
-                features.extend(
-                    cf.features
-                        .iter()
-                        .zip(&cf.max_acts)
-                        .take(SEARCH_FEATURES_PER_SAE)
-                        .map(|(&feature, &max_act)| HitFeature {
+            let Some(cf) = reader.context_features(sae, hit.context_id)? else {
+                continue;
+            };
+            features.extend(
+                cf.features
+                    .iter()
+                    .zip(&cf.max_acts)
+                    .take(SEARCH_FEATURES_PER_SAE)
+                    .map(|(&feature, &max_act)| HitFeature {
+                        sae: sae.to_string(),
+                        feature,
+                        max_act,
+                    }),
+            );
+            for f in positive.iter().filter(|f| f.sae == *sae) {
+                if let Some(i) = cf.features.iter().position(|&x| x == f.feature) {
+                    let pos = cf.max_pos[i];
+                    let (start, end) = token_range(&ctx, pos);
+                    matches.push((
+                        f.position,
+                        FeatureMatch {
                             sae: sae.to_string(),
-                            feature,
-                            max_act,
-                        }),
-                );
+                            feature: f.feature,
+                            max_act: cf.max_acts[i],
+                            pos,
+                            start,
+                            end,
+                        },
+                    ));
+                }
             }
         }
+        matches.sort_by_key(|m| m.0);
+        matches.dedup_by(|a, b| a.1.sae == b.1.sae && a.1.feature == b.1.feature);
         out.push(SearchHitView {
             context_id: hit.context_id,
             doc_id: ctx.doc_id,
             score: hit.score,
             text: ctx.text,
             features,
+            matches: matches.into_iter().map(|m| m.1).collect(),
         });
     }
     Ok(SearchResults {
         query: query.to_string(),
+        features: query_features(&node),
         hits: out,
+    })
+}
+
+/// Joins a "more like this" result with contexts and the features shared with the source.
+fn similar_body(
+    snap: &Snapshot,
+    result: SimilarResult,
+    context_id: Option<u64>,
+    sae: Option<&str>,
+) -> ApiResult<SimilarResults> {
+    let reader = &snap.reader;
+    // The source's terms by feature: (sae, feature) → weight of each level searched with.
+    let mut source: HashMap<(&str, u32), [f32; 1 + STRENGTH_BUCKETS.len()]> = HashMap::new();
+    for (term, w) in &result.terms {
+        if let Some((s, f, level)) = parse_feature_term(term) {
+            source.entry((s, f)).or_default()[level] = *w;
+        }
+    }
+    let saes: Vec<&str> = reader
+        .sae_ids()
+        .into_iter()
+        .filter(|s| sae.is_none_or(|only| only == *s))
+        .collect();
+    let maxes = saes
+        .iter()
+        .map(|s| reader.feature_maxes(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ids: Vec<u64> = result.hits.iter().map(|h| h.context_id).collect();
+    let contexts = reader.contexts(&ids)?;
+    let mut hits = Vec::with_capacity(ids.len());
+    for (hit, ctx) in result.hits.iter().zip(contexts) {
+        let Some(ctx) = ctx else { continue };
+        // A hit shares a feature's terms up to the lower of the two strength levels (and only
+        // those the source searched with): no term strings are built per hit.
+        let mut shared = Vec::new();
+        for (s, max) in saes.iter().zip(&maxes) {
+            let Some(cf) = reader.context_features(s, hit.context_id)? else {
+                continue;
+            };
+            for (&f, &act) in cf.features.iter().zip(&cf.max_acts) {
+                if let Some(levels) = source.get(&(*s, f)) {
+                    let reached = strength_level(act, max.get(f as usize).copied().unwrap_or(0.0));
+                    let weight: f32 = levels[..=reached].iter().sum();
+                    if weight > 0.0 {
+                        shared.push(SharedFeature {
+                            sae: s.to_string(),
+                            feature: f,
+                            weight,
+                            max_act: act,
+                        });
+                    }
+                }
+            }
+        }
+        shared.sort_by(|a, b| {
+            b.weight
+                .total_cmp(&a.weight)
+                .then_with(|| a.sae.cmp(&b.sae))
+                .then(a.feature.cmp(&b.feature))
+        });
+        shared.truncate(SIMILAR_SHARED_FEATURES);
+        hits.push(SimilarHit {
+            context_id: hit.context_id,
+            doc_id: ctx.doc_id,
+            score: hit.score,
+            text: ctx.text,
+            shared,
+        });
+    }
+    Ok(SimilarResults {
+        context_id,
+        sae: sae.map(str::to_string),
+        terms: result.terms.len(),
+        hits,
+    })
+}
+
+/// `GET /api/contexts/{id}/similar?sae=&limit=` and `scopedex similar`: contexts ranked by the
+/// features they share with context `context_id`, weighted by rarity.
+pub fn similar_to_context(
+    snap: &Snapshot,
+    context_id: u64,
+    sae: Option<&str>,
+    limit: usize,
+) -> ApiResult<SimilarResults> {
+    check_page(limit, 0)?;
+    let result = snap
+        .reader
+        .similar_to_context(context_id, sae, limit)?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_context",
+                format!(
+                    "no context {context_id} (the index has {})",
+                    snap.reader.manifest().contexts
+                ),
+            )
+        })?;
+    similar_body(snap, result, Some(context_id), sae)
+}
+
+/// "More like this" for feature terms computed elsewhere (free text through the live model).
+pub fn similar_to_terms(
+    snap: &Snapshot,
+    terms: &[String],
+    sae: Option<&str>,
+    limit: usize,
+) -> ApiResult<SimilarResults> {
+    check_page(limit, 0)?;
+    let result = snap.reader.similar_to_terms(terms, None, limit)?;
+    similar_body(snap, result, None, sae)
+}
+
+/// `GET /api/saes/{sae}/features/{feature}/occurrences?cursor=&limit=`: every context where the
+/// feature fires, from the activation log (`--keep-activations`), by increasing context id.
+pub fn occurrences(
+    snap: &Snapshot,
+    sae: &str,
+    feature: u32,
+    cursor: Option<&str>,
+    limit: usize,
+) -> ApiResult<Occurrences> {
+    check_page(limit, 0)?;
+    let reader = &snap.reader;
+    reader.feature(sae, feature)?; // unknown SAE / feature out of range first
+    if !reader.manifest().parameters.keep_activations {
+        return Err(ApiError::not_found(
+            "no_activation_log",
+            "this index kept no activation log; rebuild it with `scopedex index \
+             --keep-activations` to page through every occurrence (the dashboard's top \
+             examples are available)",
+        ));
+    }
+    let after = match cursor {
+        None | Some("") => None,
+        Some(c) => Some(c.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_cursor",
+                format!("cursor must be a `next_cursor` of an earlier page, got {c:?}"),
+            )
+        })?),
+    };
+    let page = reader.occurrences(sae, feature, after, limit)?;
+    let ids: Vec<u64> = page.occurrences.iter().map(|o| o.context_id).collect();
+    let contexts = reader.contexts(&ids)?;
+    let occurrences = page
+        .occurrences
+        .iter()
+        .zip(contexts)
+        .map(|(o, ctx)| {
+            let ctx = ctx.unwrap_or_else(|| ContextRecord {
+                context_id: o.context_id,
+                doc_id: String::new(),
+                tokens: Vec::new(),
+                token_starts: Vec::new(),
+                token_ends: Vec::new(),
+                text: String::new(),
+            });
+            let (start, end) = token_range(&ctx, o.max_pos);
+            OccurrenceView {
+                context_id: o.context_id,
+                doc_id: ctx.doc_id,
+                n_positions: o.n_positions,
+                max_act: o.max_act,
+                max_pos: o.max_pos,
+                text: ctx.text,
+                start,
+                end,
+            }
+        })
+        .collect();
+    Ok(Occurrences {
+        sae: sae.to_string(),
+        feature,
+        occurrences,
+        next_cursor: page.next_after.map(|a| a.to_string()),
     })
 }

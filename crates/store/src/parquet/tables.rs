@@ -447,6 +447,7 @@ impl Table for ContextFeaturesRecord {
                 field("context_id", DataType::UInt64),
                 field("features", list_of(DataType::UInt32)),
                 field("max_acts", list_of(DataType::Float32)),
+                field("max_pos", list_of(DataType::UInt32)),
             ]
         })
     }
@@ -458,6 +459,7 @@ impl Table for ContextFeaturesRecord {
                 prim::<UInt64Type>(rows.iter().map(|r| r.context_id).collect()),
                 list_prim::<UInt32Type>(rows.iter().map(|r| r.features.as_slice())),
                 list_prim::<Float32Type>(rows.iter().map(|r| r.max_acts.as_slice())),
+                list_prim::<UInt32Type>(rows.iter().map(|r| r.max_pos.as_slice())),
             ],
         )
     }
@@ -467,18 +469,21 @@ impl Table for ContextFeaturesRecord {
         let ids = c.prim::<UInt64Type>("context_id")?;
         let features = c.list_prim::<UInt32Type>("features")?;
         let max_acts = c.list_prim::<Float32Type>("max_acts")?;
+        let max_pos = c.list_prim::<UInt32Type>("max_pos")?;
         features
             .into_iter()
             .zip(max_acts)
+            .zip(max_pos)
             .enumerate()
-            .map(|(i, (features, max_acts))| {
-                if features.len() != max_acts.len() {
+            .map(|(i, ((features, max_acts), max_pos))| {
+                if features.len() != max_acts.len() || features.len() != max_pos.len() {
                     return Err(Error::corrupt(
                         format!("{location} row {i}"),
                         format!(
-                            "{} features but {} max_acts",
+                            "{} features but {} max_acts and {} max_pos",
                             features.len(),
-                            max_acts.len()
+                            max_acts.len(),
+                            max_pos.len()
                         ),
                     ));
                 }
@@ -486,6 +491,7 @@ impl Table for ContextFeaturesRecord {
                     context_id: ids[i],
                     features,
                     max_acts,
+                    max_pos,
                 })
             })
             .collect()

@@ -373,18 +373,20 @@ pub(crate) fn decode_context(context_id: u64, mut d: Dec<'_>) -> Result<ContextR
 
 pub(crate) fn encode_context_features(r: &ContextFeaturesRecord) -> Result<Vec<u8>> {
     let n = r.features.len();
-    if r.max_acts.len() != n {
+    if r.max_acts.len() != n || r.max_pos.len() != n {
         return Err(Error::InvalidInput(format!(
-            "context {}: {} features but {} max_acts",
+            "context {}: {} features but {} max_acts and {} max_pos",
             r.context_id,
             n,
-            r.max_acts.len()
+            r.max_acts.len(),
+            r.max_pos.len()
         )));
     }
-    let mut e = Enc::new(4 + n * 8);
+    let mut e = Enc::new(4 + n * 12);
     e.len(n);
     r.features.iter().for_each(|&f| e.u32(f));
     r.max_acts.iter().for_each(|&a| e.f32(a));
+    r.max_pos.iter().for_each(|&p| e.u32(p));
     Ok(e.0)
 }
 
@@ -392,14 +394,16 @@ pub(crate) fn decode_context_features(
     context_id: u64,
     mut d: Dec<'_>,
 ) -> Result<ContextFeaturesRecord> {
-    let n = d.count(8)?;
+    let n = d.count(12)?;
     let features = (0..n).map(|_| d.u32()).collect::<Result<Vec<u32>>>()?;
     let max_acts = (0..n).map(|_| d.f32()).collect::<Result<Vec<f32>>>()?;
+    let max_pos = (0..n).map(|_| d.u32()).collect::<Result<Vec<u32>>>()?;
     d.end()?;
     Ok(ContextFeaturesRecord {
         context_id,
         features,
         max_acts,
+        max_pos,
     })
 }
 
@@ -474,6 +478,7 @@ mod tests {
             context_id: 9,
             features: vec![3, 1, 7],
             max_acts: vec![2.5, 1.0, 0.25],
+            max_pos: vec![4, 1, 9],
         };
         let bytes = encode_context_features(&r).unwrap();
         assert_eq!(decode_context_features(9, dec(&bytes)).unwrap(), r);

@@ -63,7 +63,7 @@ pub const COLUMN_FAMILIES: [&str; 6] = [
 pub(crate) const OPTIONAL_COLUMN_FAMILIES: [&str; 1] = [CF_CONTEXT_FEATURES];
 
 /// Version of the key layout and value encoding, stored under `meta/serving_version`.
-pub(crate) const SERVING_VERSION: u32 = 1;
+pub(crate) const SERVING_VERSION: u32 = 2;
 pub(crate) const META_SERVING_VERSION: &[u8] = b"serving_version";
 
 /// `{sae}\0`
