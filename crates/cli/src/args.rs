@@ -188,6 +188,11 @@ pub struct TrainSaeArgs {
     /// Seed of initialisation and shuffling.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Initial feature directions: `random` (random unit directions, encoder = decoder) or
+    /// `data` (each feature starts at a random training row: far fewer dead features on A, M
+    /// and TC hooks, somewhat lower explained variance after short runs).
+    #[arg(long, default_value = "random")]
+    pub init: scopedex_train::Init,
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,

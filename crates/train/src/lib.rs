@@ -26,7 +26,7 @@ mod sae;
 mod source;
 mod step;
 
-pub use config::TrainConfig;
+pub use config::{Init, TrainConfig};
 pub use error::{Error, Result};
 pub use rng::Rng;
 pub use run::{

@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use scopedex_sae::{reconstruction_metrics, write_llama_scope, DatasetNorm};
 use serde::Serialize;
 
-use crate::config::TrainConfig;
+use crate::config::{Init, TrainConfig};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::sae::TopKSae;
@@ -189,9 +189,26 @@ pub fn train(
         };
         let mean_in: Vec<f32> = means[hi].iter().map(|m| m * root / norm.input).collect();
         let mean_out: Vec<f32> = means[ho].iter().map(|m| m * root / norm.output).collect();
-        saes.push(TopKSae::init(
-            d, t.d_sae, cfg.k, norm, &mean_in, &mean_out, &mut rng,
-        ));
+        saes.push(match cfg.init {
+            Init::Random => TopKSae::init(d, t.d_sae, cfg.k, norm, &mean_in, &mean_out, &mut rng),
+            Init::Data => {
+                // A distinct random buffered row per feature (rows repeat only when the buffer
+                // holds fewer rows than there are features).
+                let xs: Vec<&[f32]> = buffer.peek_rows(hi).collect();
+                let ys: Vec<&[f32]> = buffer.peek_rows(ho).collect();
+                let mut order: Vec<usize> = (0..xs.len()).collect();
+                rng.shuffle(&mut order);
+                let samples: Vec<(&[f32], &[f32])> = (0..t.d_sae)
+                    .map(|j| {
+                        let r = order[j % order.len()];
+                        (xs[r], ys[r])
+                    })
+                    .collect();
+                TopKSae::init_from_samples(
+                    d, t.d_sae, cfg.k, norm, &mean_in, &mean_out, &samples, &mut rng,
+                )
+            }
+        });
         ref_means.push(mean_out);
     }
 

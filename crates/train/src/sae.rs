@@ -112,6 +112,55 @@ impl TopKSae {
             normalize(row);
         }
         let enc = dec.clone();
+        Self::from_directions(d, d_sae, k, norm, mean_in, mean_out, enc, dec)
+    }
+
+    /// A fresh SAE whose feature `j` starts at sample `j`: `samples[j] = (x, y)` native-scale
+    /// input and target rows (`d_sae` of them). Encoder row = normalised `x·s_in − mean_in`,
+    /// decoder row = normalised `y·s_out − mean_out` (a zero vector falls back to random).
+    #[allow(clippy::too_many_arguments)]
+    pub fn init_from_samples(
+        d: usize,
+        d_sae: usize,
+        k: usize,
+        norm: DatasetNorm,
+        mean_in: &[f32],
+        mean_out: &[f32],
+        samples: &[(&[f32], &[f32])],
+        rng: &mut Rng,
+    ) -> TopKSae {
+        assert_eq!(samples.len(), d_sae, "one sample per feature");
+        let root = (d as f32).sqrt();
+        let (s_in, s_out) = (root / norm.input, root / norm.output);
+        let mut enc = vec![0f32; d_sae * d];
+        let mut dec = vec![0f32; d_sae * d];
+        let mut centred = |dst: &mut [f32], src: &[f32], s: f32, mean: &[f32]| {
+            for ((o, v), m) in dst.iter_mut().zip(src).zip(mean) {
+                *o = v * s - m;
+            }
+            if dot(dst, dst) <= f32::MIN_POSITIVE {
+                dst.iter_mut().for_each(|v| *v = rng.normal());
+            }
+            normalize(dst);
+        };
+        for (j, (x, y)) in samples.iter().enumerate() {
+            centred(&mut enc[j * d..(j + 1) * d], x, s_in, mean_in);
+            centred(&mut dec[j * d..(j + 1) * d], y, s_out, mean_out);
+        }
+        Self::from_directions(d, d_sae, k, norm, mean_in, mean_out, enc, dec)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn from_directions(
+        d: usize,
+        d_sae: usize,
+        k: usize,
+        norm: DatasetNorm,
+        mean_in: &[f32],
+        mean_out: &[f32],
+        enc: Vec<f32>,
+        dec: Vec<f32>,
+    ) -> TopKSae {
         let b_enc: Vec<f32> = enc.chunks_exact(d).map(|e| -dot(e, mean_in)).collect();
         let root = (d as f32).sqrt();
         TopKSae {
@@ -342,5 +391,38 @@ pub(crate) fn normalize(v: &mut [f32]) {
     let n = dot(v, v).sqrt();
     if n > 0.0 {
         v.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_init_starts_each_feature_at_its_centred_sample() {
+        let d = 4;
+        let norm = DatasetNorm {
+            input: 2.0,
+            output: 4.0,
+        };
+        // s_in = sqrt(4)/2 = 1, s_out = sqrt(4)/4 = 0.5.
+        let (mean_in, mean_out) = (vec![1.0, 0.0, 0.0, 0.0], vec![0.0; 4]);
+        let x0 = [1.0f32, 3.0, 0.0, 4.0];
+        let y0 = [0.0f32, 0.0, 2.0, 0.0];
+        // Sample 1 equals the input mean: centred it is zero, so it falls back to random.
+        let x1 = [1.0f32, 0.0, 0.0, 0.0];
+        let y1 = [2.0f32, 2.0, 2.0, 2.0];
+        let samples: Vec<(&[f32], &[f32])> = vec![(&x0, &y0), (&x1, &y1)];
+        let mut rng = Rng::new(3);
+        let sae =
+            TopKSae::init_from_samples(d, 2, 1, norm, &mean_in, &mean_out, &samples, &mut rng);
+        assert_eq!(&sae.enc[..4], &[0.0, 0.6, 0.0, 0.8]);
+        assert_eq!(&sae.dec[..4], &[0.0, 0.0, 1.0, 0.0]);
+        assert_eq!(&sae.dec[4..], &[0.5, 0.5, 0.5, 0.5]);
+        let n1 = dot(&sae.enc[4..], &sae.enc[4..]);
+        assert!((n1 - 1.0).abs() < 1e-5, "random fallback is unit norm");
+        // b_enc centres the input: −E·mean_in.
+        assert_eq!(sae.b_enc[0], 0.0);
+        assert!((sae.b_enc[1] + sae.enc[4]).abs() < 1e-6);
     }
 }

@@ -92,6 +92,7 @@ pub fn run(args: TrainSaeArgs) -> anyhow::Result<()> {
         buffer_rows: args.buffer_rows,
         eval_rows: args.eval_tokens,
         seed: args.seed,
+        init: args.init,
         ..TrainConfig::default()
     };
     let pb = ProgressBar::new(args.tokens).with_style(
