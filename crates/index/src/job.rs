@@ -22,7 +22,7 @@ use crate::accum::AccumConfig;
 use crate::checkpoint::{Checkpoint, RunFingerprint, Spill};
 use crate::error::{Error, Result};
 use crate::finish::{finish_into, save_state};
-use crate::pass::{process_batch, AttachedSae, CrossPairs, PassState};
+use crate::pass::{process_batch, AttachedSae, CrossPairs, PassState, StageTimes};
 use crate::shard::Shard;
 
 /// `PATH` (one SAE folder) or `PATH:ID,ID` (a Llama Scope repo folder and SAE ids).
@@ -148,18 +148,36 @@ pub struct IndexReport {
     pub positions: u64,
     /// Seconds spent in the pass (excluding load and write).
     pub pass_seconds: f64,
+    /// Where the pass's time went, stage by stage.
+    pub stages: StageTimes,
+    /// Seconds loading the model, tokenizer and SAEs.
+    pub load_seconds: f64,
+    /// Seconds after the pass: logit effects, final tables, RocksDB, tantivy, publish.
+    pub finish_seconds: f64,
     /// Records skipped as bad input, with reasons (empty when none).
     pub skipped: String,
     /// Warnings for the user (e.g. mean L0 far from k).
     pub warnings: Vec<String>,
 }
 
+/// Blocks the forward must run for these SAEs (deepest hook + 1).
+pub(crate) fn blocks_needed(saes: &[AttachedSae]) -> usize {
+    saes.iter()
+        .flat_map(|s| [s.hook_in, s.hook_out])
+        .map(|h| h.layer() + 1)
+        .max()
+        .unwrap_or(0)
+}
+
 /// Runs one indexing job end to end and publishes the index at `opts.out`.
 pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexReport> {
+    let load_started = Instant::now();
     let device = Device::Cpu;
-    let model = Llama::load(&opts.model, &device)?;
+    // The SAEs' hooks decide how many blocks to hold: check them against the model's config
+    // (a block-less load: embedding and head only), then load just the blocks they reach.
+    let saes = load_saes(&opts.saes, &Llama::load_blocks(&opts.model, &device, 0)?)?;
+    let model = Llama::load_blocks(&opts.model, &device, blocks_needed(&saes))?;
     let tokenizer = load_tokenizer(&opts.model)?;
-    let saes = load_saes(&opts.saes, &model)?;
     let manifest = build_manifest(opts, &model, &tokenizer, &saes)?;
     let fingerprint = RunFingerprint::of(&manifest, &opts.accum, opts.shard)?;
     let mut checkpoint = Checkpoint::at(&opts.out);
@@ -227,6 +245,8 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
         })
     });
 
+    let load_seconds = load_started.elapsed().as_secs_f64();
+    let mut stages = StageTimes::default();
     let mut batches = 0usize;
     let mut seen = 0u64; // contexts of this shard seen, resumed ones included
     let mut result: Result<()> = Ok(());
@@ -245,6 +265,8 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
                 let ids: Vec<u64> = fresh.iter().map(|c| c.context_id).collect();
                 let toks: Vec<&[u32]> = fresh.iter().map(|c| c.tokens.as_slice()).collect();
                 let out = process_batch(&model, &saes, &mut state, &ids, &toks)?;
+                stages.add(&out.times);
+                let write_started = Instant::now();
                 for (i, records) in out.context_features.into_iter().enumerate() {
                     writer.write_context_features(&saes[i].id, &records)?;
                     if opts.checkpoint_every > 0 {
@@ -260,6 +282,7 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
                         }
                     }
                 }
+                stages.write += write_started.elapsed().as_secs_f64();
             }
             Ok(())
         };
@@ -282,6 +305,7 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
     let pass_seconds = started.elapsed().as_secs_f64();
 
     progress.phase("writing");
+    let finish_started = Instant::now();
     let contexts = seen;
     let positions = state.positions;
     writer.manifest_mut().shards = vec![ShardInfo {
@@ -293,11 +317,15 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
     let warnings = finish_into(&mut writer, &model, &saes, state, opts.logit_top_n)?;
     let publish = writer.publish()?;
     checkpoint.remove()?;
+    let finish_seconds = finish_started.elapsed().as_secs_f64();
     Ok(IndexReport {
         publish,
         contexts,
         positions,
         pass_seconds,
+        stages,
+        load_seconds,
+        finish_seconds,
         skipped,
         warnings,
     })

@@ -22,5 +22,7 @@ pub use checkpoint::{read_state, write_state, Checkpoint, RunFingerprint};
 pub use error::{Error, Result};
 pub use job::{load_saes, run_index, IndexOptions, IndexReport, Progress, SaeSpec};
 pub use merge::{run_merge, MergeReport};
-pub use pass::{context_features, process_batch, AttachedSae, BatchOutput, CrossPairs, PassState};
+pub use pass::{
+    context_features, process_batch, AttachedSae, BatchOutput, CrossPairs, PassState, StageTimes,
+};
 pub use shard::Shard;

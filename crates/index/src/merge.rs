@@ -59,7 +59,8 @@ pub fn run_merge(out: &Path, shards: &[PathBuf], logit_top_n: usize) -> Result<M
 
     let first = &manifests[0];
     let device = Device::Cpu;
-    let model = Llama::load(Path::new(&first.model.path), &device)?;
+    // Merging runs no forward: logit effects need only the embedding and unembedding.
+    let model = Llama::load_blocks(Path::new(&first.model.path), &device, 0)?;
     let specs = first
         .saes
         .iter()

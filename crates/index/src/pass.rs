@@ -5,6 +5,7 @@
 //! tokenizing run on their own thread ahead of the forward (a bounded channel), so the slowest
 //! stage — the forward — sets the pace.
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use candle_core::Tensor;
 use scopedex_model::{CapturePlan, HookPoint, Llama};
@@ -154,6 +155,50 @@ pub struct BatchOutput {
     pub codes: Vec<SparseCodes>,
     /// Per attached SAE, each context's active features (search terms, hits' features).
     pub context_features: Vec<Vec<ContextFeaturesRecord>>,
+    /// Where the batch's time went.
+    pub times: StageTimes,
+}
+
+/// Seconds spent per stage of the pass, summed over batches (the run's report prints them, so
+/// a user sees whether the model, the SAEs or the statistics set the pace).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    /// Model forward to the deepest hook.
+    pub forward: f64,
+    /// SAE encoders (GEMM + selection).
+    pub encode: f64,
+    /// Per-feature accumulators (top-k, intervals, histograms, tokens, co-occurrence).
+    pub accumulate: f64,
+    /// Decode and explained variance.
+    pub reconstruction: f64,
+    /// Each context's active features.
+    pub context_features: f64,
+    /// Writing contexts, context features and the activation log (measured by the caller).
+    pub write: f64,
+}
+
+impl StageTimes {
+    /// Adds `o` stage by stage.
+    pub fn add(&mut self, o: &StageTimes) {
+        self.forward += o.forward;
+        self.encode += o.encode;
+        self.accumulate += o.accumulate;
+        self.reconstruction += o.reconstruction;
+        self.context_features += o.context_features;
+        self.write += o.write;
+    }
+
+    /// `(name, seconds)` in pipeline order.
+    pub fn stages(&self) -> [(&'static str, f64); 6] {
+        [
+            ("forward", self.forward),
+            ("encode", self.encode),
+            ("accumulate", self.accumulate),
+            ("reconstruction", self.reconstruction),
+            ("context features", self.context_features),
+            ("write", self.write),
+        ]
+    }
 }
 
 /// Every feature active in each context (activation > 0 at a counted position: position 0 is
@@ -210,6 +255,15 @@ pub fn process_batch(
     tokens: &[&[u32]],
 ) -> Result<BatchOutput> {
     let _span = tracing::debug_span!("batch", contexts = context_ids.len()).entered();
+    let mut times = StageTimes::default();
+    let mut clock = Instant::now();
+    // Seconds since the last lap.
+    let mut lap = || {
+        let now = Instant::now();
+        let s = now.duration_since(clock).as_secs_f64();
+        clock = now;
+        s
+    };
     let hooks: BTreeSet<HookPoint> = saes.iter().flat_map(|s| [s.hook_in, s.hook_out]).collect();
     let captured = model.forward_capture(tokens, &CapturePlan::new(hooks.iter().copied()))?;
     // Each hook's valid rows once, shared by every SAE that reads it.
@@ -218,6 +272,7 @@ pub fn process_batch(
         rows.insert(h, captured.valid_rows(h)?);
     }
     drop(captured);
+    times.forward += lap();
     let batch = BatchContexts {
         context_ids,
         tokens,
@@ -227,7 +282,9 @@ pub fn process_batch(
     for (s, acc) in saes.iter().zip(state.saes.iter_mut()) {
         let x = &rows[&s.hook_in];
         let codes = s.sae.encode(x)?;
+        times.encode += lap();
         acc.add_batch(&batch, &codes)?;
+        times.accumulate += lap();
         // Explained variance against the hook the SAE reconstructs (mlp_out for transcoders).
         let target = &rows[&s.hook_out];
         let recon = s.sae.decode(&codes)?;
@@ -235,18 +292,22 @@ pub fn process_batch(
         let recon_host: Vec<f32> = recon.flatten_all()?.to_vec1()?;
         let sse = row_sse(&target_host, &recon_host, s.sae.d_out());
         acc.add_reconstruction(&batch, &target_host, &sse)?;
+        times.reconstruction += lap();
         let exclude_bos = acc.config().exclude_bos;
         features_all.push(context_features(context_ids, tokens, &codes, exclude_bos));
+        times.context_features += lap();
         codes_all.push(codes);
     }
     for (a, b, cross) in state.cross.iter_mut() {
         cross.add_batch(&batch, &codes_all[*a], &codes_all[*b])?;
     }
+    times.accumulate += lap();
     state.contexts += context_ids.len() as u64;
     state.positions += batch.n_rows() as u64;
     Ok(BatchOutput {
         codes: codes_all,
         context_features: features_all,
+        times,
     })
 }
 

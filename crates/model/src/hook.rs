@@ -113,7 +113,7 @@ impl CapturePlan {
     }
 
     /// Number of blocks the forward must run: deepest hooked layer + 1 (all blocks with logits).
-    pub(crate) fn blocks_needed(&self, n_layers: usize) -> usize {
+    pub fn blocks_needed(&self, n_layers: usize) -> usize {
         if self.logits {
             return n_layers;
         }

@@ -38,29 +38,38 @@ impl Llama {
     /// Loads a GGUF file, or an HF directory (`config.json` + `model.safetensors` or sharded
     /// `model.safetensors.index.json`), dequantizing/converting every weight to f32 on `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Llama> {
+        Self::load_blocks(path, device, usize::MAX)
+    }
+
+    /// Like [`Llama::load`], but loads only the first `max_blocks` blocks (plus embedding, final
+    /// norm and unembedding). A job that hooks layer 6 of a 30-layer model then holds a quarter
+    /// of the weights; [`Llama::forward_capture`] refuses hooks (and logits) beyond them.
+    pub fn load_blocks(path: &Path, device: &Device, max_blocks: usize) -> Result<Llama> {
         let _span = tracing::info_span!("load_model", path = %path.display()).entered();
         if path.is_dir() {
             let cfg = read_hf_config(path)?;
             let mut src = SafetensorsSource::open(path)?;
-            Self::from_source(&mut src, cfg, device)
+            Self::from_source(&mut src, cfg, device, max_blocks)
         } else {
             let (mut src, cfg) = GgufSource::open(path)?;
-            Self::from_source(&mut src, cfg, device)
+            Self::from_source(&mut src, cfg, device, max_blocks)
         }
     }
 
-    /// Builds the model from a weight source answering in HF names.
+    /// Builds the model (its first `max_blocks` blocks) from a weight source answering in HF
+    /// names.
     pub(crate) fn from_source(
         src: &mut dyn WeightSource,
         cfg: Config,
         device: &Device,
+        max_blocks: usize,
     ) -> Result<Llama> {
         let embed_tokens = src.load(
             "model.embed_tokens.weight",
             &[cfg.vocab_size, cfg.d_model],
             device,
         )?;
-        let blocks = (0..cfg.n_layers)
+        let blocks = (0..cfg.n_layers.min(max_blocks))
             .map(|i| Block::load(src, i, &cfg, device))
             .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(src, "model.norm.weight", &cfg, device)?;
@@ -87,6 +96,11 @@ impl Llama {
         &self.cfg
     }
 
+    /// Blocks held in memory (`config().n_layers` unless loaded with [`Llama::load_blocks`]).
+    pub fn blocks_loaded(&self) -> usize {
+        self.blocks.len()
+    }
+
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
         &self.device
@@ -107,6 +121,18 @@ impl Llama {
     pub fn forward_capture(&self, seqs: &[&[u32]], plan: &CapturePlan) -> Result<Captured> {
         let _enter = self.span.enter();
         plan.validate(self.cfg.n_layers)?;
+        let needed = plan.blocks_needed(self.cfg.n_layers);
+        if needed > self.blocks.len() {
+            return Err(Error::BadInput(format!(
+                "the plan needs {needed} blocks ({}) but only {} were loaded",
+                if plan.logits {
+                    "logits run every block"
+                } else {
+                    "its deepest hook"
+                },
+                self.blocks.len()
+            )));
+        }
         let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         if let Some(i) = lengths.iter().position(|&l| l == 0) {
             return Err(Error::BadInput(format!(

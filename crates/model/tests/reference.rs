@@ -277,6 +277,43 @@ fn forward_stops_after_the_deepest_hook() {
 }
 
 #[test]
+fn a_model_loaded_to_a_depth_matches_the_full_model_and_refuses_deeper_hooks() {
+    let short = Llama::load_blocks(&gguf_path(), &Device::Cpu, 4).unwrap();
+    assert_eq!(short.blocks_loaded(), 4);
+    assert_eq!(short.config().n_layers, 30);
+    let ids: &[u32] = &[1, 504, 3136, 282, 1837, 30];
+    let h = HookPoint::ResidPost(3);
+    let got = short
+        .forward_capture(&[ids], &CapturePlan::new([h]))
+        .unwrap()
+        .valid_rows(h)
+        .unwrap();
+    let want = smollm2()
+        .forward_capture(&[ids], &CapturePlan::new([h]))
+        .unwrap()
+        .valid_rows(h)
+        .unwrap();
+    assert_eq!(
+        rel_l2(&got, &want),
+        0.0,
+        "same weights, same blocks, same result"
+    );
+    for plan in [
+        CapturePlan::new([HookPoint::AttnOut(4)]),
+        CapturePlan::new([h]).with_logits(),
+    ] {
+        let err = short
+            .forward_capture(&[ids], &plan)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only 4 were loaded"), "{err}");
+    }
+    // The unembedding is there without any block (logit effects at merge time).
+    let none = Llama::load_blocks(&gguf_path(), &Device::Cpu, 0).unwrap();
+    assert_eq!(none.unembedding().unwrap().dims(), &[49152, 576]);
+}
+
+#[test]
 fn layer_beyond_the_model_is_an_error() {
     let model = smollm2();
     let err = model

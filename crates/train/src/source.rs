@@ -55,13 +55,17 @@ impl ModelSource {
         ctx_len: usize,
         batch_contexts: usize,
     ) -> Result<ModelSource> {
-        let model = Llama::load(model_path, &Device::Cpu)?;
-        let tokenizer = load_tokenizer(model_path)?;
         let hook_points = hooks
             .iter()
             .map(|h| h.parse::<HookPoint>())
             .collect::<scopedex_model::Result<Vec<_>>>()?;
-        CapturePlan::new(hook_points.iter().copied()).validate(model.config().n_layers)?;
+        let plan = CapturePlan::new(hook_points.iter().copied());
+        // Only the blocks up to the deepest hook are loaded; `validate` below still checks the
+        // hooks against the model's full depth.
+        let depth = plan.blocks_needed(usize::MAX);
+        let model = Llama::load_blocks(model_path, &Device::Cpu, depth)?;
+        let tokenizer = load_tokenizer(model_path)?;
+        plan.validate(model.config().n_layers)?;
         let cfg = ContextConfig::new(ctx_len, tokenizer.bos_id);
         cfg.validate()?;
         let docs = corpus.documents()?;

@@ -118,6 +118,20 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
         report.positions as f64 / report.pass_seconds.max(1e-9),
         report.publish.path.display()
     );
+    // Where the time went: load, each pass stage (share of the pass), finish.
+    let pass = report.pass_seconds.max(1e-9);
+    let stages: Vec<String> = report
+        .stages
+        .stages()
+        .iter()
+        .map(|(name, s)| format!("{name} {s:.1} s ({:.0} %)", 100.0 * s / pass))
+        .collect();
+    eprintln!(
+        "time: load {:.1} s; pass: {}; finish {:.1} s",
+        report.load_seconds,
+        stages.join(", "),
+        report.finish_seconds
+    );
     Ok(())
 }
 
