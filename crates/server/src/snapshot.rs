@@ -7,10 +7,11 @@
 //! the identity (inode, mtime, size) of `manifest.json`: the new index is opened beside the old,
 //! checked to be the one still in place, and swapped in. Requests holding the old snapshot finish
 //! on it (its RocksDB and tantivy files stay open after the old directory is unlinked).
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use axum::body::Bytes;
 use scopedex_store::{IndexReader, Result as StoreResult};
 
 use crate::tokens::TokenTable;
@@ -138,6 +139,31 @@ pub struct Snapshot {
     tokens: OnceLock<Arc<TokenTable>>,
     tables: HashMap<String, OnceLock<Arc<FeatureTable>>>,
     stamp: Option<Stamp>,
+    dashboards: Mutex<DashboardCache>,
+}
+
+/// Serialized feature dashboards of this snapshot, first in first out within a byte budget.
+///
+/// A dashboard is ~30–45 KB of JSON assembled from ~100 RocksDB reads; researchers page back
+/// and forth over the same features, so the bytes are kept. The cache lives in the snapshot:
+/// a republished index starts with an empty one, so nothing stale is ever served.
+#[derive(Default)]
+struct DashboardCache {
+    map: HashMap<(String, u32), Bytes>,
+    order: VecDeque<(String, u32)>,
+    bytes: usize,
+}
+
+/// Byte budget of the dashboard cache (`SCOPEDEX_DASHBOARD_CACHE_MB`, default 256; 0 disables).
+fn dashboard_cache_budget() -> usize {
+    static BUDGET: OnceLock<usize> = OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        std::env::var("SCOPEDEX_DASHBOARD_CACHE_MB")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(256)
+            << 20
+    })
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -189,7 +215,38 @@ impl Snapshot {
             tokens,
             tables,
             stamp,
+            dashboards: Mutex::new(DashboardCache::default()),
         }
+    }
+
+    /// The cached JSON of `sae`'s feature dashboard, if this snapshot served it before.
+    pub fn cached_dashboard(&self, sae: &str, feature: u32) -> Option<Bytes> {
+        let cache = self.dashboards.lock().unwrap_or_else(|e| e.into_inner());
+        cache.map.get(&(sae.to_string(), feature)).cloned()
+    }
+
+    /// Keeps a dashboard's JSON, evicting the oldest entries beyond the byte budget.
+    pub fn cache_dashboard(&self, sae: &str, feature: u32, json: Bytes) {
+        let budget = dashboard_cache_budget();
+        if json.len() > budget {
+            return;
+        }
+        let mut cache = self.dashboards.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (sae.to_string(), feature);
+        if cache.map.contains_key(&key) {
+            return;
+        }
+        while cache.bytes + json.len() > budget {
+            let Some(old) = cache.order.pop_front() else {
+                break;
+            };
+            if let Some(b) = cache.map.remove(&old) {
+                cache.bytes -= b.len();
+            }
+        }
+        cache.bytes += json.len();
+        cache.order.push_back(key.clone());
+        cache.map.insert(key, json);
     }
 
     /// Token id → text for the index's tokenizer ([`TokenTable::for_manifest`], loaded on

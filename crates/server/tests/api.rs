@@ -140,6 +140,8 @@ async fn every_endpoint_matches_the_spec() {
 
     // Dashboard, examples, co-occurrence.
     let dash = api.ok("/api/saes/L1R-8x/features/3").await;
+    // The second answer comes from the snapshot's dashboard cache: the same document.
+    assert_eq!(api.ok("/api/saes/L1R-8x/features/3").await, dash);
     assert_eq!(dash["d_sae"], 48);
     assert_eq!(dash["top_examples"].as_array().unwrap().len(), 4);
     assert_eq!(dash["intervals"].as_array().unwrap().len(), 2);
@@ -480,6 +482,20 @@ async fn a_republished_index_is_picked_up_without_failed_or_mixed_reads() {
     let index = fixture_index(dir.path(), &a);
     let api = Api::new(&index);
     assert!(!api.handle.refresh().unwrap(), "nothing changed yet");
+    // Contexts of a feature's dashboard (cached per snapshot once served).
+    let dash_contexts = |v: &Value| -> Vec<u64> {
+        v["top_examples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["context_id"].as_u64().unwrap())
+            .collect()
+    };
+    let before = dash_contexts(&api.ok("/api/saes/L1R-8x/features/5").await);
+    assert!(
+        before.iter().any(|&c| c >= 40),
+        "version a shows contexts version b lacks: {before:?}"
+    );
 
     // Hammer the API from another task while the index is republished a few times.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -538,6 +554,9 @@ async fn a_republished_index_is_picked_up_without_failed_or_mixed_reads() {
 
     let info = api.ok("/api/index").await;
     assert_eq!(info["n_contexts"], 40);
+    // No dashboard cached for an older version is served after the switch.
+    let after = dash_contexts(&api.ok("/api/saes/L1R-8x/features/5").await);
+    assert!(after.iter().all(|&c| c < 40), "stale dashboard: {after:?}");
     api.ok("/api/saes/L3R-8x").await;
     let (status, _) = api.get("/api/saes/L2R-8x").await;
     assert_eq!(status, StatusCode::NOT_FOUND);

@@ -1,5 +1,8 @@
 //! SAE and feature endpoints.
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
@@ -97,12 +100,18 @@ pub(crate) async fn random(
 pub(crate) async fn dashboard(
     State(state): State<AppState>,
     ApiPath((sae, feature)): ApiPath<(String, u32)>,
-) -> ApiResult<Json<views::FeatureDashboard>> {
-    Ok(Json(views::dashboard(
-        &state.index.snapshot(),
-        &sae,
-        feature,
-    )?))
+) -> ApiResult<Response> {
+    let snap = state.index.snapshot();
+    let json = match snap.cached_dashboard(&sae, feature) {
+        Some(json) => json,
+        None => {
+            let view = views::dashboard(&snap, &sae, feature)?;
+            let json = Bytes::from(serde_json::to_vec(&view).map_err(ApiError::internal)?);
+            snap.cache_dashboard(&sae, feature, json.clone());
+            json
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
 #[derive(Debug, Deserialize)]
