@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 use scopedex_corpus::{Context, ContextConfig, CorpusSpec};
-use scopedex_model::{load_tokenizer, Llama};
+use scopedex_model::{load_tokenizer, Config, Llama};
 use scopedex_sae::{Sae, SaeId};
 use scopedex_store::{
     sha256_file, ActivationEntry, ContextRecord, CorpusFile, IndexParameters, IndexWriter,
@@ -59,9 +59,10 @@ impl std::str::FromStr for SaeSpec {
     }
 }
 
-/// Loads the SAEs of `specs` and resolves their hooks against `model`. Ids must be unique.
-pub fn load_saes(specs: &[SaeSpec], model: &Llama) -> Result<Vec<AttachedSae>> {
-    let device = model.device().clone();
+/// Loads the SAEs of `specs` onto `device` and resolves their hooks against the model config
+/// `model`. Ids must be unique.
+pub fn load_saes(specs: &[SaeSpec], model: &Config, device: &Device) -> Result<Vec<AttachedSae>> {
+    let device = device.clone();
     let mut out: Vec<AttachedSae> = Vec::new();
     for spec in specs {
         let loaded: Vec<(String, String, Sae)> = if spec.ids.is_empty() {
@@ -173,9 +174,9 @@ pub(crate) fn blocks_needed(saes: &[AttachedSae]) -> usize {
 pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexReport> {
     let load_started = Instant::now();
     let device = Device::Cpu;
-    // The SAEs' hooks decide how many blocks to hold: check them against the model's config
-    // (a block-less load: embedding and head only), then load just the blocks they reach.
-    let saes = load_saes(&opts.saes, &Llama::load_blocks(&opts.model, &device, 0)?)?;
+    // The SAEs' hooks decide how many blocks to hold: check them against the model's config,
+    // then load just the blocks they reach.
+    let saes = load_saes(&opts.saes, &Llama::read_config(&opts.model)?, &device)?;
     let model = Llama::load_blocks(&opts.model, &device, blocks_needed(&saes))?;
     let tokenizer = load_tokenizer(&opts.model)?;
     let manifest = build_manifest(opts, &model, &tokenizer, &saes)?;

@@ -66,7 +66,7 @@ pub fn run_merge(out: &Path, shards: &[PathBuf], logit_top_n: usize) -> Result<M
         .iter()
         .map(|s| s.source_path.parse::<SaeSpec>())
         .collect::<Result<Vec<_>>>()?;
-    let saes = load_saes(&specs, &model)?;
+    let saes = load_saes(&specs, model.config(), &device)?;
     for (s, entry) in saes.iter().zip(&first.saes) {
         if s.id != entry.id || s.sae.source_sha256() != entry.source_sha256 {
             return Err(Error::InvalidInput(format!(

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use candle_core::Tensor;
-use scopedex_model::{CapturePlan, HookPoint, Llama};
+use scopedex_model::{CapturePlan, Config, HookPoint, Llama};
 use scopedex_sae::{Sae, SparseCodes};
 use scopedex_store::ContextFeaturesRecord;
 
@@ -30,20 +30,20 @@ pub struct AttachedSae {
 }
 
 impl AttachedSae {
-    /// Resolves the SAE's hook names against the model (unknown hook or layer → error).
-    pub fn new(id: String, source: String, sae: Sae, model: &Llama) -> Result<AttachedSae> {
+    /// Resolves the SAE's hook names against the model's config (unknown hook or layer → error).
+    pub fn new(id: String, source: String, sae: Sae, model: &Config) -> Result<AttachedSae> {
         let parse = |h: &str| -> Result<HookPoint> {
             let hook: HookPoint = h.parse().map_err(|e: scopedex_model::Error| {
                 Error::InvalidInput(format!("SAE {id}: {e}"))
             })?;
             CapturePlan::new([hook])
-                .validate(model.config().n_layers)
+                .validate(model.n_layers)
                 .map_err(|e| Error::InvalidInput(format!("SAE {id}: {e}")))?;
             Ok(hook)
         };
         let hook_in = parse(sae.hook_in())?;
         let hook_out = parse(sae.hook_out())?;
-        sae.check_d_model(model.config().d_model)
+        sae.check_d_model(model.d_model)
             .map_err(|e| Error::InvalidInput(format!("SAE {id}: {e}")))?;
         Ok(AttachedSae {
             id,

@@ -41,6 +41,16 @@ impl Llama {
         Self::load_blocks(path, device, usize::MAX)
     }
 
+    /// The configuration of the model at `path` (GGUF header or HF `config.json`), without
+    /// loading any weight.
+    pub fn read_config(path: &Path) -> Result<Config> {
+        if path.is_dir() {
+            read_hf_config(path)
+        } else {
+            Ok(GgufSource::open(path)?.1)
+        }
+    }
+
     /// Like [`Llama::load`], but loads only the first `max_blocks` blocks (plus embedding, final
     /// norm and unembedding). A job that hooks layer 6 of a 30-layer model then holds a quarter
     /// of the weights; [`Llama::forward_capture`] refuses hooks (and logits) beyond them.

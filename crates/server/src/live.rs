@@ -52,7 +52,7 @@ impl LiveModel {
         let mut saes = Vec::with_capacity(manifest.saes.len());
         for entry in &manifest.saes {
             let spec: SaeSpec = entry.source_path.parse()?;
-            let mut loaded = load_saes(&[spec], &model)?;
+            let mut loaded = load_saes(&[spec], model.config(), model.device())?;
             if loaded.len() != 1 || loaded[0].sae.d_sae() != entry.d_sae as usize {
                 return Err(scopedex_index::Error::InvalidInput(format!(
                     "SAE {} at {:?} does not match the index (expected one SAE with d_sae {})",

@@ -12,6 +12,18 @@ pub fn colour() -> bool {
     std::io::stdout().is_terminal()
 }
 
+/// Characters of a hit's text printed by `search` and `similar`.
+const HIT_TEXT_CHARS: usize = 240;
+
+/// The first lines of a search / similar hit: score, context, document and the start of its text.
+pub fn print_hit_header(score: f32, context_id: u64, doc_id: &str, text: &str) {
+    let text: String = text.chars().take(HIT_TEXT_CHARS).collect();
+    println!(
+        "\n{score:>8.3}  context {context_id} ({doc_id})\n    {}",
+        visible(&text)
+    );
+}
+
 /// A token as printed: newlines and tabs made visible.
 pub fn visible(token: &str) -> String {
     token.replace('\n', "↵").replace('\t', "→")

@@ -4,9 +4,6 @@ use crate::args::SearchArgs;
 
 use super::render;
 
-/// Characters of context text shown per hit in human output.
-const TEXT_CHARS: usize = 240;
-
 /// Runs `scopedex search`.
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     let snap = render::open(&args.index)?;
@@ -16,14 +13,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     }
     println!("{} hits for {:?}", body.hits.len(), body.query);
     for h in &body.hits {
-        let text: String = h.text.chars().take(TEXT_CHARS).collect();
-        println!(
-            "\n{:>8.3}  context {} ({})\n    {}",
-            h.score,
-            h.context_id,
-            h.doc_id,
-            render::visible(&text)
-        );
+        render::print_hit_header(h.score, h.context_id, &h.doc_id, &h.text);
         let features: Vec<String> = h
             .features
             .iter()

@@ -6,9 +6,6 @@ use crate::args::SimilarArgs;
 
 use super::render;
 
-/// Characters of context text shown per hit in human output.
-const TEXT_CHARS: usize = 240;
-
 /// Runs `scopedex similar`.
 pub fn run(args: SimilarArgs) -> anyhow::Result<()> {
     let snap = render::open(&args.index)?;
@@ -51,14 +48,7 @@ pub fn run(args: SimilarArgs) -> anyhow::Result<()> {
             .unwrap_or_default()
     );
     for h in &body.hits {
-        let text: String = h.text.chars().take(TEXT_CHARS).collect();
-        println!(
-            "\n{:>8.3}  context {} ({})\n    {}",
-            h.score,
-            h.context_id,
-            h.doc_id,
-            render::visible(&text)
-        );
+        render::print_hit_header(h.score, h.context_id, &h.doc_id, &h.text);
         let shared: Vec<String> = h
             .shared
             .iter()
