@@ -155,7 +155,8 @@ fn tables(dir: &Path) -> Tables {
 fn index_matches_brute_force_over_the_activation_log() {
     let f = fixture(30);
     let out = f.root.join("index");
-    run_index(&f, &out, &["--keep-activations"]);
+    // An exact log (23 mantissa bits): the brute force must agree bit for bit.
+    run_index(&f, &out, &["--keep-activations", "--activation-bits", "23"]);
     let reader = IndexReader::open(&out).unwrap();
     let layout = IndexLayout::new(&out);
     let contexts: Vec<ContextRecord> = read_all(layout.contexts()).unwrap();
@@ -201,11 +202,7 @@ fn index_matches_brute_force_over_the_activation_log() {
             assert!(rec.max_acts.windows(2).all(|w| w[0] >= w[1]));
             for ((f, m), p) in rec.features.iter().zip(&rec.max_acts).zip(&rec.max_pos) {
                 let b = per_ctx[&(*f, c.context_id)];
-                assert!(
-                    (m - b).abs() <= 2e-3 * b.max(1.0),
-                    "{sae} ctx {} f {f}",
-                    c.context_id
-                );
+                assert_eq!(*m, b, "{sae} ctx {} f {f}", c.context_id);
                 // The max position is a counted position where the log has (about) the max.
                 let at = entries
                     .iter()
@@ -213,7 +210,7 @@ fn index_matches_brute_force_over_the_activation_log() {
                         e.context_id == c.context_id && e.feature == *f && u32::from(e.pos) == *p
                     })
                     .unwrap_or_else(|| panic!("{sae} ctx {} f {f}: no entry at {p}", c.context_id));
-                assert!(*p >= 1 && (at.value - b).abs() <= 2e-3 * b.max(1.0));
+                assert!(*p >= 1 && at.value == b);
             }
         }
         for feat in 0..d_sae {
@@ -231,10 +228,8 @@ fn index_matches_brute_force_over_the_activation_log() {
             let got = reader
                 .examples(sae, feat, Some(ExampleKind::Top), 100, 0)
                 .unwrap();
-            // The log stores values at f16 precision, so compare up to that rounding: every
-            // chosen context has the brute-force max, the list is ordered, and no context left
-            // out beats the last one chosen.
-            let tol = |v: f32| 2e-3 * v.abs().max(1.0);
+            // Every chosen context has the brute-force max, the list is ordered, and no context
+            // left out beats the last one chosen.
             assert_eq!(got.len(), brute.len().min(5), "{sae}/{feat} list length");
             for w in got.windows(2) {
                 let ordered = w[0].max_act > w[1].max_act
@@ -243,11 +238,7 @@ fn index_matches_brute_force_over_the_activation_log() {
             }
             for g in &got {
                 let b = brute[&g.context_id];
-                assert!(
-                    (g.max_act - b).abs() <= tol(b),
-                    "{sae}/{feat}: {} vs {b}",
-                    g.max_act
-                );
+                assert_eq!(g.max_act, b, "{sae}/{feat}");
                 assert_eq!(g.acts.len(), contexts[g.context_id as usize].tokens.len());
                 assert_eq!(g.acts[g.max_pos as usize], g.max_act);
                 assert!(g.max_pos >= 1, "BOS is excluded");
@@ -255,10 +246,9 @@ fn index_matches_brute_force_over_the_activation_log() {
             if let Some(last) = got.last() {
                 for (c, &b) in &brute {
                     if !got.iter().any(|g| g.context_id == *c) {
-                        assert!(
-                            b <= last.max_act + tol(b),
-                            "{sae}/{feat}: context {c} ({b}) left out"
-                        );
+                        let beats = b > last.max_act
+                            || (b == last.max_act && *c < last.context_id);
+                        assert!(!beats, "{sae}/{feat}: context {c} ({b}) left out");
                     }
                 }
             }
@@ -270,11 +260,14 @@ fn index_matches_brute_force_over_the_activation_log() {
 fn four_shards_merged_equal_one_pass() {
     let f = fixture(24);
     let single = f.root.join("single");
-    run_index(&f, &single, &[]);
+    // A non-default log precision: the merge must keep the shards' own.
+    let log = ["--keep-activations", "--activation-bits", "10"];
+    run_index(&f, &single, &log);
     let mut shard_dirs = Vec::new();
     for i in [2, 0, 3, 1] {
         let dir = f.root.join(format!("shard-{i}"));
-        run_index(&f, &dir, &["--shard", &format!("{i}/4")]);
+        let shard = format!("{i}/4");
+        run_index(&f, &dir, &[&log[..], &["--shard", &shard]].concat());
         shard_dirs.push(dir.to_str().unwrap().to_string());
     }
     let merged = f.root.join("merged");
@@ -297,6 +290,23 @@ fn four_shards_merged_equal_one_pass() {
         assert_same(&a.cooc[sae], &b.cooc[sae], &format!("{sae} cooccurrence"));
         let what = format!("{sae} context features");
         assert_same(&a.context_features[sae], &b.context_features[sae], &what);
+        let log = |dir: &Path| {
+            let mut v: Vec<ActivationEntry> =
+                ActivationReader::open(IndexLayout::new(dir).activations_dir(sae))
+                    .unwrap()
+                    .batches()
+                    .flat_map(|b| b.unwrap())
+                    .collect();
+            v.sort_by_key(|e| (e.feature, e.context_id, e.pos));
+            v
+        };
+        let (la, lb) = (log(&single), log(&merged));
+        assert!(!la.is_empty());
+        assert_same(&la, &lb, &format!("{sae} activation log"));
+    }
+    for dir in [&single, &merged] {
+        let m = IndexReader::open(dir).unwrap().manifest().clone();
+        assert_eq!(m.parameters.activation_mantissa_bits(), 10, "{}", dir.display());
     }
     assert_eq!(a, b);
     let (ra, rb) = (

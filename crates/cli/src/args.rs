@@ -241,6 +241,11 @@ pub struct IndexArgs {
     /// Also write the sparse activation log (context, position, feature, value).
     #[arg(long)]
     pub keep_activations: bool,
+    /// Mantissa bits kept in the activation log's values: 7 = bf16 precision (relative error
+    /// ≤ 0.4 %), 10 = f16 precision (~0.5 byte per entry more), 23 = exact f32.
+    #[arg(long, default_value_t = scopedex_store::DEFAULT_MANTISSA_BITS,
+          value_parser = clap::value_parser!(u8).range(0..=23))]
+    pub activation_bits: u8,
     /// Continue from the checkpoint an interrupted run left beside --out.
     #[arg(long)]
     pub resume: bool,

@@ -14,8 +14,10 @@ use scopedex_corpus::{Context, ContextConfig, CorpusSpec};
 use scopedex_model::{load_tokenizer, Config, Llama};
 use scopedex_sae::{Sae, SaeId};
 use scopedex_store::{
-    sha256_file, ActivationEntry, ContextRecord, CorpusFile, IndexParameters, IndexWriter,
+    sha256_file, ActivationEntry, ActivationWriterOptions, ContextRecord, CorpusFile,
+    IndexParameters, IndexWriter, IndexWriterOptions,
     Manifest, ModelInfo, PublishReport, SaeEntry, ShardInfo, TokenizerInfo,
+    ACTIVATION_MANTISSA_BITS_KEY,
 };
 
 use crate::accum::AccumConfig;
@@ -120,6 +122,8 @@ pub struct IndexOptions {
     pub shard: Shard,
     /// Also write the sparse activation log.
     pub keep_activations: bool,
+    /// Mantissa bits kept in the activation log's values (7 = bf16 precision, 23 = exact).
+    pub activation_mantissa_bits: u8,
     /// Logit effects kept per feature and sign.
     pub logit_top_n: usize,
     /// Output index directory.
@@ -196,7 +200,14 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
     } else {
         checkpoint.remove()?;
     }
-    let mut writer = IndexWriter::create(&opts.out, manifest)?;
+    let writer_options = IndexWriterOptions {
+        activations: ActivationWriterOptions {
+            mantissa_bits: opts.activation_mantissa_bits,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut writer = IndexWriter::with_options(&opts.out, manifest, writer_options)?;
     // What the checkpointed contexts produced besides the state goes to the writer first.
     for spill in resumed_spills {
         write_spill(&mut writer, &saes, &spill)?;
@@ -377,6 +388,12 @@ pub(crate) fn build_manifest(
         // Shards of one run must batch alike to equal a single pass (see `shard`).
         extra: [("batch_size".to_string(), serde_json::json!(opts.batch_size))]
             .into_iter()
+            .chain(opts.keep_activations.then(|| {
+                (
+                    ACTIVATION_MANTISSA_BITS_KEY.to_string(),
+                    serde_json::json!(opts.activation_mantissa_bits),
+                )
+            }))
             .collect(),
     };
     let sae_entries = saes

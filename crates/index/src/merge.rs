@@ -12,8 +12,8 @@ use candle_core::Device;
 use scopedex_model::Llama;
 use scopedex_store::parquet::Table;
 use scopedex_store::{
-    ActivationReader, ContextFeaturesRecord, ContextRecord, IndexLayout, IndexWriter, Manifest,
-    PublishReport, TableReader,
+    ActivationReader, ActivationWriterOptions, ContextFeaturesRecord, ContextRecord, IndexLayout,
+    IndexWriter, IndexWriterOptions, Manifest, PublishReport, TableReader,
 };
 
 use crate::checkpoint::read_state;
@@ -80,7 +80,15 @@ pub fn run_merge(out: &Path, shards: &[PathBuf], logit_top_n: usize) -> Result<M
     manifest.shards = manifests.iter().flat_map(|m| m.shards.clone()).collect();
     manifest.shards.sort_by_key(|s| s.index);
     manifest.created = scopedex_store::now_rfc3339();
-    let mut writer = IndexWriter::create(out, manifest)?;
+    // The log is rewritten at the shards' own precision (rounding is idempotent).
+    let writer_options = IndexWriterOptions {
+        activations: ActivationWriterOptions {
+            mantissa_bits: first.parameters.activation_mantissa_bits(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut writer = IndexWriter::with_options(out, manifest, writer_options)?;
     merge_contexts(&mut writer, shards)?;
     if first.parameters.keep_activations {
         for entry in &first.saes {

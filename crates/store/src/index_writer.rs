@@ -348,6 +348,12 @@ impl IndexWriter {
         }
         self.manifest.contexts = report.contexts;
         self.manifest.parameters.keep_activations |= any_activations;
+        if any_activations {
+            self.manifest.parameters.extra.insert(
+                crate::manifest::ACTIVATION_MANTISSA_BITS_KEY.to_string(),
+                self.options.activations.mantissa_bits.into(),
+            );
+        }
 
         rocks::build(&self.tmp.rocksdb(), &self.tmp, &self.manifest)?;
         text::build(&self.tmp.tantivy(), &self.tmp, &self.manifest)?;

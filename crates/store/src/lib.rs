@@ -57,9 +57,9 @@ pub use index_writer::{
 pub use layout::IndexLayout;
 pub use manifest::{
     now_rfc3339, sha256_file, validate_sae_id, CorpusFile, IndexParameters, Manifest, ModelInfo,
-    SaeEntry, ShardInfo, TokenizerInfo, FORMAT_VERSION,
+    SaeEntry, ShardInfo, TokenizerInfo, ACTIVATION_MANTISSA_BITS_KEY, FORMAT_VERSION,
 };
-pub use parquet::activations::{round_mantissa, ActivationLogStats};
+pub use parquet::activations::{round_mantissa, ActivationLogStats, DEFAULT_MANTISSA_BITS};
 pub use parquet::{
     ActivationReader, ActivationWriter, ActivationWriterOptions, TableReader, TableWriter,
 };

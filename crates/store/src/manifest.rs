@@ -83,6 +83,20 @@ pub struct IndexParameters {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
+/// `parameters.extra` key recording the activation log's mantissa bits.
+pub const ACTIVATION_MANTISSA_BITS_KEY: &str = "activation_mantissa_bits";
+
+impl IndexParameters {
+    /// Mantissa bits of the activation log's values; 10 for indexes written before the key
+    /// existed (their writers kept f16 precision).
+    pub fn activation_mantissa_bits(&self) -> u8 {
+        self.extra
+            .get(ACTIVATION_MANTISSA_BITS_KEY)
+            .and_then(|v| v.as_u64())
+            .map_or(10, |b| b.min(23) as u8)
+    }
+}
+
 impl Default for IndexParameters {
     fn default() -> Self {
         IndexParameters {

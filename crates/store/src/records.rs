@@ -164,7 +164,7 @@ pub struct ActivationEntry {
     pub pos: u16,
     /// Feature index in the SAE.
     pub feature: u32,
-    /// The activation. Stored rounded to the writer's precision (f16's 10 mantissa bits by
+    /// The activation. Stored rounded to the writer's precision (bf16's 7 mantissa bits by
     /// default, f32 range kept).
     pub value: f32,
 }

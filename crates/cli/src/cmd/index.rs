@@ -96,6 +96,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
         cross_pairs,
         shard: args.shard.parse::<Shard>()?,
         keep_activations: args.keep_activations,
+        activation_mantissa_bits: args.activation_bits,
         logit_top_n: LOGIT_TOP_N,
         out: args.out.clone(),
         resume: args.resume,
