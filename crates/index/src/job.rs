@@ -15,9 +15,8 @@ use scopedex_model::{load_tokenizer, Config, Llama};
 use scopedex_sae::{Sae, SaeId};
 use scopedex_store::{
     sha256_file, ActivationEntry, ActivationWriterOptions, ContextRecord, CorpusFile,
-    IndexParameters, IndexWriter, IndexWriterOptions,
-    Manifest, ModelInfo, PublishReport, SaeEntry, ShardInfo, TokenizerInfo,
-    ACTIVATION_MANTISSA_BITS_KEY,
+    IndexParameters, IndexWriter, IndexWriterOptions, Manifest, ModelInfo, PublishReport, SaeEntry,
+    ShardInfo, TokenizerInfo, ACTIVATION_MANTISSA_BITS_KEY,
 };
 
 use crate::accum::AccumConfig;

@@ -139,31 +139,40 @@ pub struct Snapshot {
     tokens: OnceLock<Arc<TokenTable>>,
     tables: HashMap<String, OnceLock<Arc<FeatureTable>>>,
     stamp: Option<Stamp>,
-    dashboards: Mutex<DashboardCache>,
+    responses: Mutex<ResponseCache>,
 }
 
-/// Serialized feature dashboards of this snapshot, first in first out within a byte budget.
+/// Serialized responses of this snapshot (feature dashboards, searches, "more like this"),
+/// first in first out within a byte budget.
 ///
-/// A dashboard is ~30–45 KB of JSON assembled from ~100 RocksDB reads; researchers page back
-/// and forth over the same features, so the bytes are kept. The cache lives in the snapshot:
-/// a republished index starts with an empty one, so nothing stale is ever served.
+/// A dashboard is ~30–45 KB of JSON assembled from ~100 RocksDB reads, a search or similar
+/// result a tantivy query plus a join per hit; researchers page back and forth over the same
+/// features and queries, so the bytes are kept. The cache lives in the snapshot: a
+/// republished index starts with an empty one, so nothing stale is ever served.
 #[derive(Default)]
-struct DashboardCache {
-    map: HashMap<(String, u32), Bytes>,
-    order: VecDeque<(String, u32)>,
+struct ResponseCache {
+    map: HashMap<String, Bytes>,
+    order: VecDeque<String>,
     bytes: usize,
 }
 
-/// Byte budget of the dashboard cache (`SCOPEDEX_DASHBOARD_CACHE_MB`, default 256; 0 disables).
-fn dashboard_cache_budget() -> usize {
+/// Byte budget of the response cache (`SCOPEDEX_RESPONSE_CACHE_MB`, or its earlier name
+/// `SCOPEDEX_DASHBOARD_CACHE_MB`; default 256; 0 disables).
+fn response_cache_budget() -> usize {
     static BUDGET: OnceLock<usize> = OnceLock::new();
     *BUDGET.get_or_init(|| {
-        std::env::var("SCOPEDEX_DASHBOARD_CACHE_MB")
-            .ok()
+        ["SCOPEDEX_RESPONSE_CACHE_MB", "SCOPEDEX_DASHBOARD_CACHE_MB"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok())
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(256)
             << 20
     })
+}
+
+/// Cache key of a feature dashboard.
+pub fn dashboard_key(sae: &str, feature: u32) -> String {
+    format!("dashboard\0{sae}\0{feature}")
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -215,38 +224,54 @@ impl Snapshot {
             tokens,
             tables,
             stamp,
-            dashboards: Mutex::new(DashboardCache::default()),
+            responses: Mutex::new(ResponseCache::default()),
         }
     }
 
-    /// The cached JSON of `sae`'s feature dashboard, if this snapshot served it before.
-    pub fn cached_dashboard(&self, sae: &str, feature: u32) -> Option<Bytes> {
-        let cache = self.dashboards.lock().unwrap_or_else(|e| e.into_inner());
-        cache.map.get(&(sae.to_string(), feature)).cloned()
+    /// The cached JSON response under `key`, if this snapshot served it before.
+    pub fn cached_response(&self, key: &str) -> Option<Bytes> {
+        let cache = self.responses.lock().unwrap_or_else(|e| e.into_inner());
+        cache.map.get(key).cloned()
     }
 
-    /// Keeps a dashboard's JSON, evicting the oldest entries beyond the byte budget.
-    pub fn cache_dashboard(&self, sae: &str, feature: u32, json: Bytes) {
-        let budget = dashboard_cache_budget();
-        if json.len() > budget {
+    /// Keeps a response's JSON, evicting the oldest entries beyond the byte budget.
+    pub fn cache_response(&self, key: String, json: Bytes) {
+        let budget = response_cache_budget();
+        if json.len() + key.len() > budget {
             return;
         }
-        let mut cache = self.dashboards.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (sae.to_string(), feature);
+        let mut cache = self.responses.lock().unwrap_or_else(|e| e.into_inner());
         if cache.map.contains_key(&key) {
             return;
         }
-        while cache.bytes + json.len() > budget {
+        let cost = json.len() + key.len();
+        while cache.bytes + cost > budget {
             let Some(old) = cache.order.pop_front() else {
                 break;
             };
             if let Some(b) = cache.map.remove(&old) {
-                cache.bytes -= b.len();
+                cache.bytes -= b.len() + old.len();
             }
         }
-        cache.bytes += json.len();
+        cache.bytes += cost;
         cache.order.push_back(key.clone());
         cache.map.insert(key, json);
+    }
+
+    /// The cached response under `key`, or `build`'s body serialized and cached (errors are
+    /// returned, not cached).
+    pub fn cached_json<T: serde::Serialize>(
+        &self,
+        key: String,
+        build: impl FnOnce() -> crate::error::ApiResult<T>,
+    ) -> crate::error::ApiResult<Bytes> {
+        if let Some(json) = self.cached_response(&key) {
+            return Ok(json);
+        }
+        let body = serde_json::to_vec(&build()?).map_err(crate::error::ApiError::internal)?;
+        let json = Bytes::from(body);
+        self.cache_response(key, json.clone());
+        Ok(json)
     }
 
     /// Token id → text for the index's tokenizer ([`TokenTable::for_manifest`], loaded on

@@ -508,6 +508,7 @@ async fn a_republished_index_is_picked_up_without_failed_or_mixed_reads() {
                 "/api/index",
                 "/api/saes/L1R-8x/features/5",
                 "/api/search?q=even",
+                "/api/contexts/0/similar",
             ] {
                 let resp = app
                     .clone()
@@ -557,6 +558,24 @@ async fn a_republished_index_is_picked_up_without_failed_or_mixed_reads() {
     // No dashboard cached for an older version is served after the switch.
     let after = dash_contexts(&api.ok("/api/saes/L1R-8x/features/5").await);
     assert!(after.iter().all(|&c| c < 40), "stale dashboard: {after:?}");
+    // Nor a cached search or "more like this".
+    let hits = api.ok("/api/search?q=even").await;
+    let ids: Vec<u64> = hits["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["context_id"].as_u64().unwrap())
+        .collect();
+    assert!(ids.iter().all(|&c| c < 40), "stale search: {ids:?}");
+    let similar = api.ok("/api/contexts/0/similar").await;
+    assert!(
+        similar["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["context_id"].as_u64().unwrap() < 40),
+        "stale similar: {similar}"
+    );
     api.ok("/api/saes/L3R-8x").await;
     let (status, _) = api.get("/api/saes/L2R-8x").await;
     assert_eq!(status, StatusCode::NOT_FOUND);

@@ -278,11 +278,17 @@ fn time_per_similar_and_feature_query() {
             scopedex_server::views::search(&snap, &format!("feat:{sae}/{f} AND the"), 20).unwrap();
         }
     });
+    let words = ["the", "river", "music", "of", "film", "island"];
+    let word = best(&|i| {
+        scopedex_server::views::search(&snap, words[i as usize % words.len()], 20).unwrap();
+    });
     println!(
-        "{}: similar (body) {:.2} ms, similar (store only) {:.2} ms, feature query {:.2} ms",
+        "{}: similar (body) {:.2} ms, similar (store only) {:.2} ms, feature query {:.2} ms, \
+         word search {:.2} ms",
         dir.to_string_lossy(),
         similar * 1e3,
         similar_store * 1e3,
-        feature * 1e3
+        feature * 1e3,
+        word * 1e3
     );
 }

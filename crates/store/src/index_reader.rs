@@ -12,7 +12,7 @@ use crate::records::{
     ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleKind, ExampleRecord,
     FeatureOccurrence, FeatureRecord, SaeSummary,
 };
-use crate::rocks::{self, RocksReader};
+use crate::rocks::{self, ContextFeaturesView, RocksReader};
 use crate::text::{SearchHit, SimilarResult, Snippet, TextIndex};
 
 struct Inner {
@@ -185,6 +185,18 @@ impl IndexReader {
     ) -> Result<Option<ContextFeaturesRecord>> {
         self.sae(sae)?;
         self.inner.rocks.context_features(sae, context_id)
+    }
+
+    /// Runs `f` on the features of `sae` in one context, read in place without decoding the
+    /// whole list (`None` as for [`Self::context_features`]).
+    pub fn with_context_features<T>(
+        &self,
+        sae: &str,
+        context_id: u64,
+        f: impl FnOnce(ContextFeaturesView<'_>) -> T,
+    ) -> Result<Option<T>> {
+        self.sae(sae)?;
+        self.inner.rocks.with_context_features(sae, context_id, f)
     }
 
     /// One context.

@@ -71,4 +71,5 @@ pub use records::{
     ActivationEntry, ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleKind,
     ExampleRecord, FeatureOccurrence, FeatureRecord, SaeSummary, TokenCount, TokenValue,
 };
+pub use rocks::ContextFeaturesView;
 pub use text::{term_weight, SearchHit, SimilarResult, Snippet, MAX_SIMILAR_TERMS};

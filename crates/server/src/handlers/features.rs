@@ -1,8 +1,6 @@
 //! SAE and feature endpoints.
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 
@@ -102,16 +100,17 @@ pub(crate) async fn dashboard(
     ApiPath((sae, feature)): ApiPath<(String, u32)>,
 ) -> ApiResult<Response> {
     let snap = state.index.snapshot();
-    let json = match snap.cached_dashboard(&sae, feature) {
+    let key = crate::snapshot::dashboard_key(&sae, feature);
+    let json = match snap.cached_response(&key) {
         Some(json) => json,
-        None => {
-            let view = views::dashboard(&snap, &sae, feature)?;
-            let json = Bytes::from(serde_json::to_vec(&view).map_err(ApiError::internal)?);
-            snap.cache_dashboard(&sae, feature, json.clone());
-            json
-        }
+        // ~100 RocksDB reads: off the async workers.
+        None => tokio::task::spawn_blocking(move || {
+            snap.cached_json(key, || views::dashboard(&snap, &sae, feature))
+        })
+        .await
+        .map_err(ApiError::internal)??,
     };
-    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+    Ok(super::json_response(json))
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,7 +4,10 @@ pub(crate) mod activations;
 pub(crate) mod features;
 pub(crate) mod search;
 
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::error::{ApiError, ApiResult};
@@ -29,4 +32,9 @@ pub(crate) async fn index(State(state): State<AppState>) -> Json<views::IndexInf
 /// Any other `/api/...` path.
 pub(crate) async fn api_not_found() -> ApiResult<()> {
     Err(ApiError::not_found("no_route", "no such API endpoint"))
+}
+
+/// A response of already serialized JSON (the snapshot's response cache).
+pub(crate) fn json_response(json: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
 }

@@ -1,5 +1,6 @@
 //! Text search.
 use axum::extract::State;
+use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 
@@ -18,17 +19,23 @@ pub(crate) struct SearchQuery {
 pub(crate) async fn search(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<SearchQuery>,
-) -> ApiResult<Json<views::SearchResults>> {
+) -> ApiResult<Response> {
     let query =
         q.q.ok_or_else(|| ApiError::bad_request("missing_query", "parameter `q` is required"))?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     views::check_page(limit, 0)?;
     let snap = state.index.snapshot();
+    let key = format!("search\0{limit}\0{query}");
+    if let Some(json) = snap.cached_response(&key) {
+        return Ok(super::json_response(json));
+    }
     // tantivy search and the joins take up to milliseconds: off the async workers.
-    let body = tokio::task::spawn_blocking(move || views::search(&snap, &query, limit))
-        .await
-        .map_err(ApiError::internal)??;
-    Ok(Json(body))
+    let json = tokio::task::spawn_blocking(move || {
+        snap.cached_json(key, || views::search(&snap, &query, limit))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(super::json_response(json))
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,17 +49,24 @@ pub(crate) async fn similar(
     State(state): State<AppState>,
     ApiPath(context_id): ApiPath<u64>,
     ApiQuery(q): ApiQuery<SimilarQuery>,
-) -> ApiResult<Json<views::SimilarResults>> {
+) -> ApiResult<Response> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     views::check_page(limit, 0)?;
     let snap = state.index.snapshot();
+    let sae = q.sae;
+    let key = format!("similar\0{context_id}\0{limit}\0{sae:?}");
+    if let Some(json) = snap.cached_response(&key) {
+        return Ok(super::json_response(json));
+    }
     // Up to hundreds of term lookups and a disjunction over them: off the async workers.
-    let body = tokio::task::spawn_blocking(move || {
-        views::similar_to_context(&snap, context_id, q.sae.as_deref(), limit)
+    let json = tokio::task::spawn_blocking(move || {
+        snap.cached_json(key, || {
+            views::similar_to_context(&snap, context_id, sae.as_deref(), limit)
+        })
     })
     .await
     .map_err(ApiError::internal)??;
-    Ok(Json(body))
+    Ok(super::json_response(json))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,8 +1,6 @@
 //! Builders of the search, "more like this" and occurrences bodies: tantivy hits (or activation
 //! log pages) joined with their contexts and per-context features (one RocksDB read per hit
 //! and SAE).
-use std::collections::HashMap;
-
 use scopedex_store::{
     parse_feature_term, strength_level, ContextRecord, QueryNode, SimilarResult, STRENGTH_BUCKETS,
 };
@@ -71,37 +69,32 @@ pub fn search(snap: &Snapshot, query: &str, limit: usize) -> ApiResult<SearchRes
         let mut features = Vec::new();
         let mut matches = Vec::new();
         for sae in &saes {
-            let Some(cf) = reader.context_features(sae, hit.context_id)? else {
-                continue;
-            };
-            features.extend(
-                cf.features
-                    .iter()
-                    .zip(&cf.max_acts)
-                    .take(SEARCH_FEATURES_PER_SAE)
-                    .map(|(&feature, &max_act)| HitFeature {
+            reader.with_context_features(sae, hit.context_id, |cf| {
+                features.extend(cf.iter().take(SEARCH_FEATURES_PER_SAE).map(
+                    |(feature, max_act, _)| HitFeature {
                         sae: sae.to_string(),
                         feature,
                         max_act,
-                    }),
-            );
-            for f in positive.iter().filter(|f| f.sae == *sae) {
-                if let Some(i) = cf.features.iter().position(|&x| x == f.feature) {
-                    let pos = cf.max_pos[i];
-                    let (start, end) = token_range(&ctx, pos);
-                    matches.push((
-                        f.position,
-                        FeatureMatch {
-                            sae: sae.to_string(),
-                            feature: f.feature,
-                            max_act: cf.max_acts[i],
-                            pos,
-                            start,
-                            end,
-                        },
-                    ));
+                    },
+                ));
+                for f in positive.iter().filter(|f| f.sae == *sae) {
+                    if let Some(i) = cf.position(f.feature) {
+                        let (_, max_act, pos) = cf.get(i);
+                        let (start, end) = token_range(&ctx, pos);
+                        matches.push((
+                            f.position,
+                            FeatureMatch {
+                                sae: sae.to_string(),
+                                feature: f.feature,
+                                max_act,
+                                pos,
+                                start,
+                                end,
+                            },
+                        ));
+                    }
                 }
-            }
+            })?;
         }
         matches.sort_by_key(|m| m.0);
         matches.dedup_by(|a, b| a.1.sae == b.1.sae && a.1.feature == b.1.feature);
@@ -129,18 +122,34 @@ fn similar_body(
     sae: Option<&str>,
 ) -> ApiResult<SimilarResults> {
     let reader = &snap.reader;
-    // The source's terms by feature: (sae, feature) → weight of each level searched with.
-    let mut source: HashMap<(&str, u32), [f32; 1 + STRENGTH_BUCKETS.len()]> = HashMap::new();
-    for (term, w) in &result.terms {
-        if let Some((s, f, level)) = parse_feature_term(term) {
-            source.entry((s, f)).or_default()[level] = *w;
-        }
-    }
     let saes: Vec<&str> = reader
         .sae_ids()
         .into_iter()
         .filter(|s| sae.is_none_or(|only| only == *s))
         .collect();
+    // The source's terms by feature: per SAE, a dense feature → slot table into the weights
+    // of each level searched with (hits are checked feature by feature, hundreds per context).
+    type Levels = [f32; 1 + STRENGTH_BUCKETS.len()];
+    let mut slots: Vec<Vec<u32>> = Vec::with_capacity(saes.len());
+    let mut levels: Vec<Levels> = Vec::new();
+    for s in &saes {
+        slots.push(vec![u32::MAX; reader.sae(s)?.d_sae as usize]);
+    }
+    for (term, w) in &result.terms {
+        if let Some((s, f, level)) = parse_feature_term(term) {
+            let Some(i) = saes.iter().position(|x| *x == s) else {
+                continue;
+            };
+            let Some(slot) = slots[i].get_mut(f as usize) else {
+                continue;
+            };
+            if *slot == u32::MAX {
+                *slot = levels.len() as u32;
+                levels.push(Levels::default());
+            }
+            levels[*slot as usize][level] = *w;
+        }
+    }
     let maxes = saes
         .iter()
         .map(|s| reader.feature_maxes(s))
@@ -153,14 +162,14 @@ fn similar_body(
         // A hit shares a feature's terms up to the lower of the two strength levels (and only
         // those the source searched with): no term strings are built per hit.
         let mut shared = Vec::new();
-        for (s, max) in saes.iter().zip(&maxes) {
-            let Some(cf) = reader.context_features(s, hit.context_id)? else {
-                continue;
-            };
-            for (&f, &act) in cf.features.iter().zip(&cf.max_acts) {
-                if let Some(levels) = source.get(&(*s, f)) {
+        for ((s, max), slots) in saes.iter().zip(&maxes).zip(&slots) {
+            reader.with_context_features(s, hit.context_id, |cf| {
+                for (f, act, _) in cf.iter() {
+                    let Some(&slot) = slots.get(f as usize).filter(|&&x| x != u32::MAX) else {
+                        continue;
+                    };
                     let reached = strength_level(act, max.get(f as usize).copied().unwrap_or(0.0));
-                    let weight: f32 = levels[..=reached].iter().sum();
+                    let weight: f32 = levels[slot as usize][..=reached].iter().sum();
                     if weight > 0.0 {
                         shared.push(SharedFeature {
                             sae: s.to_string(),
@@ -170,7 +179,7 @@ fn similar_body(
                         });
                     }
                 }
-            }
+            })?;
         }
         shared.sort_by(|a, b| {
             b.weight

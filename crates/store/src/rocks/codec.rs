@@ -392,19 +392,81 @@ pub(crate) fn encode_context_features(r: &ContextFeaturesRecord) -> Result<Vec<u
 
 pub(crate) fn decode_context_features(
     context_id: u64,
-    mut d: Dec<'_>,
+    d: Dec<'_>,
 ) -> Result<ContextFeaturesRecord> {
-    let n = d.count(12)?;
-    let features = (0..n).map(|_| d.u32()).collect::<Result<Vec<u32>>>()?;
-    let max_acts = (0..n).map(|_| d.f32()).collect::<Result<Vec<f32>>>()?;
-    let max_pos = (0..n).map(|_| d.u32()).collect::<Result<Vec<u32>>>()?;
-    d.end()?;
+    let v = ContextFeaturesView::decode(d)?;
     Ok(ContextFeaturesRecord {
         context_id,
-        features,
-        max_acts,
-        max_pos,
+        features: v.features.chunks_exact(4).map(le_u32).collect(),
+        max_acts: v.max_acts.chunks_exact(4).map(le_f32).collect(),
+        max_pos: v.max_pos.chunks_exact(4).map(le_u32).collect(),
     })
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn le_f32(b: &[u8]) -> f32 {
+    f32::from_bits(le_u32(b))
+}
+
+/// A context's features read in place from the stored value: what a search hit needs (the
+/// strongest few, or a lookup of some features) without decoding the ~hundreds of entries a
+/// context holds per SAE.
+#[derive(Debug, Clone, Copy)]
+pub struct ContextFeaturesView<'a> {
+    features: &'a [u8],
+    max_acts: &'a [u8],
+    max_pos: &'a [u8],
+}
+
+impl<'a> ContextFeaturesView<'a> {
+    pub(crate) fn decode(mut d: Dec<'a>) -> Result<Self> {
+        let n = d.count(12)?;
+        let features = d.take(4 * n)?;
+        let max_acts = d.take(4 * n)?;
+        let max_pos = d.take(4 * n)?;
+        d.end()?;
+        Ok(ContextFeaturesView {
+            features,
+            max_acts,
+            max_pos,
+        })
+    }
+
+    /// Number of active features.
+    pub fn len(&self) -> usize {
+        self.features.len() / 4
+    }
+
+    /// Whether no feature is active.
+    pub fn is_empty(&self) -> bool {
+        self.features.is_empty()
+    }
+
+    /// The `i`-th feature (strongest first), its max activation and the position of that max.
+    pub fn get(&self, i: usize) -> (u32, f32, u32) {
+        let r = 4 * i..4 * i + 4;
+        (
+            le_u32(&self.features[r.clone()]),
+            le_f32(&self.max_acts[r.clone()]),
+            le_u32(&self.max_pos[r]),
+        )
+    }
+
+    /// Every `(feature, max_act, max_pos)`, strongest first.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, f32, u32)> + 'a {
+        let v = *self;
+        (0..v.len()).map(move |i| v.get(i))
+    }
+
+    /// The index of `feature` in the list, if active.
+    pub fn position(&self, feature: u32) -> Option<usize> {
+        self.features
+            .chunks_exact(4)
+            .position(|b| le_u32(b) == feature)
+    }
 }
 
 pub(crate) fn encode_summary(s: &SaeSummary) -> Vec<u8> {

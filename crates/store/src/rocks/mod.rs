@@ -33,6 +33,7 @@ pub(crate) mod codec;
 mod reader;
 mod writer;
 
+pub use codec::ContextFeaturesView;
 pub(crate) use reader::RocksReader;
 pub(crate) use writer::build;
 

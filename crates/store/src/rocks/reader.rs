@@ -128,6 +128,23 @@ impl RocksReader {
         )
     }
 
+    /// Runs `f` on a context's features read in place (`None` as for [`Self::context_features`]).
+    pub(crate) fn with_context_features<T>(
+        &self,
+        sae: &str,
+        context_id: u64,
+        f: impl FnOnce(codec::ContextFeaturesView<'_>) -> T,
+    ) -> Result<Option<T>> {
+        if self.db.cf_handle(CF_CONTEXT_FEATURES).is_none() {
+            return Ok(None);
+        }
+        self.get_with(
+            CF_CONTEXT_FEATURES,
+            &sae_context_key(sae, context_id),
+            |d| codec::ContextFeaturesView::decode(d).map(f),
+        )
+    }
+
     pub(crate) fn context(&self, id: u64) -> Result<Option<ContextRecord>> {
         self.get_with(CF_CONTEXTS, &context_key(id), |d| {
             codec::decode_context(id, d)
