@@ -246,8 +246,7 @@ fn index_matches_brute_force_over_the_activation_log() {
             if let Some(last) = got.last() {
                 for (c, &b) in &brute {
                     if !got.iter().any(|g| g.context_id == *c) {
-                        let beats = b > last.max_act
-                            || (b == last.max_act && *c < last.context_id);
+                        let beats = b > last.max_act || (b == last.max_act && *c < last.context_id);
                         assert!(!beats, "{sae}/{feat}: context {c} ({b}) left out");
                     }
                 }
@@ -306,7 +305,12 @@ fn four_shards_merged_equal_one_pass() {
     }
     for dir in [&single, &merged] {
         let m = IndexReader::open(dir).unwrap().manifest().clone();
-        assert_eq!(m.parameters.activation_mantissa_bits(), 10, "{}", dir.display());
+        assert_eq!(
+            m.parameters.activation_mantissa_bits(),
+            10,
+            "{}",
+            dir.display()
+        );
     }
     assert_eq!(a, b);
     let (ra, rb) = (
