@@ -17,12 +17,12 @@
 //! clause and 1 per strength bucket the feature reaches above the one asked for, so stronger
 //! firings rank first), ties by lower context_id. "More like this" ([`TextIndex::similar`])
 //! scores a context by the summed weights of the feature terms it shares with the source.
-use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use tantivy::collector::TopDocs;
+use tantivy::postings::TermInfo;
 use tantivy::query::{
     AllQuery, BooleanQuery, ConstScoreQuery, Occur, PhraseQuery, Query, TermQuery,
 };
@@ -248,11 +248,20 @@ pub(crate) struct TextIndex {
     reader: TantivyReader,
     fields: Fields,
     analyzer: TextAnalyzer,
-    /// Contexts per feature term (built on the first "more like this" from the term
+    /// Every feature term's statistics (built on the first "more like this" from the term
     /// dictionaries): a source has thousands of terms, and a hash lookup per term is far
     /// cheaper than a term-dictionary search per term and request.
-    doc_freqs: OnceLock<std::result::Result<HashMap<String, u32>, String>>,
+    feature_terms: OnceLock<std::result::Result<FeatureTerms, String>>,
 }
+
+/// A feature term's contexts (`df`) and where its postings are in each segment.
+struct TermStats {
+    df: u32,
+    /// `(segment ordinal, term info)` for the segments that hold the term.
+    postings: Vec<(u32, TermInfo)>,
+}
+
+type FeatureTerms = rustc_hash::FxHashMap<String, TermStats>;
 
 impl TextIndex {
     pub(crate) fn open(dir: &Path) -> Result<Self> {
@@ -289,22 +298,28 @@ impl TextIndex {
             reader,
             fields,
             analyzer,
-            doc_freqs: OnceLock::new(),
+            feature_terms: OnceLock::new(),
         })
     }
 
-    fn doc_freqs(&self) -> Result<&HashMap<String, u32>> {
-        let r = self.doc_freqs.get_or_init(|| {
+    fn feature_terms(&self) -> Result<&FeatureTerms> {
+        let r = self.feature_terms.get_or_init(|| {
             let searcher = self.reader.searcher();
-            let mut out: HashMap<String, u32> = HashMap::new();
-            for seg in searcher.segment_readers() {
+            let mut out = FeatureTerms::default();
+            for (ord, seg) in searcher.segment_readers().iter().enumerate() {
                 let inv = seg
                     .inverted_index(self.fields.feat)
                     .map_err(|e| e.to_string())?;
                 let mut stream = inv.terms().stream().map_err(|e| e.to_string())?;
                 while stream.advance() {
                     let term = String::from_utf8_lossy(stream.key()).into_owned();
-                    *out.entry(term).or_default() += stream.value().doc_freq;
+                    let info = stream.value().clone();
+                    let stats = out.entry(term).or_insert_with(|| TermStats {
+                        df: 0,
+                        postings: Vec::new(),
+                    });
+                    stats.df += info.doc_freq;
+                    stats.postings.push((ord as u32, info));
                 }
             }
             Ok(out)
@@ -449,43 +464,49 @@ impl TextIndex {
         exclude: Option<u64>,
         limit: usize,
     ) -> Result<SimilarResult> {
-        let n = self.reader.searcher().num_docs();
-        let dfs = self.doc_freqs()?;
-        let mut weighted: Vec<(String, f32)> = Vec::with_capacity(terms.len());
-        let mut seen = std::collections::HashSet::new();
+        let searcher = self.reader.searcher();
+        let n = searcher.num_docs();
+        let stats = self.feature_terms()?;
+        let mut weighted: Vec<(&str, &TermStats, f32)> = Vec::with_capacity(terms.len());
+        let mut seen = rustc_hash::FxHashSet::default();
         for t in terms {
             if !seen.insert(t.as_str()) {
                 continue;
             }
-            if let Some(&df) = dfs.get(t.as_str()) {
-                weighted.push((t.clone(), term_weight(u64::from(df), n)));
+            if let Some(s) = stats.get(t.as_str()) {
+                weighted.push((t, s, term_weight(u64::from(s.df), n)));
             }
         }
-        weighted.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        weighted.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(b.0)));
         weighted.truncate(MAX_SIMILAR_TERMS);
+        let terms_used = || {
+            weighted
+                .iter()
+                .map(|(t, _, w)| (t.to_string(), *w))
+                .collect()
+        };
         if weighted.is_empty() {
             return Ok(SimilarResult {
                 hits: Vec::new(),
-                terms: weighted,
+                terms: terms_used(),
             });
         }
         // Score accumulation over the terms' postings (a weighted union, as a disjunction of
         // constant-score term queries would compute, without its per-clause scorers): every
         // context gets the sum of the weights of the terms it has, in `weighted` order.
         let t = |e| Error::tantivy(&self.path, e);
-        let searcher = self.reader.searcher();
         let mut scored: Vec<SearchHit> = Vec::new();
-        for seg in searcher.segment_readers() {
+        for (ord, seg) in searcher.segment_readers().iter().enumerate() {
             let inv = seg.inverted_index(self.fields.feat).map_err(t)?;
             let mut scores = vec![0.0f32; seg.max_doc() as usize];
-            for (term, w) in &weighted {
-                let term = Term::from_field_text(self.fields.feat, term);
-                let Some(mut postings) = inv
-                    .read_postings(&term, IndexRecordOption::Basic)
-                    .map_err(|e| Error::io(&self.path, e))?
+            for (_, stats, w) in &weighted {
+                let Some((_, info)) = stats.postings.iter().find(|(o, _)| *o as usize == ord)
                 else {
                     continue;
                 };
+                let mut postings = inv
+                    .read_postings_from_terminfo(info, IndexRecordOption::Basic)
+                    .map_err(|e| Error::io(&self.path, e))?;
                 let mut doc = postings.doc();
                 while doc != tantivy::TERMINATED {
                     scores[doc as usize] += w;
@@ -521,7 +542,7 @@ impl TextIndex {
         scored.sort_by(order);
         Ok(SimilarResult {
             hits: scored,
-            terms: weighted,
+            terms: terms_used(),
         })
     }
 
