@@ -10,7 +10,8 @@
 //!
 //! Run: `cargo bench -p scopedex-benches --bench forward` (or, without a release build of every
 //! dependency, `cargo test -p scopedex-benches --bench forward` — dependencies are optimised in
-//! the dev profile too). `SCOPEDEX_MODEL` overrides the model path.
+//! the dev profile too). `SCOPEDEX_MODEL` overrides the model path, `SCOPEDEX_BENCH_BATCH` and
+//! `SCOPEDEX_BENCH_SEQ` the batch shape.
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -19,6 +20,16 @@ use scopedex_model::{CapturePlan, HookPoint, Llama};
 
 const BATCH: usize = 16;
 const SEQ: usize = 128;
+
+/// `name` from the environment, else `default` (the batch shape can be overridden to compare at
+/// the indexer's shorter contexts: `SCOPEDEX_BENCH_BATCH=32 SCOPEDEX_BENCH_SEQ=32`).
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&v| v > 0)
+        .unwrap_or(default)
+}
 
 fn best<F: FnMut() -> Result<(), Box<dyn std::error::Error>>>(
     n: usize,
@@ -47,12 +58,12 @@ fn peak_rss_mb() -> f64 {
 }
 
 /// Deterministic token ids in `[3, vocab)`.
-fn tokens(vocab: usize) -> Vec<Vec<u32>> {
+fn tokens(vocab: usize, batch: usize, seq_len: usize) -> Vec<Vec<u32>> {
     let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..BATCH)
+    (0..batch)
         .map(|_| {
             let mut seq = vec![1u32];
-            while seq.len() < SEQ {
+            while seq.len() < seq_len {
                 s = s
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
@@ -69,6 +80,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("assets/models/SmolLM2-135M-Instruct.Q4_1.gguf"));
     let dev = Device::Cpu;
+    let (batch, seq_len) = (
+        env_usize("SCOPEDEX_BENCH_BATCH", BATCH),
+        env_usize("SCOPEDEX_BENCH_SEQ", SEQ),
+    );
     let t0 = Instant::now();
     let model = Llama::load(&model_path, &dev)?;
     let load_s = t0.elapsed().as_secs_f64();
@@ -79,12 +94,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         model_path.display()
     );
     println!(
-        "threads: {threads}; batch {BATCH} x {SEQ} tokens, {} blocks, no LM head\n",
+        "threads: {threads}; batch {batch} x {seq_len} tokens, {} blocks, no LM head\n",
         cfg.n_layers
     );
 
     // GEMM probe: the model's matmul shapes at M = batch tokens.
-    let m = BATCH * SEQ;
+    let m = batch * seq_len;
     let (d, hd) = (cfg.d_model, cfg.head_dim);
     let qkv = (cfg.n_heads + 2 * cfg.n_kv_heads) * hd;
     let shapes = [
@@ -131,17 +146,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Forward.
-    let seqs = tokens(cfg.vocab_size);
+    let seqs = tokens(cfg.vocab_size, batch, seq_len);
     let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
     let plan = CapturePlan::new([HookPoint::ResidPost(cfg.n_layers - 1)]);
     let s = best(3, || {
         model.forward_capture(&refs, &plan)?;
         Ok(())
     })?;
-    let toks = (BATCH * SEQ) as f64;
+    let toks = (batch * seq_len) as f64;
     // Per token per layer: projections 2·d·(qkv + d + 3·d_mlp) + attention 2·2·T_avg·n_heads·hd.
     let proj = 2.0 * (d * (qkv + d) + 3 * d * cfg.d_mlp) as f64;
-    let attn = 4.0 * ((SEQ + 1) as f64 / 2.0) * (cfg.n_heads * hd) as f64;
+    let attn = 4.0 * ((seq_len + 1) as f64 / 2.0) * (cfg.n_heads * hd) as f64;
     let flops = toks * cfg.n_layers as f64 * (proj + attn);
     let gflops = flops / s / 1e9;
     println!("| forward | s | tokens/s | GFLOP/s | of GEMM probe | peak RSS MB |");

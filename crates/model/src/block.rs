@@ -1,8 +1,9 @@
 //! One decoder block: `h = x + attn(rms1(x)); y = h + mlp(rms2(h))`.
 use candle_core::{Device, Tensor};
 
-use crate::attention::{Attention, AttnCtx};
+use crate::attention::{Attention, AttnCtx, Fused};
 use crate::config::Config;
+use crate::cpu_kernels;
 use crate::mlp::Mlp;
 use crate::weights::WeightSource;
 use crate::Result;
@@ -33,6 +34,25 @@ impl RmsNorm {
         Ok(candle_nn::ops::rms_norm(x, &self.weight, self.eps)?)
     }
 
+    /// [`RmsNorm::forward`] by the fused CPU kernel (CPU f32 only).
+    pub(crate) fn forward_cpu(&self, x: &Tensor) -> Result<Tensor> {
+        cpu_kernels::rms_norm(x, &self.weight, self.eps)
+    }
+
+    /// `(h, h / rms(h), h / rms(h) · w)` for `h = x + a` in one pass (CPU f32 only).
+    pub(crate) fn add_normalize_scale_cpu(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        cpu_kernels::add_rms_norm(x, a, &self.weight, self.eps)
+    }
+
+    /// `(h / rms(h), h / rms(h) · w)` in one pass (CPU f32 only).
+    pub(crate) fn normalize_scale_cpu(&self, h: &Tensor) -> Result<(Tensor, Tensor)> {
+        cpu_kernels::rms_norm_pair(h, &self.weight, self.eps)
+    }
+
     /// `x / rms(x)` without the gain, f32 `[N, d_model]` (TransformerLens' `hook_normalized`).
     pub(crate) fn normalize(&self, x: &Tensor) -> Result<Tensor> {
         let ones = self.weight.ones_like()?;
@@ -49,13 +69,22 @@ impl RmsNorm {
 pub(crate) struct BlockOut {
     /// Residual stream after the block, `[N, d_model]`.
     pub(crate) resid_post: Tensor,
-    /// Attention output after `o_proj`.
-    pub(crate) attn_out: Tensor,
+    /// Attention output after `o_proj` (`None` when not asked for, see [`BlockHooks`]).
+    pub(crate) attn_out: Option<Tensor>,
     /// Post-attention RMSNorm's normalized input before its gain (`ln2.hook_normalized`, as
     /// TransformerLens and Llama Scope's transcoders define it; norm ≈ sqrt(d_model)).
     pub(crate) ln2: Tensor,
-    /// MLP output.
-    pub(crate) mlp_out: Tensor,
+    /// MLP output (`None` when not asked for, see [`BlockHooks`]).
+    pub(crate) mlp_out: Option<Tensor>,
+}
+
+/// Which of a block's optional outputs the caller needs. On the fused CPU path the outputs
+/// not needed are never formed: `o_proj` and `down_proj` accumulate straight into the residual
+/// stream.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlockHooks {
+    pub(crate) attn_out: bool,
+    pub(crate) mlp_out: bool,
 }
 
 /// A Llama decoder block.
@@ -96,9 +125,13 @@ impl Block {
         })
     }
 
-    /// x: f32 `[b * t, d_model]`, the residual stream entering the block.
-    pub(crate) fn forward(&self, x: &Tensor, ctx: &AttnCtx) -> Result<BlockOut> {
+    /// x: f32 `[rows, d_model]` packed, the residual stream entering the block.
+    pub(crate) fn forward(&self, x: &Tensor, ctx: &AttnCtx, hooks: BlockHooks) -> Result<BlockOut> {
         let _enter = self.span.enter();
+        let ctx = match ctx {
+            AttnCtx::Fused(f) => return self.forward_cpu(x, f, hooks),
+            AttnCtx::Padded(p) => p,
+        };
         let attn_out = self
             .self_attn
             .forward(&self.input_layernorm.forward(x)?, ctx)?;
@@ -108,6 +141,35 @@ impl Block {
             .mlp
             .forward(&self.post_attention_layernorm.scale(&ln2)?)?;
         let resid_post = (&h + &mlp_out)?;
+        Ok(BlockOut {
+            resid_post,
+            attn_out: Some(attn_out),
+            ln2,
+            mlp_out: Some(mlp_out),
+        })
+    }
+
+    /// [`Block::forward`] with the fused CPU kernels: the same computation, each element-wise
+    /// step one parallel pass, and the residual adds folded into `o_proj`/`down_proj` unless
+    /// their outputs are hooked.
+    fn forward_cpu(&self, x: &Tensor, ctx: &Fused, hooks: BlockHooks) -> Result<BlockOut> {
+        let xn = self.input_layernorm.forward_cpu(x)?;
+        let norm2 = &self.post_attention_layernorm;
+        let (h, attn_out, ln2, mlp_in) = if hooks.attn_out {
+            let attn_out = self.self_attn.forward_cpu(&xn, ctx, None)?;
+            let (h, ln2, mlp_in) = norm2.add_normalize_scale_cpu(x, &attn_out)?;
+            (h, Some(attn_out), ln2, mlp_in)
+        } else {
+            let h = self.self_attn.forward_cpu(&xn, ctx, Some(x))?;
+            let (ln2, mlp_in) = norm2.normalize_scale_cpu(&h)?;
+            (h, None, ln2, mlp_in)
+        };
+        let (resid_post, mlp_out) = if hooks.mlp_out {
+            let mlp_out = self.mlp.forward_cpu(&mlp_in, None)?;
+            (cpu_kernels::add(&h, &mlp_out)?, Some(mlp_out))
+        } else {
+            (self.mlp.forward_cpu(&mlp_in, Some(&h))?, None)
+        };
         Ok(BlockOut {
             resid_post,
             attn_out,

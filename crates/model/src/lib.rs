@@ -20,6 +20,7 @@
 mod attention;
 mod block;
 mod config;
+mod cpu_kernels;
 pub mod dump;
 mod error;
 pub mod gguf;

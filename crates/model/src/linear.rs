@@ -2,6 +2,7 @@
 //! product is one row-major GEMM `x[N, in] · W^T`.
 use candle_core::{Device, Tensor};
 
+use crate::cpu_kernels;
 use crate::weights::WeightSource;
 use crate::Result;
 
@@ -44,5 +45,10 @@ impl Linear {
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // A BLAS sgemm on CPU f32 when one is installed (2x candle's kernel), candle otherwise.
         Ok(scopedex_linalg::matmul(x, &self.wt)?)
+    }
+
+    /// CPU f32 only: `init + x W^T`, `init` `[N, out]` or zeros (see [`cpu_kernels::linear`]).
+    pub(crate) fn forward_cpu(&self, x: &Tensor, init: Option<&Tensor>) -> Result<Tensor> {
+        cpu_kernels::linear(x, &self.wt, init)
     }
 }

@@ -11,8 +11,8 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::attention::{causal_mask, AttnCtx, Padding};
-use crate::block::{Block, RmsNorm};
+use crate::attention::AttnCtx;
+use crate::block::{Block, BlockHooks, RmsNorm};
 use crate::config::Config;
 use crate::gguf::GgufSource;
 use crate::hook::{CapturePlan, Captured, HookPoint};
@@ -31,6 +31,9 @@ pub struct Llama {
     /// f32 `[vocab, d_model]`; the same tensor as `embed_tokens` when tied.
     lm_head: Tensor,
     inv_freq: Vec<f32>,
+    /// Run the fused CPU kernels when on the CPU (`cpu_kernels::enabled()`; tests flip it to
+    /// compare against candle's ops).
+    pub(crate) fused_cpu: bool,
     span: tracing::Span,
 }
 
@@ -97,6 +100,7 @@ impl Llama {
             norm,
             lm_head,
             inv_freq,
+            fused_cpu: crate::cpu_kernels::enabled(),
             span: tracing::span!(tracing::Level::TRACE, "llama"),
         })
     }
@@ -126,8 +130,9 @@ impl Llama {
     /// plus last-position logits `[B, vocab]` when `plan.logits`.
     ///
     /// The batch is packed: every projection and MLP runs on the real tokens only, so a batch
-    /// of short contexts costs its tokens, not `B × T_max`. Only attention sees a padded
-    /// `[B, T_max]` layout (see [`AttnCtx`]), which is a small share of the FLOPs.
+    /// of short contexts costs its tokens, not `B × T_max`. On the CPU attention does too; on
+    /// other devices it sees a padded `[B, T_max]` layout (see [`AttnCtx`]), which is a small
+    /// share of the FLOPs.
     pub fn forward_capture(&self, seqs: &[&[u32]], plan: &CapturePlan) -> Result<Captured> {
         let _enter = self.span.enter();
         plan.validate(self.cfg.n_layers)?;
@@ -150,7 +155,6 @@ impl Llama {
             )));
         }
         let b = seqs.len();
-        let t = lengths.iter().copied().max().unwrap_or(0);
         if b == 0 {
             return Ok(Captured {
                 lengths,
@@ -171,29 +175,30 @@ impl Llama {
         }
         let ids = Tensor::from_vec(ids, rows, &self.device)?;
         let mut x = self.embed_tokens.index_select(&ids, 0)?; // [rows, d]
-        let (cos, sin) = rope::cos_sin(&self.inv_freq, t, &self.device)?;
-        let ctx = AttnCtx {
-            b,
-            t,
-            cos,
-            sin,
-            mask: causal_mask(t, &self.device)?,
-            padding: Padding::new(&lengths, t, &self.device)?,
-        };
+
+        // Weights and activations are f32 (see `Llama`), so the CPU always takes the fused path.
+        let fused = self.fused_cpu && self.device.is_cpu();
+        let ctx = AttnCtx::new(&lengths, &self.inv_freq, &self.device, fused)?;
         let mut hooks = BTreeMap::new();
-        let mut put = |h: HookPoint, v: &Tensor| {
+        let mut put = |h: HookPoint, v: Option<&Tensor>| {
             if plan.hooks.contains(&h) {
+                // A block forms every output a hook asks for (see `BlockHooks`).
+                let v = v.expect("hooked block output was formed");
                 hooks.insert(h, v.clone());
             }
         };
         let n_blocks = plan.blocks_needed(self.cfg.n_layers);
         for (l, block) in self.blocks.iter().take(n_blocks).enumerate() {
-            put(HookPoint::ResidPre(l), &x);
-            let out = block.forward(&x, &ctx)?;
-            put(HookPoint::AttnOut(l), &out.attn_out);
-            put(HookPoint::Ln2Normalized(l), &out.ln2);
-            put(HookPoint::MlpOut(l), &out.mlp_out);
-            put(HookPoint::ResidPost(l), &out.resid_post);
+            put(HookPoint::ResidPre(l), Some(&x));
+            let wants = BlockHooks {
+                attn_out: plan.hooks.contains(&HookPoint::AttnOut(l)),
+                mlp_out: plan.hooks.contains(&HookPoint::MlpOut(l)),
+            };
+            let out = block.forward(&x, &ctx, wants)?;
+            put(HookPoint::AttnOut(l), out.attn_out.as_ref());
+            put(HookPoint::Ln2Normalized(l), Some(&out.ln2));
+            put(HookPoint::MlpOut(l), out.mlp_out.as_ref());
+            put(HookPoint::ResidPost(l), Some(&out.resid_post));
             x = out.resid_post;
         }
         let logits = if plan.logits {
@@ -216,5 +221,78 @@ impl Llama {
             hooks,
             logits,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fused CPU kernels against candle's ops (the path other devices run) on the real
+    /// model, with a batch of unequal lengths (including length 1) and every hook kind.
+    #[test]
+    fn fused_cpu_forward_matches_candle_ops() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../assets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+        if !path.is_file() {
+            eprintln!(
+                "skipped: {} missing (scripts/fetch-assets.sh)",
+                path.display()
+            );
+            return;
+        }
+        let mut model = Llama::load(&path, &Device::Cpu).unwrap();
+        let mut s = 12345u64;
+        let seqs: Vec<Vec<u32>> = [7usize, 1, 40, 19, 33]
+            .iter()
+            .map(|&len| {
+                (0..len)
+                    .map(|_| {
+                        s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        3 + (s >> 33) as u32 % 40_000
+                    })
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+        let hooks = (0..4).chain([29]).flat_map(|l| {
+            [
+                HookPoint::ResidPre(l),
+                HookPoint::AttnOut(l),
+                HookPoint::Ln2Normalized(l),
+                HookPoint::MlpOut(l),
+                HookPoint::ResidPost(l),
+            ]
+        });
+        // Every hook; then without attn_out/mlp_out, where the fused path folds the residual
+        // adds into o_proj/down_proj.
+        let all = CapturePlan::new(hooks).with_logits();
+        let folded = CapturePlan::new((0..4).flat_map(|l| {
+            [
+                HookPoint::ResidPre(l),
+                HookPoint::Ln2Normalized(l),
+                HookPoint::ResidPost(l),
+            ]
+        }));
+        for plan in [all, folded] {
+            model.fused_cpu = true;
+            let fused = model.forward_capture(&refs, &plan).unwrap();
+            model.fused_cpu = false;
+            let candle = model.forward_capture(&refs, &plan).unwrap();
+            assert_eq!(fused.hooks.len(), plan.hooks.len());
+            for (h, a) in &fused.hooks {
+                let rel = rel_l2(a, &candle.hooks[h]);
+                assert!(rel < 1e-5, "{h}: relative L2 difference {rel:e}");
+            }
+            if let (Some(a), Some(b)) = (&fused.logits, &candle.logits) {
+                assert!(rel_l2(a, b) < 1e-5);
+            }
+        }
+    }
+
+    fn rel_l2(a: &Tensor, b: &Tensor) -> f32 {
+        let err = (a - b).unwrap().sqr().unwrap().sum_all().unwrap();
+        let norm = b.sqr().unwrap().sum_all().unwrap();
+        (err.to_scalar::<f32>().unwrap() / norm.to_scalar::<f32>().unwrap()).sqrt()
     }
 }

@@ -2,6 +2,7 @@
 use candle_core::{Device, Tensor};
 
 use crate::config::Config;
+use crate::cpu_kernels;
 use crate::linear::Linear;
 use crate::weights::WeightSource;
 use crate::Result;
@@ -53,5 +54,14 @@ impl Mlp {
         let up = gu.narrow(1, self.d_mlp, self.d_mlp)?;
         let h = (candle_nn::ops::silu(&gate)? * up)?;
         self.down.forward(&h)
+    }
+
+    /// [`Mlp::forward`] by the fused CPU kernels (CPU f32 only): SiLU·up reads gate and up from
+    /// the fused GEMM output in place; with `residual`, `down` accumulates into a copy of it.
+    pub(crate) fn forward_cpu(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        let _enter = self.span.enter();
+        let gu = self.gate_up.forward_cpu(x, None)?;
+        let h = cpu_kernels::silu_mul(&gu, self.d_mlp)?;
+        self.down.forward_cpu(&h, residual)
     }
 }

@@ -45,12 +45,8 @@ pub(crate) fn inv_freq(cfg: &Config) -> Vec<f32> {
     inv
 }
 
-/// `(cos, sin)`, each f32 `[seq_len, head_dim / 2]`, for positions `0..seq_len`.
-pub(crate) fn cos_sin(
-    inv_freq: &[f32],
-    seq_len: usize,
-    device: &Device,
-) -> Result<(Tensor, Tensor)> {
+/// `(cos, sin)`, each f32 `[seq_len, head_dim / 2]` row-major, for positions `0..seq_len`.
+pub(crate) fn cos_sin_vecs(inv_freq: &[f32], seq_len: usize) -> (Vec<f32>, Vec<f32>) {
     let half = inv_freq.len();
     let mut cos = Vec::with_capacity(seq_len * half);
     let mut sin = Vec::with_capacity(seq_len * half);
@@ -61,6 +57,17 @@ pub(crate) fn cos_sin(
             sin.push(angle.sin());
         }
     }
+    (cos, sin)
+}
+
+/// [`cos_sin_vecs`] as tensors on `device`.
+pub(crate) fn cos_sin(
+    inv_freq: &[f32],
+    seq_len: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let half = inv_freq.len();
+    let (cos, sin) = cos_sin_vecs(inv_freq, seq_len);
     Ok((
         Tensor::from_vec(cos, (seq_len, half), device)?,
         Tensor::from_vec(sin, (seq_len, half), device)?,
