@@ -33,6 +33,7 @@ work=$(mktemp -d)
 server_pid=""
 cleanup() {
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  if [ -n "${KEEP_WRK:-}" ]; then cp "$work"/*.txt "$KEEP_WRK"/ 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT

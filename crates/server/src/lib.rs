@@ -16,6 +16,7 @@
 //! per index version and SAE ([`snapshot::FeatureTable`]).
 #![warn(missing_docs)]
 
+mod blocking;
 pub mod error;
 pub mod extract;
 mod handlers;

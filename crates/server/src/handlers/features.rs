@@ -76,9 +76,7 @@ pub(crate) async fn list(
     views::check_page(q.limit, q.offset)?;
     let snap = state.index.snapshot();
     // The first call per SAE reads every feature row once: off the async workers.
-    let body = tokio::task::spawn_blocking(move || views::feature_list(&snap, &sae, params))
-        .await
-        .map_err(ApiError::internal)??;
+    let body = crate::blocking::run(move || views::feature_list(&snap, &sae, params)).await?;
     Ok(Json(body))
 }
 
@@ -88,9 +86,7 @@ pub(crate) async fn random(
     ApiPath(sae): ApiPath<String>,
 ) -> ApiResult<Json<views::RandomFeature>> {
     let snap = state.index.snapshot();
-    let body = tokio::task::spawn_blocking(move || views::random_feature(&snap, &sae))
-        .await
-        .map_err(ApiError::internal)??;
+    let body = crate::blocking::run(move || views::random_feature(&snap, &sae)).await?;
     Ok(Json(body))
 }
 
@@ -104,11 +100,12 @@ pub(crate) async fn dashboard(
     let json = match snap.cached_response(&key) {
         Some(json) => json,
         // ~100 RocksDB reads: off the async workers.
-        None => tokio::task::spawn_blocking(move || {
-            snap.cached_json(key, || views::dashboard(&snap, &sae, feature))
-        })
-        .await
-        .map_err(ApiError::internal)??,
+        None => {
+            crate::blocking::run(move || {
+                snap.cached_json(key, || views::dashboard(&snap, &sae, feature))
+            })
+            .await?
+        }
     };
     Ok(super::json_response(json))
 }

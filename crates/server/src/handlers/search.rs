@@ -30,11 +30,9 @@ pub(crate) async fn search(
         return Ok(super::json_response(json));
     }
     // tantivy search and the joins take up to milliseconds: off the async workers.
-    let json = tokio::task::spawn_blocking(move || {
-        snap.cached_json(key, || views::search(&snap, &query, limit))
-    })
-    .await
-    .map_err(ApiError::internal)??;
+    let json =
+        crate::blocking::run(move || snap.cached_json(key, || views::search(&snap, &query, limit)))
+            .await?;
     Ok(super::json_response(json))
 }
 
@@ -59,13 +57,12 @@ pub(crate) async fn similar(
         return Ok(super::json_response(json));
     }
     // Up to hundreds of term lookups and a disjunction over them: off the async workers.
-    let json = tokio::task::spawn_blocking(move || {
+    let json = crate::blocking::run(move || {
         snap.cached_json(key, || {
             views::similar_to_context(&snap, context_id, sae.as_deref(), limit)
         })
     })
-    .await
-    .map_err(ApiError::internal)??;
+    .await?;
     Ok(super::json_response(json))
 }
 
@@ -85,10 +82,9 @@ pub(crate) async fn occurrences(
     views::check_page(limit, 0)?;
     let snap = state.index.snapshot();
     // Reads Parquet row groups of the activation log: off the async workers.
-    let body = tokio::task::spawn_blocking(move || {
+    let body = crate::blocking::run(move || {
         views::occurrences(&snap, &sae, feature, q.cursor.as_deref(), limit)
     })
-    .await
-    .map_err(ApiError::internal)??;
+    .await?;
     Ok(Json(body))
 }
