@@ -42,7 +42,7 @@ saes="out/demo-saes/$sae_key"
 if [ -f "$saes/train-report.json" ]; then
   stage "demo SAEs: reusing $saes"
 else
-  stage "training ${#ids[@]} demo SAEs into $saes (about 12 minutes on 2 idle cores)"
+  stage "training ${#ids[@]} demo SAEs into $saes (about 7 minutes on 2 idle cores)"
   rm -rf "$saes.tmp"
   "$bin" train-sae "${train_args[@]}" --out "$saes.tmp"
   mv "$saes.tmp" "$saes"
