@@ -170,11 +170,6 @@ fn response_cache_budget() -> usize {
     })
 }
 
-/// Cache key of a feature dashboard.
-pub fn dashboard_key(sae: &str, feature: u32) -> String {
-    format!("dashboard\0{sae}\0{feature}")
-}
-
 impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Snapshot")

@@ -95,19 +95,12 @@ pub(crate) async fn dashboard(
     State(state): State<AppState>,
     ApiPath((sae, feature)): ApiPath<(String, u32)>,
 ) -> ApiResult<Response> {
-    let snap = state.index.snapshot();
-    let key = crate::snapshot::dashboard_key(&sae, feature);
-    let json = match snap.cached_response(&key) {
-        Some(json) => json,
-        // ~100 RocksDB reads: off the async workers.
-        None => {
-            crate::blocking::run(move || {
-                snap.cached_json(key, || views::dashboard(&snap, &sae, feature))
-            })
-            .await?
-        }
-    };
-    Ok(super::json_response(json))
+    // ~100 RocksDB reads per uncached dashboard.
+    let key = format!("dashboard\0{sae}\0{feature}");
+    super::cached(state.index.snapshot(), key, move |snap| {
+        views::dashboard(snap, &sae, feature)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]

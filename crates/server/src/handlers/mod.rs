@@ -4,13 +4,15 @@ pub(crate) mod activations;
 pub(crate) mod features;
 pub(crate) mod search;
 
-use axum::body::Bytes;
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::error::{ApiError, ApiResult};
+use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use crate::views;
 
@@ -34,7 +36,16 @@ pub(crate) async fn api_not_found() -> ApiResult<()> {
     Err(ApiError::not_found("no_route", "no such API endpoint"))
 }
 
-/// A response of already serialized JSON (the snapshot's response cache).
-pub(crate) fn json_response(json: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+/// The snapshot's cached JSON under `key`; on a miss, `build` runs on the blocking queue
+/// ([`crate::blocking`]) and its body is serialized and cached (errors are not cached).
+pub(crate) async fn cached<T: serde::Serialize>(
+    snap: Arc<Snapshot>,
+    key: String,
+    build: impl FnOnce(&Snapshot) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<Response> {
+    let json = match snap.cached_response(&key) {
+        Some(json) => json,
+        None => crate::blocking::run(move || snap.cached_json(key, || build(&snap))).await?,
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }

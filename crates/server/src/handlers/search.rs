@@ -24,16 +24,12 @@ pub(crate) async fn search(
         q.q.ok_or_else(|| ApiError::bad_request("missing_query", "parameter `q` is required"))?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     views::check_page(limit, 0)?;
-    let snap = state.index.snapshot();
+    // tantivy search and the joins take up to milliseconds per uncached query.
     let key = format!("search\0{limit}\0{query}");
-    if let Some(json) = snap.cached_response(&key) {
-        return Ok(super::json_response(json));
-    }
-    // tantivy search and the joins take up to milliseconds: off the async workers.
-    let json =
-        crate::blocking::run(move || snap.cached_json(key, || views::search(&snap, &query, limit)))
-            .await?;
-    Ok(super::json_response(json))
+    super::cached(state.index.snapshot(), key, move |snap| {
+        views::search(snap, &query, limit)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,20 +46,13 @@ pub(crate) async fn similar(
 ) -> ApiResult<Response> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     views::check_page(limit, 0)?;
-    let snap = state.index.snapshot();
+    // Up to hundreds of term lookups and a disjunction over them per uncached source.
     let sae = q.sae;
     let key = format!("similar\0{context_id}\0{limit}\0{sae:?}");
-    if let Some(json) = snap.cached_response(&key) {
-        return Ok(super::json_response(json));
-    }
-    // Up to hundreds of term lookups and a disjunction over them: off the async workers.
-    let json = crate::blocking::run(move || {
-        snap.cached_json(key, || {
-            views::similar_to_context(&snap, context_id, sae.as_deref(), limit)
-        })
+    super::cached(state.index.snapshot(), key, move |snap| {
+        views::similar_to_context(snap, context_id, sae.as_deref(), limit)
     })
-    .await?;
-    Ok(super::json_response(json))
+    .await
 }
 
 #[derive(Debug, Deserialize)]
