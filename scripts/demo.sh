@@ -55,6 +55,7 @@ index=out/demo-index
 index_args=(--model "$model" --corpus "$corpus" --max-tokens "${DEMO_INDEX_TOKENS:-300000}"
   --sae "$saes:$(IFS=,; echo "${ids[*]}")")
 # The index format version is part of the key: an index of an older format is rebuilt.
+serving_key="serving-3"
 index_key=$(printf '%s\n' "${index_args[@]}" "$sae_key" "$model_sha" "index-format-2" | hash16)
 if [ -f "$index/manifest.json" ] && [ "$(cat "$index.key" 2>/dev/null)" = "$index_key" ]; then
   stage "index: reusing $index"
@@ -63,6 +64,14 @@ else
   rm -f "$index.key"
   "$bin" index "${index_args[@]}" --out "$index"
   echo "$index_key" > "$index.key"
+  echo "$serving_key" > "$index.serving"
+fi
+# The serving store (RocksDB + tantivy) is derived from the Parquet files: a newer layout
+# (e.g. precomputed "more like this" lists) only needs `scopedex reindex`, not a new index.
+if [ "$(cat "$index.serving" 2>/dev/null)" != "$serving_key" ]; then
+  stage "rebuilding the serving store of $index (scopedex reindex)"
+  "$bin" reindex "$index"
+  echo "$serving_key" > "$index.serving"
 fi
 
 # --- web UI -------------------------------------------------------------------------------

@@ -272,21 +272,58 @@ fn time_per_similar_and_feature_query() {
     let similar_store = best(&|i| {
         snap.reader.similar_to_context(pick(i), None, 20).unwrap();
     });
+    let similar_live = best(&|i| {
+        snap.reader.similar_list_live(pick(i), None, 20).unwrap();
+    });
     let feature = best(&|i| {
         if let Some(cf) = snap.reader.context_features(&sae, pick(i + 7)).unwrap() {
             let f = cf.features[0];
             scopedex_server::views::search(&snap, &format!("feat:{sae}/{f} AND the"), 20).unwrap();
         }
     });
+    let saes = snap.reader.sae_ids();
+    let features_gets = best(&|i| {
+        for j in 0..20 {
+            for s in &saes {
+                snap.reader
+                    .with_context_features(s, pick(i * 20 + j), |cf| cf.len())
+                    .unwrap();
+            }
+        }
+    });
+    let context_gets = best(&|i| {
+        let ids: Vec<u64> = (0..20).map(|j| pick(i * 20 + j)).collect();
+        snap.reader.contexts(&ids).unwrap();
+    });
+    let hits_only = best(&|i| {
+        if let Some(cf) = snap.reader.context_features(&sae, pick(i + 7)).unwrap() {
+            let f = cf.features[0];
+            let node = snap
+                .reader
+                .parse_query(&format!("feat:{sae}/{f} AND the"))
+                .unwrap();
+            snap.reader.search_parsed(&node, 20).unwrap();
+        }
+    });
+    println!(
+        "20 hits x {} SAEs context-feature gets {:.2} ms, 20 context gets {:.2} ms, feature query \
+         hits only {:.2} ms",
+        saes.len(),
+        features_gets * 1e3,
+        context_gets * 1e3,
+        hits_only * 1e3
+    );
     let words = ["the", "river", "music", "of", "film", "island"];
     let word = best(&|i| {
         scopedex_server::views::search(&snap, words[i as usize % words.len()], 20).unwrap();
     });
     println!(
-        "{}: similar (body) {:.2} ms, similar (store only) {:.2} ms, feature query {:.2} ms, \
-         word search {:.2} ms",
+        "{}: similar (body, precomputed: {}) {:.2} ms, similar live with shared features {:.2} \
+         ms, of which ranking {:.2} ms, feature query {:.2} ms, word search {:.2} ms",
         dir.to_string_lossy(),
+        snap.reader.similar_lists_precomputed(),
         similar * 1e3,
+        similar_live * 1e3,
         similar_store * 1e3,
         feature * 1e3,
         word * 1e3

@@ -65,8 +65,20 @@ impl IndexReader {
         let dir = dir.as_ref();
         let manifest = Manifest::load(dir)?;
         let layout = IndexLayout::new(dir);
-        let rocks = RocksReader::open(&layout.rocksdb())?;
-        let text = TextIndex::open(&layout.tantivy())?;
+        let (rocks, text) = (layout.rocksdb(), layout.tantivy());
+        Self::open_parts(layout, manifest, &rocks, &text)
+    }
+
+    /// A reader over the stores at `rocks_path` and `tantivy_path` (built from `layout`'s
+    /// Parquet files, not necessarily in place yet) with `manifest` (not necessarily saved).
+    pub(crate) fn open_parts(
+        layout: IndexLayout,
+        manifest: Manifest,
+        rocks_path: &Path,
+        tantivy_path: &Path,
+    ) -> Result<Self> {
+        let rocks = RocksReader::open(rocks_path)?;
+        let text = TextIndex::open(tantivy_path)?;
         let saes = manifest
             .saes
             .iter()
@@ -83,6 +95,10 @@ impl IndexReader {
                 feature_max,
             }),
         })
+    }
+
+    pub(crate) fn rocks(&self) -> &RocksReader {
+        &self.inner.rocks
     }
 
     /// The index directory.
@@ -197,6 +213,21 @@ impl IndexReader {
     ) -> Result<Option<T>> {
         self.sae(sae)?;
         self.inner.rocks.with_context_features(sae, context_id, f)
+    }
+
+    /// The strongest features of every SAE in one context, per SAE in manifest order: at
+    /// least [`crate::rocks::CONTEXT_TOP_FEATURES`] (all when the context has fewer), strongest
+    /// first, as `(feature, max_act)`; one read from a column family small enough to stay
+    /// cached.
+    pub fn context_top_features(&self, context_id: u64) -> Result<Vec<Vec<(u32, f32)>>> {
+        let saes = self.sae_ids();
+        let mut out = vec![Vec::new(); saes.len()];
+        self.inner.rocks.context_top(context_id, &saes, |i, f, a| {
+            if let Some(v) = out.get_mut(i) {
+                v.push((f, a));
+            }
+        })?;
+        Ok(out)
     }
 
     /// One context.

@@ -18,7 +18,7 @@ use crate::records::{
     ActivationEntry, ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleRecord,
     FeatureRecord, SaeSummary,
 };
-use crate::{fsutil, publish, rocks, text};
+use crate::{fsutil, publish, rocks, similar, text};
 
 /// Settings of an [`IndexWriter`].
 #[derive(Debug, Clone, Default)]
@@ -357,6 +357,12 @@ impl IndexWriter {
 
         rocks::build(&self.tmp.rocksdb(), &self.tmp, &self.manifest)?;
         text::build(&self.tmp.tantivy(), &self.tmp, &self.manifest)?;
+        similar::build(
+            &self.tmp,
+            &self.manifest,
+            &self.tmp.rocksdb(),
+            &self.tmp.tantivy(),
+        )?;
         // The manifest last: a directory with a manifest is complete.
         fsutil::sync_tree(self.tmp.root())?;
         self.manifest.save(self.tmp.root())?;
@@ -412,9 +418,11 @@ pub fn rebuild_serving(dir: impl AsRef<Path>) -> Result<()> {
     let pid = std::process::id();
     let new_rocks = dir.join(format!("{}.new-{pid}", crate::layout::ROCKSDB_DIR));
     rocks::build(&new_rocks, &layout, &manifest)?;
-    replace_dir(&new_rocks, &layout.rocksdb())?;
     let new_text = dir.join(format!("{}.new-{pid}", crate::layout::TANTIVY_DIR));
     text::build(&new_text, &layout, &manifest)?;
+    // The similar lists read both new stores; each store is swapped in only when complete.
+    similar::build(&layout, &manifest, &new_rocks, &new_text)?;
+    replace_dir(&new_rocks, &layout.rocksdb())?;
     replace_dir(&new_text, &layout.tantivy())?;
     Ok(())
 }

@@ -47,6 +47,7 @@ pub mod publish;
 pub mod query;
 pub mod records;
 pub mod rocks;
+mod similar;
 pub mod text;
 
 pub use error::{Error, Result};
@@ -72,4 +73,7 @@ pub use records::{
     ExampleRecord, FeatureOccurrence, FeatureRecord, SaeSummary, TokenCount, TokenValue,
 };
 pub use rocks::ContextFeaturesView;
+pub use similar::{
+    SharedFeature, SimilarContext, SimilarList, SIMILAR_LIST_LEN, SIMILAR_SHARED_FEATURES,
+};
 pub use text::{term_weight, SearchHit, SimilarResult, Snippet, MAX_SIMILAR_TERMS};

@@ -78,14 +78,14 @@ fn schema() -> (Schema, Fields) {
 }
 
 /// Rows of one sorted table, one at a time.
-struct Rows<T: crate::parquet::Table> {
+pub(crate) struct Rows<T: crate::parquet::Table> {
     reader: Option<TableReader<T>>,
     buf: std::vec::IntoIter<T>,
-    head: Option<T>,
+    pub(crate) head: Option<T>,
 }
 
 impl<T: crate::parquet::Table> Rows<T> {
-    fn open(path: &Path) -> Result<Self> {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
         let reader = if path.exists() {
             Some(TableReader::<T>::open(path)?)
         } else {
@@ -112,7 +112,7 @@ impl<T: crate::parquet::Table> Rows<T> {
         }
     }
 
-    fn advance(&mut self) -> Result<Option<T>> {
+    pub(crate) fn advance(&mut self) -> Result<Option<T>> {
         let next = self.pull()?;
         Ok(std::mem::replace(&mut self.head, next))
     }
@@ -201,6 +201,11 @@ pub(crate) fn build(dir: &Path, layout: &IndexLayout, manifest: &Manifest) -> Re
         n += 1;
     }
     writer.commit().map_err(t)?;
+    // One segment: "more like this" opens every source term's postings once per segment.
+    let segments = index.searchable_segment_ids().map_err(t)?;
+    if segments.len() > 1 {
+        writer.merge(&segments).wait().map_err(t)?;
+    }
     writer.wait_merging_threads().map_err(t)?;
     crate::fsutil::sync_tree(dir)?;
     Ok(n)

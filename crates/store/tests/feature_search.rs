@@ -10,6 +10,7 @@ use scopedex_store::parquet::Table;
 use scopedex_store::{
     ActivationReader, ActivationWriterOptions, ContextFeaturesRecord, ContextRecord, Error,
     FeatureRecord, IndexReader, IndexWriterOptions, TableReader, MAX_SIMILAR_TERMS,
+    SIMILAR_LIST_LEN,
 };
 
 const BUCKETS: [f64; 3] = [0.25, 0.5, 0.75];
@@ -538,6 +539,54 @@ fn similar_contexts_rank_by_the_brute_force_weighted_overlap() {
         world.reader.similar_to_context(0, Some("nope"), 5),
         Err(Error::UnknownSae { .. })
     ));
+}
+
+#[test]
+fn context_top_features_are_the_head_of_each_saes_list() {
+    let world = World::new();
+    let r = &world.reader;
+    let saes = r.sae_ids();
+    let mut seen = 0;
+    for c in &world.contexts {
+        let top = r.context_top_features(c.id).unwrap();
+        assert_eq!(top.len(), saes.len());
+        for (sae, top) in saes.iter().zip(&top) {
+            let full = r.context_features(sae, c.id).unwrap();
+            let want: Vec<(u32, f32)> = full
+                .map(|f| f.features.into_iter().zip(f.max_acts).collect())
+                .unwrap_or_default();
+            let n = want.len().min(scopedex_store::rocks::CONTEXT_TOP_FEATURES);
+            assert_eq!(top[..], want[..n], "context {} {sae}", c.id);
+            seen += top.len();
+        }
+    }
+    assert!(seen > 0);
+}
+
+#[test]
+fn precomputed_similar_lists_equal_the_live_ones() {
+    let world = World::new();
+    let r = &world.reader;
+    assert_eq!(r.similar_lists_precomputed(), SIMILAR_LIST_LEN);
+    let mut shared = 0;
+    for c in &world.contexts {
+        for limit in [SIMILAR_LIST_LEN, 20, 1, 0, SIMILAR_LIST_LEN + 10] {
+            let stored = r.similar_list(c.id, None, limit).unwrap().unwrap();
+            let live = r.similar_list_live(c.id, None, limit).unwrap().unwrap();
+            assert_eq!(stored, live, "context {} limit {limit}", c.id);
+            shared += stored.hits.iter().map(|h| h.shared.len()).sum::<usize>();
+        }
+        // Restricted to one SAE: live, and the same as asking live.
+        assert_eq!(
+            r.similar_list(c.id, Some("L2R-8x"), 5).unwrap(),
+            r.similar_list_live(c.id, Some("L2R-8x"), 5).unwrap()
+        );
+    }
+    assert!(
+        shared > 0,
+        "no shared features at all: the comparison is empty"
+    );
+    assert_eq!(r.similar_list(10_000, None, 5).unwrap(), None);
 }
 
 #[test]

@@ -1,9 +1,7 @@
 //! Builders of the search, "more like this" and occurrences bodies: tantivy hits (or activation
 //! log pages) joined with their contexts and per-context features (one RocksDB read per hit
 //! and SAE).
-use scopedex_store::{
-    parse_feature_term, strength_level, ContextRecord, QueryNode, SimilarResult, STRENGTH_BUCKETS,
-};
+use scopedex_store::{ContextRecord, QueryNode, SimilarList, STRENGTH_BUCKETS};
 
 use super::*;
 use crate::error::{ApiError, ApiResult};
@@ -11,10 +9,12 @@ use crate::snapshot::Snapshot;
 
 /// Strongest features listed per SAE in each hit.
 pub const SEARCH_FEATURES_PER_SAE: usize = 5;
+// Hits read them from the store's short per-context lists.
+const _: () = assert!(SEARCH_FEATURES_PER_SAE <= scopedex_store::rocks::CONTEXT_TOP_FEATURES);
 /// Longest query accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 1000;
 /// Shared features listed per similar context.
-pub const SIMILAR_SHARED_FEATURES: usize = 8;
+pub use scopedex_store::SIMILAR_SHARED_FEATURES;
 
 fn token_range(ctx: &ContextRecord, pos: u32) -> (u32, u32) {
     let i = pos as usize;
@@ -68,15 +68,24 @@ pub fn search(snap: &Snapshot, query: &str, limit: usize) -> ApiResult<SearchRes
         let Some(ctx) = ctx else { continue };
         let mut features = Vec::new();
         let mut matches = Vec::new();
-        for sae in &saes {
-            reader.with_context_features(sae, hit.context_id, |cf| {
-                features.extend(cf.iter().take(SEARCH_FEATURES_PER_SAE).map(
-                    |(feature, max_act, _)| HitFeature {
+        let top = reader.context_top_features(hit.context_id)?;
+        for (sae, top) in saes.iter().zip(&top) {
+            features.extend(
+                top.iter()
+                    .take(SEARCH_FEATURES_PER_SAE)
+                    .map(|&(feature, max_act)| HitFeature {
                         sae: sae.to_string(),
                         feature,
                         max_act,
-                    },
-                ));
+                    }),
+            );
+        }
+        for sae in &saes {
+            // Where the query's features fire: the full list, only for SAEs the query names.
+            if !positive.iter().any(|f| f.sae == *sae) {
+                continue;
+            }
+            reader.with_context_features(sae, hit.context_id, |cf| {
                 for f in positive.iter().filter(|f| f.sae == *sae) {
                     if let Some(i) = cf.position(f.feature) {
                         let (_, max_act, pos) = cf.get(i);
@@ -114,98 +123,50 @@ pub fn search(snap: &Snapshot, query: &str, limit: usize) -> ApiResult<SearchRes
     })
 }
 
-/// Joins a "more like this" result with contexts and the features shared with the source.
+/// Joins a "more like this" list with the contexts' texts.
 fn similar_body(
     snap: &Snapshot,
-    result: SimilarResult,
+    list: SimilarList,
     context_id: Option<u64>,
     sae: Option<&str>,
 ) -> ApiResult<SimilarResults> {
-    let reader = &snap.reader;
-    let saes: Vec<&str> = reader
-        .sae_ids()
+    let ids: Vec<u64> = list.hits.iter().map(|h| h.context_id).collect();
+    let contexts = snap.reader.contexts(&ids)?;
+    let hits = list
+        .hits
         .into_iter()
-        .filter(|s| sae.is_none_or(|only| only == *s))
+        .zip(contexts)
+        .filter_map(|(hit, ctx)| {
+            let ctx = ctx?;
+            Some(SimilarHit {
+                context_id: hit.context_id,
+                doc_id: ctx.doc_id,
+                score: hit.score,
+                text: ctx.text,
+                shared: hit
+                    .shared
+                    .into_iter()
+                    .map(|f| SharedFeature {
+                        sae: f.sae,
+                        feature: f.feature,
+                        weight: f.weight,
+                        max_act: f.max_act,
+                    })
+                    .collect(),
+            })
+        })
         .collect();
-    // The source's terms by feature: per SAE, a dense feature → slot table into the weights
-    // of each level searched with (hits are checked feature by feature, hundreds per context).
-    type Levels = [f32; 1 + STRENGTH_BUCKETS.len()];
-    let mut slots: Vec<Vec<u32>> = Vec::with_capacity(saes.len());
-    let mut levels: Vec<Levels> = Vec::new();
-    for s in &saes {
-        slots.push(vec![u32::MAX; reader.sae(s)?.d_sae as usize]);
-    }
-    for (term, w) in &result.terms {
-        if let Some((s, f, level)) = parse_feature_term(term) {
-            let Some(i) = saes.iter().position(|x| *x == s) else {
-                continue;
-            };
-            let Some(slot) = slots[i].get_mut(f as usize) else {
-                continue;
-            };
-            if *slot == u32::MAX {
-                *slot = levels.len() as u32;
-                levels.push(Levels::default());
-            }
-            levels[*slot as usize][level] = *w;
-        }
-    }
-    let maxes = saes
-        .iter()
-        .map(|s| reader.feature_maxes(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let ids: Vec<u64> = result.hits.iter().map(|h| h.context_id).collect();
-    let contexts = reader.contexts(&ids)?;
-    let mut hits = Vec::with_capacity(ids.len());
-    for (hit, ctx) in result.hits.iter().zip(contexts) {
-        let Some(ctx) = ctx else { continue };
-        // A hit shares a feature's terms up to the lower of the two strength levels (and only
-        // those the source searched with): no term strings are built per hit.
-        let mut shared = Vec::new();
-        for ((s, max), slots) in saes.iter().zip(&maxes).zip(&slots) {
-            reader.with_context_features(s, hit.context_id, |cf| {
-                for (f, act, _) in cf.iter() {
-                    let Some(&slot) = slots.get(f as usize).filter(|&&x| x != u32::MAX) else {
-                        continue;
-                    };
-                    let reached = strength_level(act, max.get(f as usize).copied().unwrap_or(0.0));
-                    let weight: f32 = levels[slot as usize][..=reached].iter().sum();
-                    if weight > 0.0 {
-                        shared.push(SharedFeature {
-                            sae: s.to_string(),
-                            feature: f,
-                            weight,
-                            max_act: act,
-                        });
-                    }
-                }
-            })?;
-        }
-        shared.sort_by(|a, b| {
-            b.weight
-                .total_cmp(&a.weight)
-                .then_with(|| a.sae.cmp(&b.sae))
-                .then(a.feature.cmp(&b.feature))
-        });
-        shared.truncate(SIMILAR_SHARED_FEATURES);
-        hits.push(SimilarHit {
-            context_id: hit.context_id,
-            doc_id: ctx.doc_id,
-            score: hit.score,
-            text: ctx.text,
-            shared,
-        });
-    }
     Ok(SimilarResults {
         context_id,
         sae: sae.map(str::to_string),
-        terms: result.terms.len(),
+        terms: list.terms,
         hits,
     })
 }
 
 /// `GET /api/contexts/{id}/similar?sae=&limit=` and `scopedex similar`: contexts ranked by the
-/// features they share with context `context_id`, weighted by rarity.
+/// features they share with context `context_id`, weighted by rarity (precomputed at publish
+/// for every SAE and up to [`scopedex_store::SIMILAR_LIST_LEN`] hits).
 pub fn similar_to_context(
     snap: &Snapshot,
     context_id: u64,
@@ -213,9 +174,9 @@ pub fn similar_to_context(
     limit: usize,
 ) -> ApiResult<SimilarResults> {
     check_page(limit, 0)?;
-    let result = snap
+    let list = snap
         .reader
-        .similar_to_context(context_id, sae, limit)?
+        .similar_list(context_id, sae, limit)?
         .ok_or_else(|| {
             ApiError::not_found(
                 "unknown_context",
@@ -225,7 +186,7 @@ pub fn similar_to_context(
                 ),
             )
         })?;
-    similar_body(snap, result, Some(context_id), sae)
+    similar_body(snap, list, Some(context_id), sae)
 }
 
 /// "More like this" for feature terms computed elsewhere (free text through the live model).
@@ -236,8 +197,8 @@ pub fn similar_to_terms(
     limit: usize,
 ) -> ApiResult<SimilarResults> {
     check_page(limit, 0)?;
-    let result = snap.reader.similar_to_terms(terms, None, limit)?;
-    similar_body(snap, result, None, sae)
+    let list = snap.reader.similar_list_to_terms(terms, sae, limit)?;
+    similar_body(snap, list, None, sae)
 }
 
 /// `GET /api/saes/{sae}/features/{feature}/occurrences?cursor=&limit=`: every context where the

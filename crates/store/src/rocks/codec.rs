@@ -13,12 +13,15 @@
 //! | cooc | other SAE names [string], partners [(u16 name index, u32 other_feature, u64 n_both, f32 jaccard, f32 npmi)], sorted by n_both desc, then name, feature |
 //! | context | doc_id string, tokens [u32], token_starts [u32] and token_ends [u32] (same count as tokens, no count of their own), text string |
 //! | context features | features [u32], max_acts [f32] (same count as features, no count of its own) |
+//! | context top | per SAE of the manifest [(features [u32], max_acts [f32] (same count, no count of its own))] |
+//! | similar | terms u32, hits [(context_id u64, score f32, shared [(u16 SAE index in the manifest, u32 feature, f32 weight, f32 max_act)])] |
 //! | summary | sae_id string, d_in u32, d_sae u32, tokens_indexed u64, mean_l0 f64, dead_features u32, explained_variance f64, act_hist_edges [f32], density_hist_edges [f32], density_hist [u64] |
 use crate::error::{Error, Result};
 use crate::records::{
     ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleKind, ExampleRecord,
     FeatureRecord, SaeSummary, TokenCount, TokenValue,
 };
+use crate::similar::{SharedFeature, SimilarContext, SimilarList};
 
 /// Version byte of every value written by this build.
 pub(crate) const VALUE_VERSION: u8 = 1;
@@ -504,6 +507,88 @@ pub(crate) fn decode_summary(mut d: Dec<'_>) -> Result<SaeSummary> {
     Ok(s)
 }
 
+/// `per_sae[i]`: the strongest features of the manifest's SAE `i` and their max activations.
+pub(crate) fn encode_context_top(per_sae: &[(&[u32], &[f32])]) -> Result<Vec<u8>> {
+    let mut e = Enc::new(4 + per_sae.iter().map(|(f, _)| 4 + 8 * f.len()).sum::<usize>());
+    e.len(per_sae.len());
+    for (features, acts) in per_sae {
+        if features.len() != acts.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} features but {} max_acts",
+                features.len(),
+                acts.len()
+            )));
+        }
+        e.len(features.len());
+        features.iter().for_each(|&f| e.u32(f));
+        acts.iter().for_each(|&a| e.f32(a));
+    }
+    Ok(e.0)
+}
+
+/// Calls `f(sae index, feature, max_act)` for every stored feature, strongest first per SAE.
+pub(crate) fn decode_context_top(mut d: Dec<'_>, mut f: impl FnMut(usize, u32, f32)) -> Result<()> {
+    let n_saes = d.count(4)?;
+    for sae in 0..n_saes {
+        let n = d.count(8)?;
+        let features = d.take(4 * n)?;
+        let acts = d.take(4 * n)?;
+        for (fb, ab) in features.chunks_exact(4).zip(acts.chunks_exact(4)) {
+            f(sae, le_u32(fb), le_f32(ab));
+        }
+    }
+    d.end()
+}
+
+/// `saes`: the manifest's SAE ids, which the shared features are stored as indices into.
+pub(crate) fn encode_similar(l: &SimilarList, saes: &[String]) -> Vec<u8> {
+    let shared: usize = l.hits.iter().map(|h| h.shared.len()).sum();
+    let mut e = Enc::new(8 + l.hits.len() * 16 + shared * 14);
+    e.len(l.terms);
+    e.len(l.hits.len());
+    for h in &l.hits {
+        e.u64(h.context_id);
+        e.f32(h.score);
+        e.len(h.shared.len());
+        for s in &h.shared {
+            // Shared features come from the manifest's SAEs (fewer than 65536).
+            let i = saes.iter().position(|x| *x == s.sae).unwrap_or(usize::MAX);
+            e.u16(u16::try_from(i).unwrap_or(u16::MAX));
+            e.u32(s.feature);
+            e.f32(s.weight);
+            e.f32(s.max_act);
+        }
+    }
+    e.0
+}
+
+pub(crate) fn decode_similar(mut d: Dec<'_>, saes: &[&str]) -> Result<SimilarList> {
+    let terms = d.u32()? as usize;
+    let hits = d.vec(16, |d| {
+        let context_id = d.u64()?;
+        let score = d.f32()?;
+        let shared = d.vec(14, |d| {
+            let i = d.u16()? as usize;
+            let sae = saes
+                .get(i)
+                .ok_or_else(|| d.err(format!("SAE index {i}, the manifest has {}", saes.len())))?;
+            Ok(SharedFeature {
+                sae: sae.to_string(),
+                feature: d.u32()?,
+                weight: d.f32()?,
+                max_act: d.f32()?,
+            })
+        })?;
+        Ok(SimilarContext {
+            context_id,
+            score,
+            shared,
+        })
+    })?;
+    d.end()?;
+    Ok(SimilarList { terms, hits })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,6 +637,60 @@ mod tests {
             ..r
         };
         assert!(encode_context_features(&bad).is_err());
+    }
+
+    #[test]
+    fn context_top_round_trips() {
+        let bytes =
+            encode_context_top(&[(&[5, 1], &[2.0, 1.0]), (&[], &[]), (&[9], &[0.5])]).unwrap();
+        let mut got = Vec::new();
+        decode_context_top(dec(&bytes), |s, f, a| got.push((s, f, a))).unwrap();
+        assert_eq!(got, vec![(0, 5, 2.0), (0, 1, 1.0), (2, 9, 0.5)]);
+        for cut in 1..bytes.len() {
+            assert!(decode_context_top(dec(&bytes[..cut]), |_, _, _| ()).is_err());
+        }
+        assert!(encode_context_top(&[(&[1], &[])]).is_err());
+    }
+
+    #[test]
+    fn similar_lists_round_trip() {
+        let saes = ["a".to_string(), "b-8x".to_string()];
+        let l = SimilarList {
+            terms: 300,
+            hits: vec![
+                SimilarContext {
+                    context_id: 1 << 33,
+                    score: 9.5,
+                    shared: vec![
+                        SharedFeature {
+                            sae: "b-8x".into(),
+                            feature: 70_000,
+                            weight: 4.0,
+                            max_act: 1.25,
+                        },
+                        SharedFeature {
+                            sae: "a".into(),
+                            feature: 2,
+                            weight: 3.0,
+                            max_act: 0.5,
+                        },
+                    ],
+                },
+                SimilarContext {
+                    context_id: 4,
+                    score: 1.0,
+                    shared: vec![],
+                },
+            ],
+        };
+        let bytes = encode_similar(&l, &saes);
+        assert_eq!(decode_similar(dec(&bytes), &["a", "b-8x"]).unwrap(), l);
+        for cut in 1..bytes.len() {
+            assert!(decode_similar(dec(&bytes[..cut]), &["a", "b-8x"]).is_err());
+        }
+        // An SAE index beyond the manifest is corruption, not a panic.
+        let err = decode_similar(dec(&bytes), &["a"]).unwrap_err().to_string();
+        assert!(err.contains("SAE index 1"), "{err}");
     }
 
     #[test]

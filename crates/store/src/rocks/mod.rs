@@ -17,10 +17,14 @@
 //! | `contexts` | `{context_id:u64}` | one context (tokens, offsets, text) |
 //! | `meta` | `summary\0{sae}` | SAE summary; `serving_version` → u32 LE |
 //! | `context_features` | `{sae}\0{context_id:u64}` | strongest features of the SAE in the context |
+//! | `context_top` | `{context_id:u64}` | the strongest [`CONTEXT_TOP_FEATURES`] features of every SAE in the context |
+//! | `similar` | `{context_id:u64}` | precomputed "more like this" list (see [`crate::similar`]) |
 //!
 //! `context_features` was added after serving version 1 without a version change: a store
 //! built before it has no such column family, and readers then report no features per context
-//! (`scopedex reindex` adds it).
+//! (`scopedex reindex` adds it). `context_top` and `similar` came later still, the same way, and is filled after
+//! the rest (it reads the finished store and the tantivy index); `meta/similar_list_len`
+//! (u32 LE) is written last, so a store without it has no usable lists and answers live.
 //!
 //! A feature lookup is one point get (bloom filter, block cache); an examples page is one seek
 //! and a short forward scan bounded by an upper-bound key, ordered by kind then rank.
@@ -33,9 +37,10 @@ pub(crate) mod codec;
 mod reader;
 mod writer;
 
+pub(crate) use codec::encode_similar;
 pub use codec::ContextFeaturesView;
 pub(crate) use reader::RocksReader;
-pub(crate) use writer::build;
+pub(crate) use writer::{build, SimilarWriter};
 
 use crate::records::ExampleKind;
 
@@ -51,21 +56,33 @@ pub const CF_CONTEXTS: &str = "contexts";
 pub const CF_META: &str = "meta";
 /// Column family of the strongest features per (SAE, context).
 pub const CF_CONTEXT_FEATURES: &str = "context_features";
+/// Column family of the strongest few features of every SAE per context: what a search hit
+/// lists, in one read from a column family small enough to stay in the block cache.
+pub const CF_CONTEXT_TOP: &str = "context_top";
+/// Features kept per SAE and context in [`CF_CONTEXT_TOP`].
+pub const CONTEXT_TOP_FEATURES: usize = 8;
+/// Column family of the precomputed "more like this" lists.
+pub const CF_SIMILAR: &str = "similar";
 /// All column families (besides RocksDB's `default`, unused).
-pub const COLUMN_FAMILIES: [&str; 6] = [
+pub const COLUMN_FAMILIES: [&str; 8] = [
     CF_FEATURES,
     CF_EXAMPLES,
     CF_COOC,
     CF_CONTEXTS,
     CF_META,
     CF_CONTEXT_FEATURES,
+    CF_CONTEXT_TOP,
+    CF_SIMILAR,
 ];
 /// Column families a reader accepts being absent (added later; see the module docs).
-pub(crate) const OPTIONAL_COLUMN_FAMILIES: [&str; 1] = [CF_CONTEXT_FEATURES];
+pub(crate) const OPTIONAL_COLUMN_FAMILIES: [&str; 3] =
+    [CF_CONTEXT_FEATURES, CF_CONTEXT_TOP, CF_SIMILAR];
 
 /// Version of the key layout and value encoding, stored under `meta/serving_version`.
 pub(crate) const SERVING_VERSION: u32 = 2;
 pub(crate) const META_SERVING_VERSION: &[u8] = b"serving_version";
+/// Length of the precomputed similar lists (u32 LE); absent: none.
+pub(crate) const META_SIMILAR_LIST_LEN: &[u8] = b"similar_list_len";
 
 /// `{sae}\0`
 pub(crate) fn sae_prefix(sae: &str) -> Vec<u8> {

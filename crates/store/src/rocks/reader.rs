@@ -18,6 +18,8 @@ const BLOCK_CACHE_BYTES: usize = 256 << 20;
 pub(crate) struct RocksReader {
     db: DB,
     path: PathBuf,
+    /// Length of the precomputed similar lists (0: none).
+    similar_len: usize,
 }
 
 impl RocksReader {
@@ -41,9 +43,10 @@ impl RocksReader {
             .map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, table_options(Some(&cache))));
         let db = DB::open_cf_descriptors_read_only(&opts, path, cfs, false)
             .map_err(|e| Error::rocks(path, e))?;
-        let r = RocksReader {
+        let mut r = RocksReader {
             db,
             path: path.to_path_buf(),
+            similar_len: 0,
         };
         let version = r
             .get(CF_META, META_SERVING_VERSION)?
@@ -58,7 +61,33 @@ impl RocksReader {
                 ),
             ));
         }
+        if r.db.cf_handle(CF_SIMILAR).is_some() {
+            r.similar_len = r
+                .get(CF_META, META_SIMILAR_LIST_LEN)?
+                .and_then(|v| <[u8; 4]>::try_from(v.as_slice()).ok())
+                .map_or(0, |v| u32::from_le_bytes(v) as usize);
+        }
         Ok(r)
+    }
+
+    /// Length of the precomputed "more like this" lists (0 when the store has none).
+    pub(crate) fn similar_list_len(&self) -> usize {
+        self.similar_len
+    }
+
+    /// The precomputed "more like this" list of a context (`None` when there is none);
+    /// `saes`: the manifest's SAE ids.
+    pub(crate) fn similar_list(
+        &self,
+        context_id: u64,
+        saes: &[&str],
+    ) -> Result<Option<crate::similar::SimilarList>> {
+        if self.similar_len == 0 {
+            return Ok(None);
+        }
+        self.get_with(CF_SIMILAR, &context_key(context_id), |d| {
+            codec::decode_similar(d, saes)
+        })
     }
 
     fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
@@ -143,6 +172,30 @@ impl RocksReader {
             &sae_context_key(sae, context_id),
             |d| codec::ContextFeaturesView::decode(d).map(f),
         )
+    }
+
+    /// Calls `f(sae index, feature, max_act)` for the strongest [`CONTEXT_TOP_FEATURES`] (or
+    /// more) features of every SAE (`saes`, manifest order) in a context, strongest first per
+    /// SAE: one read from the small `context_top` column family (a store without it: the full
+    /// per-SAE lists).
+    pub(crate) fn context_top(
+        &self,
+        context_id: u64,
+        saes: &[&str],
+        mut f: impl FnMut(usize, u32, f32),
+    ) -> Result<()> {
+        if self.db.cf_handle(CF_CONTEXT_TOP).is_none() {
+            for (i, sae) in saes.iter().enumerate() {
+                self.with_context_features(sae, context_id, |cf| {
+                    cf.iter().for_each(|(feat, act, _)| f(i, feat, act))
+                })?;
+            }
+            return Ok(());
+        }
+        self.get_with(CF_CONTEXT_TOP, &context_key(context_id), |d| {
+            codec::decode_context_top(d, &mut f)
+        })?;
+        Ok(())
     }
 
     pub(crate) fn context(&self, id: u64) -> Result<Option<ContextRecord>> {

@@ -17,14 +17,14 @@ use crate::records::{
 /// Puts per write batch: large enough to amortise, small enough to bound memory.
 const BATCH_PUTS: usize = 4096;
 
-struct Loader<'a> {
+struct Loader {
     db: DB,
-    path: &'a Path,
+    path: std::path::PathBuf,
     batch: WriteBatch,
     write_opts: WriteOptions,
 }
 
-impl Loader<'_> {
+impl Loader {
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
         self.db
             .cf_handle(name)
@@ -47,7 +47,7 @@ impl Loader<'_> {
         let batch = std::mem::take(&mut self.batch);
         self.db
             .write_opt(batch, &self.write_opts)
-            .map_err(|e| Error::rocks(self.path, e))
+            .map_err(|e| Error::rocks(&self.path, e))
     }
 }
 
@@ -75,7 +75,7 @@ pub(crate) fn build(path: &Path, layout: &IndexLayout, manifest: &Manifest) -> R
     write_opts.disable_wal(true);
     let mut l = Loader {
         db,
-        path: &path,
+        path: path.clone(),
         batch: WriteBatch::default(),
         write_opts,
     };
@@ -95,6 +95,7 @@ pub(crate) fn build(path: &Path, layout: &IndexLayout, manifest: &Manifest) -> R
     for sae in &manifest.saes {
         load_sae(&mut l, layout, &sae.id)?;
     }
+    load_context_top(&mut l, layout, manifest)?;
     l.put(
         CF_META,
         META_SERVING_VERSION,
@@ -113,7 +114,7 @@ pub(crate) fn build(path: &Path, layout: &IndexLayout, manifest: &Manifest) -> R
     crate::fsutil::sync_tree(&path)
 }
 
-fn load_sae(l: &mut Loader<'_>, layout: &IndexLayout, sae: &str) -> Result<()> {
+fn load_sae(l: &mut Loader, layout: &IndexLayout, sae: &str) -> Result<()> {
     let summary = layout.summary(sae);
     if summary.exists() {
         for batch in TableReader::<SaeSummary>::open(&summary)? {
@@ -173,7 +174,50 @@ fn load_sae(l: &mut Loader<'_>, layout: &IndexLayout, sae: &str) -> Result<()> {
 
 /// Groups consecutive rows of the same feature into one value. Rows of a feature that come
 /// back later (an unsorted file) are merged with what was already put.
-fn load_cooc(l: &mut Loader<'_>, sae: &str, path: &Path) -> Result<()> {
+/// `context_top`: one value per context with the head (strongest first) of every SAE's
+/// context features, from a merge of the SAEs' `context_features.parquet` (each sorted by
+/// context id).
+fn load_context_top(l: &mut Loader, layout: &IndexLayout, manifest: &Manifest) -> Result<()> {
+    let mut rows = manifest
+        .saes
+        .iter()
+        .map(|s| crate::text::Rows::<ContextFeaturesRecord>::open(&layout.context_features(&s.id)))
+        .collect::<Result<Vec<_>>>()?;
+    loop {
+        let Some(id) = rows
+            .iter()
+            .filter_map(|r| r.head.as_ref().map(|h| h.context_id))
+            .min()
+        else {
+            return Ok(());
+        };
+        let mut top: Vec<(&[u32], &[f32])> = Vec::with_capacity(rows.len());
+        let mut current = Vec::with_capacity(rows.len());
+        for r in &mut rows {
+            current.push(if r.head.as_ref().is_some_and(|h| h.context_id == id) {
+                r.advance()?
+            } else {
+                None
+            });
+        }
+        for c in &current {
+            top.push(match c {
+                Some(c) => {
+                    let n = c.features.len().min(CONTEXT_TOP_FEATURES);
+                    (&c.features[..n], &c.max_acts[..n.min(c.max_acts.len())])
+                }
+                None => (&[], &[]),
+            });
+        }
+        l.put(
+            CF_CONTEXT_TOP,
+            &context_key(id),
+            &codec::encode_context_top(&top)?,
+        )?;
+    }
+}
+
+fn load_cooc(l: &mut Loader, sae: &str, path: &Path) -> Result<()> {
     let mut group: Vec<CooccurrenceRecord> = Vec::new();
     let mut seen_max: Option<u32> = None;
     for batch in TableReader::<CooccurrenceRecord>::open(path)? {
@@ -188,7 +232,7 @@ fn load_cooc(l: &mut Loader<'_>, sae: &str, path: &Path) -> Result<()> {
 }
 
 fn put_cooc(
-    l: &mut Loader<'_>,
+    l: &mut Loader,
     sae: &str,
     group: &mut Vec<CooccurrenceRecord>,
     seen_max: &mut Option<u32>,
@@ -203,7 +247,7 @@ fn put_cooc(
         let cf = l.cf(CF_COOC)?;
         if let Some(old) =
             l.db.get_pinned_cf(cf, &key)
-                .map_err(|e| Error::rocks(l.path, e))?
+                .map_err(|e| Error::rocks(&l.path, e))?
         {
             group.extend(codec::decode_cooc(
                 feature,
@@ -221,4 +265,67 @@ fn put_cooc(
     let value = codec::encode_cooc(group);
     group.clear();
     l.put(CF_COOC, &key, &value)
+}
+
+/// Fills the `similar` column family of a built store (opened read-write again, beside any
+/// read-only handle): puts, then [`SimilarWriter::finish`] records the list length last.
+pub(crate) struct SimilarWriter {
+    loader: Loader,
+}
+
+impl SimilarWriter {
+    pub(crate) fn open(path: &Path) -> Result<SimilarWriter> {
+        let mut opts = table_options(None);
+        opts.create_missing_column_families(true);
+        opts.set_write_buffer_size(64 << 20);
+        opts.set_max_background_jobs(2);
+        let existing = DB::list_cf(&opts, path).map_err(|e| Error::rocks(path, e))?;
+        let cfs = existing
+            .iter()
+            .map(String::as_str)
+            .chain((!existing.iter().any(|c| c == CF_SIMILAR)).then_some(CF_SIMILAR))
+            .map(|name| {
+                let mut cf_opts = table_options(None);
+                cf_opts.prepare_for_bulk_load();
+                cf_opts.set_write_buffer_size(64 << 20);
+                ColumnFamilyDescriptor::new(name, cf_opts)
+            })
+            .collect::<Vec<_>>();
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| Error::rocks(path, e))?;
+        let mut write_opts = WriteOptions::default();
+        write_opts.disable_wal(true);
+        Ok(SimilarWriter {
+            loader: Loader {
+                db,
+                path: path.to_path_buf(),
+                batch: WriteBatch::default(),
+                write_opts,
+            },
+        })
+    }
+
+    pub(crate) fn put(&mut self, context_id: u64, value: &[u8]) -> Result<()> {
+        self.loader.put(CF_SIMILAR, &context_key(context_id), value)
+    }
+
+    /// Writes the lists' length, flushes and compacts; the store is closed and synced.
+    pub(crate) fn finish(mut self, list_len: usize) -> Result<()> {
+        let l = &mut self.loader;
+        l.flush_batch()?;
+        let len = u32::try_from(list_len).unwrap_or(u32::MAX);
+        // The length last: a store without it has no usable lists.
+        let path = l.path.clone();
+        let mut compact = rocksdb::CompactOptions::default();
+        compact.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        let cf = l.cf(CF_SIMILAR)?;
+        l.db.flush_cf(cf).map_err(|e| Error::rocks(&path, e))?;
+        l.db.compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &compact);
+        l.put(CF_META, META_SIMILAR_LIST_LEN, &len.to_le_bytes())?;
+        l.flush_batch()?;
+        let meta = l.cf(CF_META)?;
+        l.db.flush_cf(meta).map_err(|e| Error::rocks(&path, e))?;
+        l.db.compact_range_cf_opt(meta, None::<&[u8]>, None::<&[u8]>, &compact);
+        drop(self);
+        crate::fsutil::sync_tree(&path)
+    }
 }
