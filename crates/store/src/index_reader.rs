@@ -320,16 +320,32 @@ impl IndexReader {
         if self.context(context_id)?.is_none() {
             return Ok(None);
         }
-        let mut terms = Vec::new();
+        // The source's feature terms as (feature, strongest level) per SAE, as
+        // `query::context_feature_terms` would spell them.
+        let mut sources = Vec::new();
         for (id, _) in &self.inner.saes {
             if sae.is_some_and(|s| s != id) {
                 continue;
             }
-            if let Some(rec) = self.inner.rocks.context_features(id, context_id)? {
-                terms.extend(self.feature_terms(id, &rec)?);
+            let max = self.feature_maxes(id)?;
+            let features = self
+                .inner
+                .rocks
+                .with_context_features(id, context_id, |cf| {
+                    cf.iter()
+                        .map(|(f, act, _)| {
+                            let m = max.get(f as usize).copied().unwrap_or(0.0);
+                            (f, query::strength_level(act, m))
+                        })
+                        .collect::<Vec<_>>()
+                })?;
+            if let Some(features) = features {
+                sources.push((id.as_str(), features));
             }
         }
-        self.similar_to_terms(&terms, Some(context_id), limit)
+        self.inner
+            .text
+            .similar_to_features(&sources, Some(context_id), limit)
             .map(Some)
     }
 

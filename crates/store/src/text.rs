@@ -31,7 +31,6 @@ use tantivy::schema::{
 };
 use tantivy::snippet::SnippetGenerator;
 use tantivy::tokenizer::{PreTokenizedString, TextAnalyzer, Token};
-use tantivy::DocSet;
 use tantivy::{Index, IndexReader as TantivyReader, ReloadPolicy, TantivyDocument, Term};
 
 use crate::error::{Error, Result};
@@ -259,14 +258,37 @@ pub(crate) struct TextIndex {
     feature_terms: OnceLock<std::result::Result<FeatureTerms, String>>,
 }
 
-/// A feature term's contexts (`df`) and where its postings are in each segment.
+/// A feature term's contexts (`df`), its weight and where its postings are in each segment.
 struct TermStats {
+    term: String,
     df: u32,
+    /// [`term_weight`] for the searcher's document count.
+    weight: f32,
     /// `(segment ordinal, term info)` for the segments that hold the term.
     postings: Vec<(u32, TermInfo)>,
 }
 
-type FeatureTerms = rustc_hash::FxHashMap<String, TermStats>;
+/// Every feature term of the index, found by string or by (SAE, feature, level) without
+/// building the string.
+#[derive(Default)]
+struct FeatureTerms {
+    stats: Vec<TermStats>,
+    by_term: rustc_hash::FxHashMap<String, u32>,
+    /// Per SAE: `feature × LEVELS + level` → index into `stats` (`u32::MAX`: no such term).
+    by_feature: rustc_hash::FxHashMap<String, Vec<u32>>,
+}
+
+/// Strength levels of a feature's terms (the base term and one per bucket).
+const LEVELS: usize = 1 + crate::query::STRENGTH_BUCKETS.len();
+
+impl FeatureTerms {
+    fn feature(&self, sae_terms: &[u32], feature: u32, level: usize) -> Option<u32> {
+        sae_terms
+            .get(feature as usize * LEVELS + level)
+            .copied()
+            .filter(|&i| i != u32::MAX)
+    }
+}
 
 impl TextIndex {
     pub(crate) fn open(dir: &Path) -> Result<Self> {
@@ -319,12 +341,31 @@ impl TextIndex {
                 while stream.advance() {
                     let term = String::from_utf8_lossy(stream.key()).into_owned();
                     let info = stream.value().clone();
-                    let stats = out.entry(term).or_insert_with(|| TermStats {
-                        df: 0,
-                        postings: Vec::new(),
-                    });
+                    let next = out.stats.len() as u32;
+                    let i = *out.by_term.entry(term.clone()).or_insert(next);
+                    if i == next {
+                        out.stats.push(TermStats {
+                            term,
+                            df: 0,
+                            weight: 0.0,
+                            postings: Vec::new(),
+                        });
+                    }
+                    let stats = &mut out.stats[i as usize];
                     stats.df += info.doc_freq;
                     stats.postings.push((ord as u32, info));
+                }
+            }
+            let n = searcher.num_docs();
+            for (i, st) in out.stats.iter_mut().enumerate() {
+                st.weight = term_weight(u64::from(st.df), n);
+                if let Some((sae, f, level)) = crate::query::parse_feature_term(&st.term) {
+                    let slots = out.by_feature.entry(sae.to_string()).or_default();
+                    let at = f as usize * LEVELS + level;
+                    if slots.len() <= at {
+                        slots.resize(at + 1, u32::MAX);
+                    }
+                    slots[at] = i as u32;
                 }
             }
             Ok(out)
@@ -469,25 +510,64 @@ impl TextIndex {
         exclude: Option<u64>,
         limit: usize,
     ) -> Result<SimilarResult> {
-        let searcher = self.reader.searcher();
-        let n = searcher.num_docs();
-        let stats = self.feature_terms()?;
-        let mut weighted: Vec<(&str, &TermStats, f32)> = Vec::with_capacity(terms.len());
-        let mut seen = rustc_hash::FxHashSet::default();
-        for t in terms {
-            if !seen.insert(t.as_str()) {
+        let all = self.feature_terms()?;
+        let mut found: Vec<u32> = terms
+            .iter()
+            .filter_map(|t| all.by_term.get(t.as_str()).copied())
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        self.rank_similar(all, found, exclude, limit)
+    }
+
+    /// [`Self::similar`] for a source given as features: per SAE, `(feature, level)` for each
+    /// active feature, which has the terms of levels `0..=level` (no strings are built).
+    pub(crate) fn similar_to_features(
+        &self,
+        sources: &[(&str, Vec<(u32, usize)>)],
+        exclude: Option<u64>,
+        limit: usize,
+    ) -> Result<SimilarResult> {
+        let all = self.feature_terms()?;
+        let mut found = Vec::new();
+        for (sae, features) in sources {
+            let Some(slots) = all.by_feature.get(*sae) else {
                 continue;
-            }
-            if let Some(s) = stats.get(t.as_str()) {
-                weighted.push((t, s, term_weight(u64::from(s.df), n)));
+            };
+            for &(f, level) in features {
+                found.extend((0..=level).filter_map(|l| all.feature(slots, f, l)));
             }
         }
-        weighted.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(b.0)));
-        weighted.truncate(MAX_SIMILAR_TERMS);
+        found.sort_unstable();
+        found.dedup();
+        self.rank_similar(all, found, exclude, limit)
+    }
+
+    /// Ranks contexts by the summed weights of the terms `found` (indices into `all`, no
+    /// duplicates) they have, keeping the [`MAX_SIMILAR_TERMS`] highest-weighted terms.
+    fn rank_similar(
+        &self,
+        all: &FeatureTerms,
+        mut found: Vec<u32>,
+        exclude: Option<u64>,
+        limit: usize,
+    ) -> Result<SimilarResult> {
+        let order = |a: &u32, b: &u32| {
+            let (x, y) = (&all.stats[*a as usize], &all.stats[*b as usize]);
+            y.weight
+                .total_cmp(&x.weight)
+                .then_with(|| x.term.cmp(&y.term))
+        };
+        if found.len() > MAX_SIMILAR_TERMS {
+            found.select_nth_unstable_by(MAX_SIMILAR_TERMS - 1, order);
+            found.truncate(MAX_SIMILAR_TERMS);
+        }
+        found.sort_by(order);
+        let weighted: Vec<&TermStats> = found.iter().map(|&i| &all.stats[i as usize]).collect();
         let terms_used = || {
             weighted
                 .iter()
-                .map(|(t, _, w)| (t.to_string(), *w))
+                .map(|s| (s.term.clone(), s.weight))
                 .collect()
         };
         if weighted.is_empty() {
@@ -499,23 +579,25 @@ impl TextIndex {
         // Score accumulation over the terms' postings (a weighted union, as a disjunction of
         // constant-score term queries would compute, without its per-clause scorers): every
         // context gets the sum of the weights of the terms it has, in `weighted` order.
+        let searcher = self.reader.searcher();
         let t = |e| Error::tantivy(&self.path, e);
         let mut scored: Vec<SearchHit> = Vec::new();
         for (ord, seg) in searcher.segment_readers().iter().enumerate() {
             let inv = seg.inverted_index(self.fields.feat).map_err(t)?;
             let mut scores = vec![0.0f32; seg.max_doc() as usize];
-            for (_, stats, w) in &weighted {
+            for stats in &weighted {
                 let Some((_, info)) = stats.postings.iter().find(|(o, _)| *o as usize == ord)
                 else {
                     continue;
                 };
-                let mut postings = inv
-                    .read_postings_from_terminfo(info, IndexRecordOption::Basic)
+                let mut block = inv
+                    .read_block_postings_from_terminfo(info, IndexRecordOption::Basic)
                     .map_err(|e| Error::io(&self.path, e))?;
-                let mut doc = postings.doc();
-                while doc != tantivy::TERMINATED {
-                    scores[doc as usize] += w;
-                    doc = postings.advance();
+                while !block.docs().is_empty() {
+                    for &doc in block.docs() {
+                        scores[doc as usize] += stats.weight;
+                    }
+                    block.advance();
                 }
             }
             let ids = seg.fast_fields().u64(FIELD_CONTEXT_ID).map_err(t)?;
