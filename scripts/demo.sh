@@ -33,16 +33,17 @@ mkdir -p out
 # Layer 6 (of 30) keeps the model forward short: SAE steps, not the model, dominate training.
 ids=("L${layer}R-8x" "L${layer}A-8x" "L${layer}M-8x" "L${layer}TC-8x" "L${layer2}R-8x")
 train_args=(--model "$model" --corpus "$corpus" --k 32
-  --tokens "${DEMO_TRAIN_TOKENS:-600000}" --lr 2e-3 --batch-rows 512 --buffer-rows 32768
-  --eval-tokens 8192 --aux-k 256 --dead-after-tokens 100000 --ctx-len 128 --seed 42)
+  --tokens "${DEMO_TRAIN_TOKENS:-300000}" --epochs 3 --lr 2e-3 --batch-rows 512 --buffer-rows 32768
+  --eval-tokens 8192 --init data --aux-k 256 --dead-after-tokens 25000 --resample-every-tokens 50000
+  --ctx-len 128 --seed 42)
 for id in "${ids[@]}"; do train_args+=(--sae-id "$id"); done
 model_sha=$(sha256sum "$model" | cut -d' ' -f1)
-sae_key=$(printf '%s\n' "${train_args[@]}" "$model_sha" "trainer-v1" | hash16)
+sae_key=$(printf '%s\n' "${train_args[@]}" "$model_sha" "trainer-v2" | hash16)
 saes="out/demo-saes/$sae_key"
 if [ -f "$saes/train-report.json" ]; then
   stage "demo SAEs: reusing $saes"
 else
-  stage "training ${#ids[@]} demo SAEs into $saes (about 7 minutes on 2 idle cores)"
+  stage "training ${#ids[@]} demo SAEs into $saes (about 8 minutes on 2 idle cores)"
   rm -rf "$saes.tmp"
   "$bin" train-sae "${train_args[@]}" --out "$saes.tmp"
   mv "$saes.tmp" "$saes"

@@ -149,9 +149,19 @@ pub struct TrainSaeArgs {
     /// Corpus files, directories or globs.
     #[arg(long, required = true, num_args = 1..)]
     pub corpus: Vec<PathBuf>,
-    /// Training tokens (each SAE sees each once); held-out tokens come on top.
+    /// Training tokens drawn from the model (each SAE sees each `--epochs` times); held-out
+    /// tokens come on top.
     #[arg(long, default_value_t = 1_000_000)]
     pub tokens: u64,
+    /// Passes over the training tokens: passes after the first replay a bf16 spill file of the
+    /// first (about 2·d_model bytes per token and hook), so more optimiser steps cost no more
+    /// model forwards.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: u32,
+    /// Folder of the spill file used when `--epochs` > 1 (default: the system's temporary
+    /// folder); the file is removed when training ends.
+    #[arg(long)]
+    pub spill_dir: Option<PathBuf>,
     /// Active features per token.
     #[arg(long, default_value_t = 32)]
     pub k: usize,
@@ -176,9 +186,23 @@ pub struct TrainSaeArgs {
     /// AuxK: dead features used per token to model the residual (0 disables).
     #[arg(long, default_value_t = 256)]
     pub aux_k: usize,
+    /// Activation cache for hyperparameter sweeps: when FILE and FILE.json exist and hold the
+    /// same hooks, rows are replayed from it instead of running the model (same rows, same
+    /// order); otherwise every row drawn from the model is written to it (bf16, about
+    /// 2·d_model bytes per token and hook).
+    #[arg(long, value_name = "FILE")]
+    pub activation_cache: Option<PathBuf>,
+    /// Weight of the AuxK loss (dead features reconstructing the residual).
+    #[arg(long, default_value_t = 1.0 / 32.0)]
+    pub aux_coeff: f32,
     /// A feature is dead after this many training tokens without firing.
     #[arg(long, default_value_t = 100_000)]
     pub dead_after_tokens: u64,
+    /// Every this many training tokens (0: never), restart dead features at the rows the SAE
+    /// reconstructs worst (decoder = the row's residual, encoder = its input direction); only
+    /// before the final learning-rate decay.
+    #[arg(long, default_value_t = 0)]
+    pub resample_every_tokens: u64,
     /// Tokens per context window, BOS included.
     #[arg(long, default_value_t = 128)]
     pub ctx_len: usize,
@@ -188,10 +212,10 @@ pub struct TrainSaeArgs {
     /// Seed of initialisation and shuffling.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Initial feature directions: `random` (random unit directions, encoder = decoder) or
-    /// `data` (each feature starts at a random training row: far fewer dead features on A, M
-    /// and TC hooks, somewhat lower explained variance after short runs).
-    #[arg(long, default_value = "random")]
+    /// Initial feature directions: `data` (each feature starts at a random training row, the
+    /// encoder scale fitted to the rows: higher explained variance and far fewer dead features
+    /// on A, M and TC hooks) or `random` (random unit directions, encoder = decoder).
+    #[arg(long, default_value = "data")]
     pub init: scopedex_train::Init,
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]

@@ -11,9 +11,12 @@
 //! ```
 //!
 //! Recipe: dataset-wise normalisation (`s = sqrt(d_model) / mean‖x‖`, estimated on the first
-//! buffer; in ≠ out for transcoders), encoder initialised as the decoder's transpose, decoder rows
-//! at unit norm (hence `sparsity_include_decoder_norm: false`), Adam with linear warm-up and a
-//! final linear decay, AuxK against dead features. The backward is written by hand: only `k`
+//! buffer; in ≠ out for transcoders), features initialised at training rows with a fitted encoder
+//! scale ([`Init::Data`]; or random with encoder = decoder transpose), decoder rows at unit norm
+//! (hence `sparsity_include_decoder_norm: false`), Adam with linear warm-up and a final linear
+//! decay, AuxK against dead features, optional restarts of dead features at badly reconstructed
+//! rows ([`TopKSae::resample`]) and several passes over the drawn tokens through a bf16 spill
+//! file ([`TrainConfig::epochs`]), since a model forward costs more than an SAE step. The backward is written by hand: only `k`
 //! (plus `k_aux`) features per row have a gradient, so one step costs one dense GEMM (the
 //! encoder) plus sparse work, about 3× less than autograd's dense backward.
 #![warn(missing_docs)]
@@ -24,6 +27,7 @@ mod rng;
 mod run;
 mod sae;
 mod source;
+mod spill;
 mod step;
 
 pub use config::{Init, TrainConfig};
@@ -35,4 +39,5 @@ pub use run::{
 };
 pub use sae::{Codes, TopKSae};
 pub use source::{ActivationSource, ModelSource, Rows, ShuffleBuffer};
+pub use spill::{Recording, Spill, SpillSource};
 pub use step::{StepScratch, StepStats};

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::sae::TopKSae;
 use crate::source::{require_rows, ActivationSource, ShuffleBuffer};
+use crate::spill::{Spill, SpillSource};
 use crate::step::StepScratch;
 
 /// One SAE to train: a name (its folder), the hooks it reads and reconstructs, its width.
@@ -74,15 +75,28 @@ pub struct SaeReport {
     pub train_explained_variance: f64,
     /// Fraction of features that did not fire within `dead_after_tokens` at the last step.
     pub train_dead_fraction: f64,
+    /// Explained variance of each successive tenth of the training steps (training rows before
+    /// their update, normalised units): still rising at the end means more steps would help.
+    pub train_ev_curve: Vec<f64>,
+    /// Dead features restarted during training (all resampling rounds together).
+    pub resampled_features: u64,
 }
+
+/// Buffered rows a resampling round draws its restart rows from.
+const RESAMPLE_ROWS: usize = 4096;
+
+/// Points of [`SaeReport::train_ev_curve`].
+const CURVE_POINTS: usize = 10;
 
 /// The whole run's report (`train-report.json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrainReport {
     /// Settings used.
     pub config: TrainConfig,
-    /// Training tokens each SAE saw.
+    /// Training tokens each SAE saw (all passes).
     pub tokens_trained: u64,
+    /// Distinct training tokens drawn from the source (the first pass).
+    pub tokens_drawn: u64,
     /// Optimiser steps.
     pub steps: u64,
     /// Wall time of the whole run, seconds.
@@ -182,6 +196,7 @@ pub fn train(
     let mut rng = Rng::new(cfg.seed);
     let mut saes = Vec::with_capacity(targets.len());
     let mut ref_means = Vec::with_capacity(targets.len());
+    let mut in_means = Vec::with_capacity(targets.len());
     for (t, &(hi, ho)) in targets.iter().zip(&io) {
         let norm = DatasetNorm {
             input: norms[hi],
@@ -204,34 +219,100 @@ pub fn train(
                         (xs[r], ys[r])
                     })
                     .collect();
-                TopKSae::init_from_samples(
+                let mut sae = TopKSae::init_from_samples(
                     d, t.d_sae, cfg.k, norm, &mean_in, &mean_out, &samples, &mut rng,
-                )
+                );
+                let take = xs.len().min(RESAMPLE_ROWS);
+                let flat = |rows: &[&[f32]]| -> Vec<f32> {
+                    rows[..take]
+                        .iter()
+                        .flat_map(|r| r.iter().copied())
+                        .collect()
+                };
+                let c = sae.calibrate_encoder_scale(&flat(&xs), &flat(&ys));
+                tracing::debug!(sae = %t.name, c, "data init: encoder scale calibrated");
+                sae
             }
         });
         ref_means.push(mean_out);
+        in_means.push(mean_in);
     }
 
-    // Training.
+    // Training: pass 1 serves rows from the source (spilling them when more passes follow),
+    // later passes replay the spill through a fresh shuffle buffer.
     let total_steps = cfg.total_steps();
-    progress.start(cfg.tokens);
+    progress.start(cfg.tokens * cfg.epochs as u64);
+    let mut spill = if cfg.epochs > 1 {
+        let dir = cfg.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+        Some(Spill::create(&dir, hooks.len(), d)?)
+    } else {
+        None
+    };
+    let mut replay: Option<SpillSource> = None;
+    let mut epoch = 0u32;
+    let mut first_pass_rows = 0u64;
     let mut scratch: Vec<StepScratch> = targets.iter().map(|_| StepScratch::default()).collect();
     let mut tail: Vec<(f64, f64)> = vec![(0.0, 0.0); targets.len()];
+    let mut curve: Vec<Vec<(f64, f64)>> = vec![vec![(0.0, 0.0); CURVE_POINTS]; targets.len()];
     let mut ema: Vec<f64> = vec![1.0; targets.len()];
     let mut last_dead = vec![0usize; targets.len()];
+    let mut resampled = vec![0u64; targets.len()];
     let tail_from = total_steps - (total_steps / 20).max(1);
     let mut tokens = 0u64;
     let mut step = 0u64;
     let mut sae_seconds = 0.0;
     while step < total_steps {
         let t0 = Instant::now();
-        let Some(batch) = buffer.next_batch(src, cfg.batch_rows)? else {
-            tracing::warn!(tokens, "the corpus ran out before the token budget");
-            break;
+        let batch = match replay.as_mut() {
+            None => {
+                let want = (cfg.tokens - first_pass_rows).min(cfg.batch_rows as u64) as usize;
+                let b = if want == 0 {
+                    None
+                } else {
+                    buffer.next_batch(src, want)?
+                };
+                match b {
+                    Some(b) => {
+                        if let Some(sp) = spill.as_mut() {
+                            sp.append(&b)?;
+                        }
+                        first_pass_rows += b.n as u64;
+                        Some(b)
+                    }
+                    None => {
+                        if want > 0 {
+                            tracing::warn!(tokens, "the corpus ran out before the token budget");
+                        }
+                        None
+                    }
+                }
+            }
+            Some(rs) => buffer.next_batch(rs, cfg.batch_rows)?,
+        };
+        let Some(batch) = batch else {
+            // The pass is over: start the next one from the spill, if any.
+            epoch += 1;
+            match spill.as_mut() {
+                Some(sp) if epoch < cfg.epochs && sp.rows() > 0 => {
+                    let mut rs = sp.replay(&hooks)?;
+                    buffer = ShuffleBuffer::new(
+                        hooks.len(),
+                        d,
+                        cfg.buffer_rows,
+                        cfg.seed.wrapping_add(epoch as u64),
+                    );
+                    buffer.refill(&mut rs)?;
+                    replay = Some(rs);
+                    source_seconds += t0.elapsed().as_secs_f64();
+                    continue;
+                }
+                _ => break,
+            }
         };
         source_seconds += t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
         let lr = cfg.lr_at(step);
+        let point = (step * CURVE_POINTS as u64 / total_steps) as usize;
         for (i, sae) in saes.iter_mut().enumerate() {
             let (hi, ho) = io[i];
             let st = sae.train_step(
@@ -253,11 +334,40 @@ pub fn train(
                 tail[i].0 += st.sq_err;
                 tail[i].1 += st.sq_total;
             }
+            curve[i][point].0 += st.sq_err;
+            curve[i][point].1 += st.sq_total;
             last_dead[i] = st.dead;
         }
-        sae_seconds += t1.elapsed().as_secs_f64();
         tokens += batch.n as u64;
         step += 1;
+        let every = cfg.resample_every_tokens;
+        if every > 0
+            && tokens / every > (tokens - batch.n as u64) / every
+            && (step as f64) < total_steps as f64 * (1.0 - cfg.decay_frac as f64)
+        {
+            // Candidate rows: up to RESAMPLE_ROWS rows waiting in the buffer (shuffled).
+            let take = buffer.unserved().min(RESAMPLE_ROWS);
+            let mut rows_of = |h: usize| -> Vec<f32> {
+                buffer.peek_rows(h).take(take).flatten().copied().collect()
+            };
+            let cand: Vec<Vec<f32>> = (0..hooks.len()).map(&mut rows_of).collect();
+            for (i, sae) in saes.iter_mut().enumerate() {
+                let (hi, ho) = io[i];
+                let dead = sae.dead_features(tokens, cfg.dead_after_tokens);
+                if dead.is_empty() {
+                    continue;
+                }
+                let n = sae.resample(&dead, &cand[hi], &cand[ho], &in_means[i], tokens, &mut rng);
+                resampled[i] += n as u64;
+                tracing::debug!(
+                    sae = i,
+                    tokens,
+                    dead = dead.len(),
+                    "resampled dead features"
+                );
+            }
+        }
+        sae_seconds += t1.elapsed().as_secs_f64();
         let worst_ev = ema.iter().map(|f| 1.0 - f).fold(f64::INFINITY, f64::min);
         let worst_dead = targets
             .iter()
@@ -272,6 +382,7 @@ pub fn train(
             ),
         );
     }
+    drop(spill);
     if tokens == 0 {
         return Err(Error::NoData(
             "no training rows after the held-out set".into(),
@@ -306,6 +417,11 @@ pub fn train(
             },
             train_explained_variance: 1.0 - tail[i].0 / tail[i].1.max(1e-30),
             train_dead_fraction: last_dead[i] as f64 / t.d_sae as f64,
+            resampled_features: resampled[i],
+            train_ev_curve: curve[i]
+                .iter()
+                .map(|&(e, t)| if t > 0.0 { 1.0 - e / t } else { f64::NAN })
+                .collect(),
         });
         trained.push(TrainedSae {
             target: t.clone(),
@@ -316,6 +432,7 @@ pub fn train(
     let report = TrainReport {
         config: cfg.clone(),
         tokens_trained: tokens,
+        tokens_drawn: first_pass_rows,
         steps: step,
         seconds,
         source_seconds,

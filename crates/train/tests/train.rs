@@ -208,3 +208,50 @@ fn recovers_a_known_dictionary_and_round_trips() {
         }
     }
 }
+
+#[test]
+fn epochs_replay_the_first_pass_and_add_steps() {
+    // Few drawn tokens: one pass under-trains, three passes over the same rows do better.
+    let spill_dir = tempfile::tempdir().unwrap();
+    let base = TrainConfig {
+        tokens: 40_000,
+        buffer_rows: 4096,
+        eval_rows: 4000,
+        spill_dir: Some(spill_dir.path().to_path_buf()),
+        ..config()
+    };
+    let mut evs = Vec::new();
+    for epochs in [1, 3] {
+        let cfg = TrainConfig {
+            epochs,
+            ..base.clone()
+        };
+        // The source holds more than needed: the first pass must stop at `tokens`.
+        let mut src = Synthetic::new(200_000);
+        let (_, report) = train(&mut src, &targets()[..1], &cfg, &NoProgress).unwrap();
+        assert_eq!(report.tokens_drawn, 40_000);
+        assert_eq!(report.tokens_trained, 40_000 * epochs as u64);
+        assert_eq!(report.steps, cfg.total_steps());
+        assert_eq!(report.steps, 79 * epochs as u64);
+        let s = &report.saes[0];
+        assert_eq!(s.train_ev_curve.len(), 10);
+        assert!(s.train_ev_curve.iter().all(|v| v.is_finite()));
+        assert!(
+            s.train_ev_curve[9] > s.train_ev_curve[0],
+            "{:?}",
+            s.train_ev_curve
+        );
+        evs.push(s.eval.explained_variance);
+    }
+    assert!(
+        evs[1] > evs[0] + 0.02,
+        "EV 1 epoch {} vs 3 epochs {}",
+        evs[0],
+        evs[1]
+    );
+    assert_eq!(
+        std::fs::read_dir(spill_dir.path()).unwrap().count(),
+        0,
+        "the spill file is removed"
+    );
+}

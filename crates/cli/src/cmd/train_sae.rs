@@ -38,6 +38,22 @@ fn model_stem(model: &Path) -> String {
     name.split('.').next().unwrap_or("model").to_string()
 }
 
+/// What an activation cache holds (its `.json` sidecar).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CacheMeta {
+    hooks: Vec<String>,
+    d_model: usize,
+    rows: u64,
+}
+
+/// `acts.bf16` → sidecar extension `bf16.json`.
+fn cache_ext(p: &Path) -> String {
+    match p.extension() {
+        Some(e) => format!("{}.json", e.to_string_lossy()),
+        None => "json".into(),
+    }
+}
+
 /// Runs `scopedex train-sae`.
 pub fn run(args: TrainSaeArgs) -> anyhow::Result<()> {
     if args.threads > 0 {
@@ -64,15 +80,57 @@ pub fn run(args: TrainSaeArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let corpus = CorpusSpec::new(args.corpus.clone());
-    let mut source = ModelSource::open(
-        &args.model,
-        &corpus,
-        &hooks,
-        args.ctx_len,
-        args.batch_contexts,
-    )?;
-    let d_model = scopedex_train::ActivationSource::d_model(&source);
+    let sidecar = args
+        .activation_cache
+        .as_ref()
+        .map(|p| p.with_extension(cache_ext(p)));
+    let cached: Option<CacheMeta> = match &sidecar {
+        Some(sc) if sc.is_file() => {
+            let text =
+                std::fs::read_to_string(sc).with_context(|| format!("reading {}", sc.display()))?;
+            let meta: CacheMeta =
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", sc.display()))?;
+            if meta.hooks == hooks {
+                Some(meta)
+            } else {
+                tracing::warn!(cache = %sc.display(), "the activation cache holds other hooks; re-recording it");
+                None
+            }
+        }
+        _ => None,
+    };
+    let mut model_source = None;
+    let mut replay = None;
+    let d_model;
+    let mut recording = None;
+    if let (Some(meta), Some(cache)) = (&cached, &args.activation_cache) {
+        d_model = meta.d_model;
+        let mut spill = scopedex_train::Spill::open_cache(cache, hooks.len(), d_model)?;
+        replay = Some((spill.replay(&hooks)?, spill));
+        eprintln!(
+            "replaying {} cached rows from {}",
+            meta.rows,
+            cache.display()
+        );
+    } else {
+        let corpus = CorpusSpec::new(args.corpus.clone());
+        let src = ModelSource::open(
+            &args.model,
+            &corpus,
+            &hooks,
+            args.ctx_len,
+            args.batch_contexts,
+        )?;
+        d_model = scopedex_train::ActivationSource::d_model(&src);
+        if let Some(cache) = &args.activation_cache {
+            recording = Some(scopedex_train::Spill::create_cache(
+                cache,
+                hooks.len(),
+                d_model,
+            )?);
+        }
+        model_source = Some(src);
+    }
     let targets: Vec<SaeTarget> = ids
         .iter()
         .map(|id| SaeTarget {
@@ -85,17 +143,21 @@ pub fn run(args: TrainSaeArgs) -> anyhow::Result<()> {
     let cfg = TrainConfig {
         k: args.k,
         tokens: args.tokens,
+        epochs: args.epochs,
+        spill_dir: args.spill_dir.clone(),
         batch_rows: args.batch_rows,
         lr: args.lr,
         aux_k: args.aux_k,
+        aux_coeff: args.aux_coeff,
         dead_after_tokens: args.dead_after_tokens,
+        resample_every_tokens: args.resample_every_tokens,
         buffer_rows: args.buffer_rows,
         eval_rows: args.eval_tokens,
         seed: args.seed,
         init: args.init,
         ..TrainConfig::default()
     };
-    let pb = ProgressBar::new(args.tokens).with_style(
+    let pb = ProgressBar::new(args.tokens * args.epochs as u64).with_style(
         ProgressStyle::with_template(
             "{elapsed_precise} [{bar:30}] {human_pos}/{human_len} tokens ({per_sec}, ETA {eta}) {msg}",
         )
@@ -104,7 +166,27 @@ pub fn run(args: TrainSaeArgs) -> anyhow::Result<()> {
     );
     pb.enable_steady_tick(Duration::from_millis(250));
     let bar = Bar(pb);
-    let (trained, report) = scopedex_train::train(&mut source, &targets, &cfg, &bar)?;
+    let (trained, report) = match (&mut replay, &mut model_source) {
+        (Some((rs, _)), _) => scopedex_train::train(rs, &targets, &cfg, &bar)?,
+        (None, Some(ms)) => match recording.take() {
+            Some(spill) => {
+                let mut rec = scopedex_train::Recording { inner: ms, spill };
+                let out = scopedex_train::train(&mut rec, &targets, &cfg, &bar)?;
+                let meta = CacheMeta {
+                    hooks: hooks.clone(),
+                    d_model,
+                    rows: rec.spill.rows(),
+                };
+                drop(rec);
+                let sc = sidecar.as_ref().expect("invariant: a cache has a sidecar");
+                std::fs::write(sc, serde_json::to_string(&meta)?)
+                    .with_context(|| format!("writing {}", sc.display()))?;
+                out
+            }
+            None => scopedex_train::train(ms, &targets, &cfg, &bar)?,
+        },
+        (None, None) => unreachable!("one source is always open"),
+    };
     bar.0.finish_and_clear();
     scopedex_train::write_outputs(&args.out, &trained, &report)?;
     for s in &report.saes {
