@@ -1,9 +1,9 @@
 //! "More like this" with the features each similar context shares with the source, and the
 //! lists precomputed at publish for every context (RocksDB column family `similar`).
 //!
-//! A live list costs a disjunction over hundreds of feature terms plus one context-features
-//! read per hit and SAE (~5–10 ms on the demo index); serving a precomputed one is one point
-//! get. Lists are precomputed for comparisons over every SAE, [`SIMILAR_LIST_LEN`] long; a
+//! A live list costs a weighted union over the postings of up to 512 feature terms plus one
+//! context-features read per hit and SAE (~3.4 ms on the demo index); serving a precomputed one
+//! is one point get. Lists are precomputed for comparisons over every SAE, [`SIMILAR_LIST_LEN`] long; a
 //! request restricted to one SAE, for a longer list, for free text, or on a store built before
 //! the column family is answered live — with the same code, so both give the same answer.
 use std::path::Path;

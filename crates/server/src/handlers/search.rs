@@ -46,7 +46,7 @@ pub(crate) async fn similar(
 ) -> ApiResult<Response> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     views::check_page(limit, 0)?;
-    // Up to hundreds of term lookups and a disjunction over them per uncached source.
+    // One point get when the list was precomputed; a union over hundreds of postings if not.
     let sae = q.sae;
     let key = format!("similar\0{context_id}\0{limit}\0{sae:?}");
     super::cached(state.index.snapshot(), key, move |snap| {
