@@ -1,6 +1,7 @@
-//! Builders of the search, "more like this" and occurrences bodies: tantivy hits (or activation
-//! log pages) joined with their contexts and per-context features (one RocksDB read per hit
-//! and SAE).
+//! Builders of the search, "more like this" and occurrences bodies: tantivy hits, precomputed
+//! similar lists or activation log pages joined with their contexts and per-context features
+//! (a search hit: one read for every SAE's strongest features, plus one per SAE the query
+//! names, to place the match).
 use scopedex_store::{ContextRecord, QueryNode, SimilarList, STRENGTH_BUCKETS};
 
 use super::*;
