@@ -147,24 +147,6 @@ pub(crate) fn exp(x: f32) -> f32 {
     y * pow2
 }
 
-/// Sum of squares with 16 partial sums (vectorises; candle's is a sequential sum).
-#[inline(always)]
-fn sum_sq(x: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let chunks = x.chunks_exact(16);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for i in 0..16 {
-            acc[i] += c[i] * c[i];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for v in rest {
-        s += v * v;
-    }
-    s
-}
-
 /// Sum with 16 partial sums.
 #[inline(always)]
 fn sum(x: &[f32]) -> f32 {
@@ -199,7 +181,7 @@ fn max_of(x: &[f32]) -> f32 {
 /// `1 / sqrt(mean(x²) + eps)`.
 #[inline(always)]
 fn inv_rms(x: &[f32], eps: f32) -> f32 {
-    1.0 / (sum_sq(x) / x.len() as f32 + eps).sqrt()
+    1.0 / (scopedex_linalg::dot(x, x) / x.len() as f32 + eps).sqrt()
 }
 
 // ---------------------------------------------------------------------------------------------
