@@ -263,8 +263,7 @@ impl Snapshot {
         if let Some(json) = self.cached_response(&key) {
             return Ok(json);
         }
-        let body = serde_json::to_vec(&build()?).map_err(crate::error::ApiError::internal)?;
-        let json = Bytes::from(body);
+        let json = serialize_json(&build()?).map_err(crate::error::ApiError::internal)?;
         self.cache_response(key, json.clone());
         Ok(json)
     }
@@ -291,6 +290,28 @@ impl Snapshot {
         let built = Arc::new(FeatureTable::build(&self.reader, sae)?);
         Ok(cell.get_or_init(|| built).clone())
     }
+}
+
+/// `body` as JSON in a buffer of exactly its size.
+///
+/// Serialized into a per-thread buffer that keeps its capacity: `serde_json::to_vec` starts at
+/// 128 bytes and doubles its way up to the ~30–45 KB of a page (nine reallocations and
+/// copies), and the cached bytes would keep the doubled capacity.
+fn serialize_json<T: serde::Serialize>(body: &T) -> serde_json::Result<Bytes> {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with(|buffer| {
+        let mut buffer = buffer.borrow_mut();
+        buffer.clear();
+        serde_json::to_writer(&mut *buffer, body)?;
+        let json = Bytes::copy_from_slice(&buffer);
+        // A rare huge body (an export-sized page) should not stay pinned to the thread.
+        if buffer.capacity() > 4 << 20 {
+            *buffer = Vec::new();
+        }
+        Ok(json)
+    })
 }
 
 /// The current [`Snapshot`] of one index directory; see the module docs.

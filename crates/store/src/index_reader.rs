@@ -35,6 +35,10 @@ pub struct OccurrencePage {
     pub next_after: Option<u64>,
 }
 
+/// A context's strongest features per SAE (manifest order), each list strongest first, as
+/// `(feature, max_act)` ([`IndexReader::context_top_features`]).
+pub type ContextTopFeatures = Vec<Vec<(u32, f32)>>;
+
 /// A read-only, thread-safe handle on one published index. Cloning is an `Arc` clone; every
 /// clone shares the RocksDB block cache and the tantivy searcher.
 ///
@@ -219,7 +223,7 @@ impl IndexReader {
     /// least [`crate::rocks::CONTEXT_TOP_FEATURES`] (all when the context has fewer), strongest
     /// first, as `(feature, max_act)`; one read from a column family small enough to stay
     /// cached.
-    pub fn context_top_features(&self, context_id: u64) -> Result<Vec<Vec<(u32, f32)>>> {
+    pub fn context_top_features(&self, context_id: u64) -> Result<ContextTopFeatures> {
         let saes = self.sae_ids();
         let mut out = vec![Vec::new(); saes.len()];
         self.inner.rocks.context_top(context_id, &saes, |i, f, a| {
@@ -228,6 +232,38 @@ impl IndexReader {
             }
         })?;
         Ok(out)
+    }
+
+    /// [`Self::context_top_features`] of many contexts in one batched read, in the order of
+    /// `context_ids` (empty lists for a context without features).
+    pub fn context_top_features_many(
+        &self,
+        context_ids: &[u64],
+    ) -> Result<Vec<ContextTopFeatures>> {
+        let saes = self.sae_ids();
+        let mut out = vec![vec![Vec::new(); saes.len()]; context_ids.len()];
+        self.inner
+            .rocks
+            .context_top_many(context_ids, &saes, |j, i, f, a| {
+                if let Some(v) = out.get_mut(j).and_then(|lists| lists.get_mut(i)) {
+                    v.push((f, a));
+                }
+            })?;
+        Ok(out)
+    }
+
+    /// [`Self::with_context_features`] for many contexts in one batched read: `f(index in
+    /// context_ids, view)` for each context with a stored list.
+    pub fn with_context_features_many(
+        &self,
+        sae: &str,
+        context_ids: &[u64],
+        f: impl FnMut(usize, ContextFeaturesView<'_>),
+    ) -> Result<()> {
+        self.sae(sae)?;
+        self.inner
+            .rocks
+            .with_context_features_many(sae, context_ids, f)
     }
 
     /// One context.

@@ -51,7 +51,7 @@ mod similar;
 pub mod text;
 
 pub use error::{Error, Result};
-pub use index_reader::{IndexReader, OccurrencePage};
+pub use index_reader::{ContextTopFeatures, IndexReader, OccurrencePage};
 pub use index_writer::{
     rebuild_serving, IndexWriter, IndexWriterOptions, PublishReport, SaeCounts,
 };

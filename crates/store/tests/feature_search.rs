@@ -564,6 +564,39 @@ fn context_top_features_are_the_head_of_each_saes_list() {
 }
 
 #[test]
+fn batched_context_reads_equal_one_read_per_context() {
+    let world = World::new();
+    let r = &world.reader;
+    // Every context, shuffled, with an unknown id in the middle (no record: empty lists).
+    let mut ids: Vec<u64> = world.contexts.iter().map(|c| c.id).rev().collect();
+    ids.insert(ids.len() / 2, 10_000);
+    let tops = r.context_top_features_many(&ids).unwrap();
+    assert_eq!(tops.len(), ids.len());
+    for (&id, top) in ids.iter().zip(&tops) {
+        assert_eq!(*top, r.context_top_features(id).unwrap(), "context {id}");
+    }
+    for sae in r.sae_ids() {
+        let mut seen = vec![None; ids.len()];
+        r.with_context_features_many(sae, &ids, |j, cf| {
+            assert!(seen[j].is_none(), "visited twice");
+            seen[j] = Some(cf.iter().collect::<Vec<_>>());
+        })
+        .unwrap();
+        for (&id, got) in ids.iter().zip(&seen) {
+            let want = r
+                .with_context_features(sae, id, |cf| cf.iter().collect::<Vec<_>>())
+                .unwrap();
+            assert_eq!(*got, want, "{sae} context {id}");
+        }
+        assert!(seen.iter().filter(|s| s.is_some()).count() > ids.len() / 2);
+    }
+    assert!(matches!(
+        r.with_context_features_many("nope", &ids, |_, _| {}),
+        Err(Error::UnknownSae { .. })
+    ));
+}
+
+#[test]
 fn precomputed_similar_lists_equal_the_live_ones() {
     let world = World::new();
     let r = &world.reader;

@@ -4,6 +4,7 @@ use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 
+use crate::blocking::Work;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::snapshot::FeatureSort;
@@ -97,7 +98,7 @@ pub(crate) async fn dashboard(
 ) -> ApiResult<Response> {
     // ~100 RocksDB reads per uncached dashboard.
     let key = format!("dashboard\0{sae}\0{feature}");
-    super::cached(state.index.snapshot(), key, move |snap| {
+    super::cached(state.index.snapshot(), key, Work::Short, move |snap| {
         views::dashboard(snap, &sae, feature)
     })
     .await

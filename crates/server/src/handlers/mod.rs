@@ -11,6 +11,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use crate::blocking::Work;
 use crate::error::{ApiError, ApiResult};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
@@ -36,16 +37,19 @@ pub(crate) async fn api_not_found() -> ApiResult<()> {
     Err(ApiError::not_found("no_route", "no such API endpoint"))
 }
 
-/// The snapshot's cached JSON under `key`; on a miss, `build` runs on the blocking queue
+/// The snapshot's cached JSON under `key`; on a miss, `build` runs where `work` says
 /// ([`crate::blocking`]) and its body is serialized and cached (errors are not cached).
 pub(crate) async fn cached<T: serde::Serialize>(
     snap: Arc<Snapshot>,
     key: String,
+    work: Work,
     build: impl FnOnce(&Snapshot) -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<Response> {
     let json = match snap.cached_response(&key) {
         Some(json) => json,
-        None => crate::blocking::run(move || snap.cached_json(key, || build(&snap))).await?,
+        None => {
+            crate::blocking::dispatch(work, move || snap.cached_json(key, || build(&snap))).await?
+        }
     };
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }

@@ -4,6 +4,7 @@ use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 
+use crate::blocking::Work;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
@@ -24,9 +25,9 @@ pub(crate) async fn search(
         q.q.ok_or_else(|| ApiError::bad_request("missing_query", "parameter `q` is required"))?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     views::check_page(limit, 0)?;
-    // tantivy search and the joins take up to milliseconds per uncached query.
+    // A tantivy query and ~2 reads per hit: under a millisecond on the demo index.
     let key = format!("search\0{limit}\0{query}");
-    super::cached(state.index.snapshot(), key, move |snap| {
+    super::cached(state.index.snapshot(), key, Work::Short, move |snap| {
         views::search(snap, &query, limit)
     })
     .await
@@ -46,10 +47,17 @@ pub(crate) async fn similar(
 ) -> ApiResult<Response> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     views::check_page(limit, 0)?;
-    // One point get when the list was precomputed; a union over hundreds of postings if not.
+    // One point get when the list was precomputed; a union over hundreds of postings if not
+    // (milliseconds, and the first one builds the term statistics).
     let sae = q.sae;
+    let snap = state.index.snapshot();
+    let work = if sae.is_none() && limit <= snap.reader.similar_lists_precomputed() {
+        Work::Short
+    } else {
+        Work::Long
+    };
     let key = format!("similar\0{context_id}\0{limit}\0{sae:?}");
-    super::cached(state.index.snapshot(), key, move |snap| {
+    super::cached(snap, key, work, move |snap| {
         views::similar_to_context(snap, context_id, sae.as_deref(), limit)
     })
     .await

@@ -6,6 +6,8 @@
 //!
 //! [`Snapshot`]: crate::snapshot::Snapshot
 //! [`ApiError`]: crate::error::ApiError
+use std::sync::Arc;
+
 use serde::Serialize;
 
 mod features;
@@ -290,11 +292,16 @@ pub struct FeatureDashboard {
     pub cooccurrence: Vec<Partner>,
 }
 
+fn serialize_shared_str<S: serde::Serializer>(s: &Arc<str>, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_str(s)
+}
+
 /// A feature of a search hit.
 #[derive(Debug, Clone, Serialize)]
 pub struct HitFeature {
-    /// SAE id.
-    pub sae: String,
+    /// SAE id (shared by every hit's features of that SAE: a page lists hundreds).
+    #[serde(serialize_with = "serialize_shared_str")]
+    pub sae: Arc<str>,
     /// Feature id.
     pub feature: u32,
     /// Its max activation in the context.

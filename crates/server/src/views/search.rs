@@ -2,6 +2,8 @@
 //! similar lists or activation log pages joined with their contexts and per-context features
 //! (a search hit: one read for every SAE's strongest features, plus one per SAE the query
 //! names, to place the match).
+use std::sync::Arc;
+
 use scopedex_store::{ContextRecord, QueryNode, SimilarList, STRENGTH_BUCKETS};
 
 use super::*;
@@ -64,47 +66,52 @@ pub fn search(snap: &Snapshot, query: &str, limit: usize) -> ApiResult<SearchRes
     let ids: Vec<u64> = hits.iter().map(|h| h.context_id).collect();
     let contexts = reader.contexts(&ids)?;
     let saes = reader.sae_ids();
+    let sae_names: Vec<Arc<str>> = saes.iter().map(|&s| Arc::from(s)).collect();
+    let tops = reader.context_top_features_many(&ids)?;
+    // Where the query's features fire: the full lists, only for SAEs the query names.
+    let mut matches: Vec<Vec<(usize, FeatureMatch)>> = vec![Vec::new(); hits.len()];
+    for (sae, name) in saes.iter().zip(&sae_names) {
+        let named: Vec<_> = positive.iter().filter(|f| f.sae == *sae).collect();
+        if named.is_empty() {
+            continue;
+        }
+        reader.with_context_features_many(sae, &ids, |j, cf| {
+            let Some(Some(ctx)) = contexts.get(j) else {
+                return;
+            };
+            for f in &named {
+                if let Some(i) = cf.position(f.feature) {
+                    let (_, max_act, pos) = cf.get(i);
+                    let (start, end) = token_range(ctx, pos);
+                    matches[j].push((
+                        f.position,
+                        FeatureMatch {
+                            sae: name.to_string(),
+                            feature: f.feature,
+                            max_act,
+                            pos,
+                            start,
+                            end,
+                        },
+                    ));
+                }
+            }
+        })?;
+    }
     let mut out = Vec::with_capacity(hits.len());
-    for (hit, ctx) in hits.iter().zip(contexts) {
+    for (((hit, ctx), top), mut matches) in hits.iter().zip(contexts).zip(tops).zip(matches) {
         let Some(ctx) = ctx else { continue };
         let mut features = Vec::new();
-        let mut matches = Vec::new();
-        let top = reader.context_top_features(hit.context_id)?;
-        for (sae, top) in saes.iter().zip(&top) {
+        for (sae, top) in sae_names.iter().zip(&top) {
             features.extend(
                 top.iter()
                     .take(SEARCH_FEATURES_PER_SAE)
                     .map(|&(feature, max_act)| HitFeature {
-                        sae: sae.to_string(),
+                        sae: Arc::clone(sae),
                         feature,
                         max_act,
                     }),
             );
-        }
-        for sae in &saes {
-            // Where the query's features fire: the full list, only for SAEs the query names.
-            if !positive.iter().any(|f| f.sae == *sae) {
-                continue;
-            }
-            reader.with_context_features(sae, hit.context_id, |cf| {
-                for f in positive.iter().filter(|f| f.sae == *sae) {
-                    if let Some(i) = cf.position(f.feature) {
-                        let (_, max_act, pos) = cf.get(i);
-                        let (start, end) = token_range(&ctx, pos);
-                        matches.push((
-                            f.position,
-                            FeatureMatch {
-                                sae: sae.to_string(),
-                                feature: f.feature,
-                                max_act,
-                                pos,
-                                start,
-                                end,
-                            },
-                        ));
-                    }
-                }
-            })?;
         }
         matches.sort_by_key(|m| m.0);
         matches.dedup_by(|a, b| a.1.sae == b.1.sae && a.1.feature == b.1.feature);
