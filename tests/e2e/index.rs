@@ -10,7 +10,7 @@ use scopedex_sae::{fabricate_llama_scope, FabricateSpec};
 use scopedex_store::parquet::read_all;
 use scopedex_store::{
     ActivationEntry, ActivationReader, ContextFeaturesRecord, ContextRecord, CooccurrenceRecord,
-    ExampleKind, ExampleRecord, FeatureRecord, IndexLayout, IndexReader,
+    ExampleKind, ExampleRecord, FeatureRecord, IndexLayout, IndexReader, SIMILAR_LIST_LEN,
 };
 
 use crate::assets::{default_model, scopedex_bin, workspace_root};
@@ -319,6 +319,21 @@ fn four_shards_merged_equal_one_pass() {
     );
     for sae in ra.sae_ids() {
         assert_eq!(ra.sae_summary(sae).unwrap(), rb.sae_summary(sae).unwrap());
+    }
+    // "More like this" lists: precomputed by a single pass and by the merge (the same lists),
+    // not by the shards, whose stores answer live.
+    assert_eq!(ra.similar_lists_precomputed(), SIMILAR_LIST_LEN);
+    assert_eq!(rb.similar_lists_precomputed(), SIMILAR_LIST_LEN);
+    let mut listed = 0;
+    for c in 0..ra.manifest().contexts {
+        let list = ra.similar_list(c, None, SIMILAR_LIST_LEN).unwrap();
+        assert_eq!(list, rb.similar_list(c, None, SIMILAR_LIST_LEN).unwrap());
+        listed += list.map_or(0, |l| l.hits.len());
+    }
+    assert!(listed > 0);
+    for dir in &shard_dirs {
+        let r = IndexReader::open(dir).unwrap();
+        assert_eq!(r.similar_lists_precomputed(), 0, "{dir}");
     }
     // A missing shard is refused with a clear message.
     let out = Command::new(scopedex_bin())

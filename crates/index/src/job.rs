@@ -204,6 +204,8 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
             mantissa_bits: opts.activation_mantissa_bits,
             ..Default::default()
         },
+        // A shard's lists would rank only its own contexts, and the merge recomputes them.
+        skip_similar_lists: opts.shard.count > 1,
         ..Default::default()
     };
     let mut writer = IndexWriter::with_options(&opts.out, manifest, writer_options)?;

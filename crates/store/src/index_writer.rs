@@ -28,6 +28,10 @@ pub struct IndexWriterOptions {
     /// Keep the temporary directory when the writer is dropped without publishing (for
     /// debugging, or for a caller that resumes into it itself). Default: delete it.
     pub keep_tmp_on_drop: bool,
+    /// Leave out the precomputed "more like this" lists (a shard of a sharded run: the merge
+    /// computes them once over every context; a store without them answers live). Default:
+    /// build them.
+    pub skip_similar_lists: bool,
     /// Test hook: publish with two renames even where an atomic exchange is available.
     #[doc(hidden)]
     pub force_rename_fallback: bool,
@@ -357,12 +361,14 @@ impl IndexWriter {
 
         rocks::build(&self.tmp.rocksdb(), &self.tmp, &self.manifest)?;
         text::build(&self.tmp.tantivy(), &self.tmp, &self.manifest)?;
-        similar::build(
-            &self.tmp,
-            &self.manifest,
-            &self.tmp.rocksdb(),
-            &self.tmp.tantivy(),
-        )?;
+        if !self.options.skip_similar_lists {
+            similar::build(
+                &self.tmp,
+                &self.manifest,
+                &self.tmp.rocksdb(),
+                &self.tmp.tantivy(),
+            )?;
+        }
         // The manifest last: a directory with a manifest is complete.
         fsutil::sync_tree(self.tmp.root())?;
         self.manifest.save(self.tmp.root())?;
