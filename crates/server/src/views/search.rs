@@ -1,7 +1,7 @@
 //! Builders of the search, "more like this" and occurrences bodies: tantivy hits, precomputed
 //! similar lists or activation log pages joined with their contexts and per-context features
-//! (a search hit: one read for every SAE's strongest features, plus one per SAE the query
-//! names, to place the match).
+//! (a page of search hits: one batched read of every hit's strongest features per SAE, plus
+//! one batched read of the full lists per SAE the query names, to place the match).
 use std::sync::Arc;
 
 use scopedex_store::{ContextRecord, QueryNode, SimilarList, STRENGTH_BUCKETS};
