@@ -382,6 +382,10 @@ pub struct SearchArgs {
     /// Hits to show (1..=1000).
     #[arg(long, default_value_t = 10)]
     pub limit: usize,
+    /// SAEs whose strongest features each hit lists, comma-separated (at most 16; default: the
+    /// SAEs the query names, then the others in index order, 16 in all).
+    #[arg(long)]
+    pub sae: Option<String>,
     /// Print the JSON of `GET /api/search`.
     #[arg(long)]
     pub json: bool,

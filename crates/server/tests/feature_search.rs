@@ -136,6 +136,65 @@ async fn feature_queries_return_hits_with_the_firing_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_list_the_strongest_features_of_the_chosen_saes() {
+    let api = Api::new();
+    let saes: Vec<String> = api.reader.sae_ids().iter().map(|s| s.to_string()).collect();
+    assert!(saes.len() >= 2 && saes.len() <= scopedex_server::views::MAX_HIT_SAES);
+    let listed = |v: &Value| -> Vec<String> {
+        let mut out: Vec<String> = v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|h| h["features"].as_array().unwrap().clone())
+            .map(|f| f["sae"].as_str().unwrap().to_string())
+            .collect();
+        out.dedup();
+        out
+    };
+    // By default every SAE of a small index, in index order.
+    let all = api.ok("/api/search?limit=50&q=even").await;
+    assert_eq!(all["feature_saes"], serde_json::json!(saes));
+    let mut seen = listed(&all);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), saes.len(), "every SAE has features in some hit");
+    // One SAE: only its features, and the same hits (the choice does not filter contexts).
+    let one = &saes[1];
+    let v = api
+        .ok(&format!("/api/search?limit=50&q=even&sae={}", enc(one)))
+        .await;
+    assert_eq!(v["feature_saes"], serde_json::json!([one]));
+    assert_eq!(ids(&v), ids(&all));
+    assert_eq!(listed(&v), vec![one.clone()]);
+    for (a, b) in all["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(v["hits"].as_array().unwrap())
+    {
+        let of_one: Vec<&Value> = a["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["sae"] == one.as_str())
+            .collect();
+        assert_eq!(
+            b["features"].as_array().unwrap().iter().collect::<Vec<_>>(),
+            of_one
+        );
+    }
+    // Listed in index order whatever the order asked, duplicates once.
+    let both = format!("{},{},{}", saes[1], saes[0], saes[1]);
+    let v = api
+        .ok(&format!("/api/search?limit=5&q=even&sae={}", enc(&both)))
+        .await;
+    assert_eq!(v["feature_saes"], serde_json::json!([saes[0], saes[1]]));
+    let (status, v) = api.get("/api/search?limit=5&q=even&sae=L9Z-8x").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"], "unknown_sae");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_syntax_is_a_400_with_the_position() {
     let api = Api::new();
     for (q, pos) in [

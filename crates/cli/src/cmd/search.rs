@@ -7,7 +7,12 @@ use super::render;
 /// Runs `scopedex search`.
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     let snap = render::open(&args.index)?;
-    let body = scopedex_server::views::search(&snap, &args.query, args.limit)?;
+    let body = scopedex_server::views::search_listing(
+        &snap,
+        &args.query,
+        args.limit,
+        args.sae.as_deref(),
+    )?;
     if args.json {
         return render::json(&body);
     }

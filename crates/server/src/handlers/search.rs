@@ -14,9 +14,11 @@ use crate::views::{self, DEFAULT_LIMIT};
 pub(crate) struct SearchQuery {
     q: Option<String>,
     limit: Option<usize>,
+    /// Comma-separated SAEs whose strongest features each hit lists.
+    sae: Option<String>,
 }
 
-/// `GET /api/search?q=&limit=`
+/// `GET /api/search?q=&limit=&sae=`
 pub(crate) async fn search(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<SearchQuery>,
@@ -26,9 +28,10 @@ pub(crate) async fn search(
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     views::check_page(limit, 0)?;
     // A tantivy query and ~2 reads per hit: under a millisecond on the demo index.
-    let key = format!("search\0{limit}\0{query}");
+    let sae = q.sae;
+    let key = format!("search\0{limit}\0{sae:?}\0{query}");
     super::cached(state.index.snapshot(), key, Work::Short, move |snap| {
-        views::search(snap, &query, limit)
+        views::search_listing(snap, &query, limit, sae.as_deref())
     })
     .await
 }

@@ -18,8 +18,8 @@ pub use features::{
     sae_summary, FeatureListParams, DASHBOARD_COOC, DASHBOARD_PER_INTERVAL, DASHBOARD_TOP,
 };
 pub use search::{
-    occurrences, search, similar_to_context, similar_to_terms, MAX_QUERY_CHARS,
-    SEARCH_FEATURES_PER_SAE, SIMILAR_SHARED_FEATURES,
+    hit_saes, occurrences, search, search_listing, similar_to_context, similar_to_terms,
+    MAX_HIT_SAES, MAX_QUERY_CHARS, SEARCH_FEATURES_PER_SAE, SIMILAR_SHARED_FEATURES,
 };
 
 /// Largest `limit` of any list.
@@ -336,7 +336,7 @@ pub struct SearchHitView {
     pub score: f32,
     /// The context's text.
     pub text: String,
-    /// Strongest features per SAE (SAEs in index order, each strongest first).
+    /// Strongest features per SAE of `feature_saes` (index order, each strongest first).
     pub features: Vec<HitFeature>,
     /// The query's (non-negated) features that fire in this context, in query order.
     pub matches: Vec<FeatureMatch>,
@@ -362,6 +362,9 @@ pub struct SearchResults {
     pub query: String,
     /// The query's feature terms, in query order.
     pub features: Vec<QueryFeature>,
+    /// The SAEs whose strongest features each hit lists, in index order
+    /// ([`hit_saes`]).
+    pub feature_saes: Vec<String>,
     /// Best first.
     pub hits: Vec<SearchHitView>,
 }

@@ -14,6 +14,9 @@ use crate::snapshot::Snapshot;
 pub const SEARCH_FEATURES_PER_SAE: usize = 5;
 // Hits read them from the store's short per-context lists.
 const _: () = assert!(SEARCH_FEATURES_PER_SAE <= scopedex_store::rocks::CONTEXT_TOP_FEATURES);
+/// Most SAEs whose strongest features a hit lists: an index of all 256 Llama Scope SAEs would
+/// otherwise list 1,280 features per hit.
+pub const MAX_HIT_SAES: usize = 16;
 /// Longest query accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 1000;
 /// Shared features listed per similar context.
@@ -46,9 +49,72 @@ fn query_features(node: &QueryNode) -> Vec<QueryFeature> {
     out
 }
 
+/// Which SAEs' strongest features each hit lists, in index order: `requested` (comma-separated
+/// ids, at most [`MAX_HIT_SAES`]) or by default every SAE the query names plus the others in
+/// index order, [`MAX_HIT_SAES`] in all.
+pub fn hit_saes<'a>(
+    all: &[&'a str],
+    named: &[&str],
+    requested: Option<&str>,
+) -> ApiResult<Vec<&'a str>> {
+    let chosen: Vec<bool> = match requested.map(str::trim).filter(|r| !r.is_empty()) {
+        Some(list) => {
+            let mut chosen = vec![false; all.len()];
+            for id in list.split(',').map(str::trim).filter(|id| !id.is_empty()) {
+                let i = all.iter().position(|s| *s == id).ok_or_else(|| {
+                    ApiError::not_found(
+                        "unknown_sae",
+                        format!(
+                            "sae: no SAE {id:?} in this index (it has {})",
+                            all.join(", ")
+                        ),
+                    )
+                })?;
+                chosen[i] = true;
+            }
+            if chosen.iter().filter(|&&c| c).count() > MAX_HIT_SAES {
+                return Err(ApiError::bad_request(
+                    "too_many_saes",
+                    format!("sae: at most {MAX_HIT_SAES} SAEs"),
+                ));
+            }
+            chosen
+        }
+        None => {
+            let mut chosen: Vec<bool> = all.iter().map(|s| named.contains(s)).collect();
+            let mut room = MAX_HIT_SAES.saturating_sub(chosen.iter().filter(|&&c| c).count());
+            for c in chosen.iter_mut().filter(|c| !**c) {
+                if room == 0 {
+                    break;
+                }
+                *c = true;
+                room -= 1;
+            }
+            chosen
+        }
+    };
+    Ok(all
+        .iter()
+        .zip(chosen)
+        .filter_map(|(s, c)| c.then_some(*s))
+        .collect())
+}
+
 /// `GET /api/search?q=&limit=` and `scopedex search`: the query language of
-/// `scopedex_store::query` (words, phrases, `feat:SAE/F[>T]`, AND / OR / NOT, parentheses).
+/// `scopedex_store::query` (words, phrases, `feat:SAE/F[>T]`, AND / OR / NOT, parentheses); each
+/// hit lists the strongest features of the SAEs [`hit_saes`] picks by default.
 pub fn search(snap: &Snapshot, query: &str, limit: usize) -> ApiResult<SearchResults> {
+    search_listing(snap, query, limit, None)
+}
+
+/// [`search`] with the SAEs whose strongest features each hit lists (`sae`: comma-separated
+/// ids, see [`hit_saes`]).
+pub fn search_listing(
+    snap: &Snapshot,
+    query: &str,
+    limit: usize,
+    sae: Option<&str>,
+) -> ApiResult<SearchResults> {
     check_page(limit, 0)?;
     if query.chars().count() > MAX_QUERY_CHARS {
         return Err(ApiError::bad_request(
@@ -66,27 +132,34 @@ pub fn search(snap: &Snapshot, query: &str, limit: usize) -> ApiResult<SearchRes
     let ids: Vec<u64> = hits.iter().map(|h| h.context_id).collect();
     let contexts = reader.contexts(&ids)?;
     let saes = reader.sae_ids();
-    let sae_names: Vec<Arc<str>> = saes.iter().map(|&s| Arc::from(s)).collect();
+    let features = query_features(&node);
+    let named: Vec<&str> = features.iter().map(|f| f.sae.as_str()).collect();
+    let listed = hit_saes(&saes, &named, sae)?;
+    // Per SAE (index order): its name, when the hits list its strongest features.
+    let sae_names: Vec<Option<Arc<str>>> = saes
+        .iter()
+        .map(|&s| listed.contains(&s).then(|| Arc::from(s)))
+        .collect();
     let tops = reader.context_top_features_many(&ids)?;
     // Where the query's features fire: the full lists, only for SAEs the query names.
     let mut matches: Vec<Vec<(usize, FeatureMatch)>> = vec![Vec::new(); hits.len()];
-    for (sae, name) in saes.iter().zip(&sae_names) {
-        let named: Vec<_> = positive.iter().filter(|f| f.sae == *sae).collect();
-        if named.is_empty() {
+    for sae in &saes {
+        let in_query: Vec<_> = positive.iter().filter(|f| f.sae == *sae).collect();
+        if in_query.is_empty() {
             continue;
         }
         reader.with_context_features_many(sae, &ids, |j, cf| {
             let Some(Some(ctx)) = contexts.get(j) else {
                 return;
             };
-            for f in &named {
+            for f in &in_query {
                 if let Some(i) = cf.position(f.feature) {
                     let (_, max_act, pos) = cf.get(i);
                     let (start, end) = token_range(ctx, pos);
                     matches[j].push((
                         f.position,
                         FeatureMatch {
-                            sae: name.to_string(),
+                            sae: sae.to_string(),
                             feature: f.feature,
                             max_act,
                             pos,
@@ -103,6 +176,7 @@ pub fn search(snap: &Snapshot, query: &str, limit: usize) -> ApiResult<SearchRes
         let Some(ctx) = ctx else { continue };
         let mut features = Vec::new();
         for (sae, top) in sae_names.iter().zip(&top) {
+            let Some(sae) = sae else { continue };
             features.extend(
                 top.iter()
                     .take(SEARCH_FEATURES_PER_SAE)
@@ -126,7 +200,8 @@ pub fn search(snap: &Snapshot, query: &str, limit: usize) -> ApiResult<SearchRes
     }
     Ok(SearchResults {
         query: query.to_string(),
-        features: query_features(&node),
+        features,
+        feature_saes: listed.iter().map(|s| s.to_string()).collect(),
         hits: out,
     })
 }
@@ -273,4 +348,39 @@ pub fn occurrences(
         occurrences,
         next_cursor: page.next_after.map(|a| a.to_string()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hit_saes_of_a_large_index_keep_the_query_saes_and_fill_in_index_order() {
+        let names: Vec<String> = (0..40).map(|l| format!("L{l}R-8x")).collect();
+        let all: Vec<&str> = names.iter().map(String::as_str).collect();
+        // Default, no SAE named: the first MAX_HIT_SAES.
+        assert_eq!(
+            hit_saes(&all, &[], None).unwrap(),
+            all[..MAX_HIT_SAES].to_vec()
+        );
+        // Named SAEs beyond the first ones are kept; the rest fill in, in index order.
+        let got = hit_saes(&all, &["L30R-8x", "L2R-8x"], None).unwrap();
+        assert_eq!(got.len(), MAX_HIT_SAES);
+        assert!(got.contains(&"L30R-8x") && got.contains(&"L2R-8x"));
+        assert_eq!(got[..MAX_HIT_SAES - 1], all[..MAX_HIT_SAES - 1]);
+        assert_eq!(got[MAX_HIT_SAES - 1], "L30R-8x");
+        // A small index: every SAE.
+        assert_eq!(hit_saes(&all[..3], &[], None).unwrap(), all[..3].to_vec());
+        // Requested: in index order, spaces and empty items ignored, blank = default.
+        assert_eq!(
+            hit_saes(&all, &[], Some(" L5R-8x, ,L1R-8x ")).unwrap(),
+            vec!["L1R-8x", "L5R-8x"]
+        );
+        assert_eq!(hit_saes(&all, &[], Some(" ")).unwrap().len(), MAX_HIT_SAES);
+        let e = hit_saes(&all, &[], Some("L1R-8x,nope")).unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::NOT_FOUND);
+        let many = all[..MAX_HIT_SAES + 1].join(",");
+        let e = hit_saes(&all, &[], Some(&many)).unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+    }
 }
