@@ -138,6 +138,8 @@ export interface QueryFeature {
 export interface SearchResults {
   query: string;
   features: QueryFeature[];
+  /** The SAEs whose strongest features each hit lists, in index order. */
+  feature_saes: string[];
   hits: SearchHit[];
 }
 export interface SimilarHit {
@@ -215,8 +217,8 @@ export const api = {
       `/api/saes/${enc(sae)}/features/${f}/examples?kind=${enc(kind)}&limit=${limit}&offset=${offset}`,
       { signal },
     ),
-  search: (q: string, limit: number, signal?: AbortSignal) =>
-    request<SearchResults>(`/api/search?q=${enc(q)}&limit=${limit}`, { signal }),
+  search: (q: string, limit: number, sae: string | null, signal?: AbortSignal) =>
+    request<SearchResults>(`/api/search?q=${enc(q)}&limit=${limit}${sae ? `&sae=${enc(sae)}` : ""}`, { signal }),
   similar: (contextId: number, sae: string | null, limit: number, signal?: AbortSignal) =>
     request<SimilarResults>(
       `/api/contexts/${contextId}/similar?limit=${limit}${sae ? `&sae=${enc(sae)}` : ""}`,

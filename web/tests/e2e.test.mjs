@@ -381,6 +381,19 @@ test("feature search: query chips link to dashboards, firing tokens marked, more
     assert.equal((await item.locator("mark.fire").innerText()).trim(), tok);
   }
   await page.screenshot({ path: path.join(shots, "search-features-1280.png") });
+  // Restricted to one SAE's features: every chip of every hit is that SAE's, the note says so,
+  // and its link lists every SAE again.
+  await open(`/search?q=${encodeURIComponent(q)}&limit=25&sae=${encodeURIComponent(L2R)}`);
+  const chips = page.locator("li.hit ul.feats a");
+  assert.ok((await chips.count()) > 0);
+  for (const href of await chips.evaluateAll((as) => as.map((a) => a.getAttribute("href")))) {
+    assert.ok(href.startsWith(`/sae/${L2R}/feature/`), href);
+  }
+  assert.match(await page.locator(".feature-saes").innerText(), new RegExp(`of ${L2R} only`));
+  await page.locator(".feature-saes a").click();
+  await ready();
+  assert.equal(new URL(page.url()).searchParams.get("sae"), null);
+  await open(`/search?q=${encodeURIComponent(q)}&limit=25`);
   // Strength buckets narrow the hits; words and features combine.
   const strong = await getJson(`/api/search?q=${encodeURIComponent(`${q}>0.75`)}&limit=1000`);
   assert.ok(strong.hits.length > 0 && strong.hits.length <= api.hits.length);

@@ -3,10 +3,12 @@ import { h, link } from "../dom";
 import { int, num, density } from "../format";
 import { done, errorPage, featureHref, loading, saeHref, type PageCtx } from "../page";
 
-export function searchForm(q = "", autofocus = false): HTMLFormElement {
+export function searchForm(q = "", autofocus = false, sae: string | null = null): HTMLFormElement {
   return h(
     "form",
     { class: "search-form", action: "/search", method: "get", role: "search" },
+    // A search from a page restricted to some SAEs' features stays restricted.
+    sae ? h("input", { type: "hidden", name: "sae", value: sae }) : null,
     h("label", { for: "q" }, "Search contexts"),
     h(
       "div",

@@ -158,8 +158,9 @@ export async function searchPage(ctx: PageCtx): Promise<void> {
   if (like !== null && /^\d+$/.test(like)) return similarPage(ctx, Number(like));
   const q = (ctx.query.get("q") ?? "").trim();
   const limit = Math.min(1000, Math.max(1, Math.floor(Number(ctx.query.get("limit") ?? "25")) || 25));
+  const sae = ctx.query.get("sae")?.trim() || null;
   ctx.setTitle(q ? `Search: ${q}` : "Search");
-  const form = () => searchForm(q, !q);
+  const form = () => searchForm(q, !q, sae);
   if (!q) {
     done(
       ctx.main,
@@ -171,7 +172,7 @@ export async function searchPage(ctx: PageCtx): Promise<void> {
   }
   loading(ctx.main, `results for “${q}”`);
   try {
-    const r = await api.search(q, limit, ctx.signal);
+    const r = await api.search(q, limit, sae, ctx.signal);
     const hits = r.hits.map((hit) =>
       h(
         "li",
@@ -193,9 +194,17 @@ export async function searchPage(ctx: PageCtx): Promise<void> {
       form(),
       queryChips(r),
       h("p", { class: "muted", role: "status" }, `${r.hits.length}${r.hits.length >= limit ? "+" : ""} context${r.hits.length === 1 ? "" : "s"} match “${r.query}”.`),
+      sae
+        ? h(
+            "p",
+            { class: "muted small feature-saes" },
+            `Strongest features of ${r.feature_saes.join(", ")} only · `,
+            link(`/search?${new URLSearchParams({ q, limit: String(limit) })}`, "all SAEs"),
+          )
+        : null,
       r.hits.length ? h("ol", { class: "hits" }, hits) : h("p", null, "No context matches. Try fewer or other words or features."),
       r.hits.length >= limit && limit < 1000
-        ? h("p", null, link(`/search?${new URLSearchParams({ q, limit: String(Math.min(1000, limit * 2)) })}`, "Show more results"))
+        ? h("p", null, link(`/search?${new URLSearchParams({ q, limit: String(Math.min(1000, limit * 2)), ...(sae ? { sae } : {}) })}`, "Show more results"))
         : null,
     );
     announce(`${r.hits.length} results`);
