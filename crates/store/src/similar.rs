@@ -70,7 +70,7 @@ impl IndexReader {
         sae: Option<&str>,
         limit: usize,
     ) -> Result<Option<SimilarList>> {
-        if sae.is_none() && limit <= self.rocks().similar_list_len() {
+        if self.similar_list_is_precomputed(sae, limit) {
             let saes = self.sae_ids();
             if let Some(mut list) = self.rocks().similar_list(context_id, &saes)? {
                 list.hits.truncate(limit);
@@ -83,6 +83,12 @@ impl IndexReader {
     /// Length of the lists precomputed at publish (0: none, every list is computed live).
     pub fn similar_lists_precomputed(&self) -> usize {
         self.rocks().similar_list_len()
+    }
+
+    /// Whether [`Self::similar_list`] reads a precomputed list for these arguments (one point
+    /// get) rather than ranking live (milliseconds).
+    pub fn similar_list_is_precomputed(&self, sae: Option<&str>, limit: usize) -> bool {
+        sae.is_none() && limit <= self.rocks().similar_list_len()
     }
 
     /// [`Self::similar_list`] computed now, never read from the precomputed lists.

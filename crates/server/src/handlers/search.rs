@@ -54,7 +54,10 @@ pub(crate) async fn similar(
     // (milliseconds, and the first one builds the term statistics).
     let sae = q.sae;
     let snap = state.index.snapshot();
-    let work = if sae.is_none() && limit <= snap.reader.similar_lists_precomputed() {
+    let work = if snap
+        .reader
+        .similar_list_is_precomputed(sae.as_deref(), limit)
+    {
         Work::Short
     } else {
         Work::Long
