@@ -6,7 +6,11 @@
 # the first SAE, (2) search with random common words, (3) feature queries over random live
 # features of the first SAE (`feat:S/F`, `feat:S/F>0.5`, `feat:S/F AND word`, `feat:S/F -word`)
 # and (4) "more like this" for random contexts (`/api/contexts/{id}/similar`). $ONLY (e.g.
-# "features similar") runs a subset. Prints p50/p99 latency, requests/s and the server's RSS
+# "features similar") runs a subset. ONLY=overload runs the overload mix instead: $CONNS
+# connections of distinct expensive searches (OR over 12 random words, never cached) while a
+# second wrk at 4 connections measures the cheap requests beside them (health, cached
+# dashboards): the cheap p99 is the figure that must stay low, and the expensive side's
+# non-2xx are the 503s of admission control. Prints p50/p99 latency, requests/s and the server's RSS
 # before and after each run. Everything is bounded in time and the server is
 # stopped on exit.
 # Environment: SCOPEDEX_BIN (default: the release binary if built, else the dev one), PORT
@@ -38,7 +42,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$SCOPEDEX_BIN" serve "$INDEX" --addr "$ADDR" --no-model --web "$work/no-web" >"$work/server.log" 2>&1 &
+"$SCOPEDEX_BIN" serve "$INDEX" --addr "$ADDR" --no-model >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 300); do
   curl -sf "http://$ADDR/api/health" >/dev/null 2>&1 && break
@@ -114,5 +118,46 @@ run() { # name script
 echo "bench-server: $SCOPEDEX_BIN on $INDEX (SAE $SAE, d_sae $D_SAE, $N_CONTEXTS contexts), $(nproc) CPUs"
 curl -sf "http://$ADDR/api/saes/$SAE/features/0" >/dev/null || true  # warm the tokenizer/caches
 curl -sf "http://$ADDR/api/contexts/0/similar" >/dev/null || true   # load the feature maxes
+cat >"$work/expensive.lua" <<'EOF'
+math.randomseed(os.time() + 4)
+local words = {"the", "time", "people", "world", "water", "city", "year", "music", "war",
+  "school", "game", "river", "family", "church", "film", "team", "island", "language", "state",
+  "house", "king", "army", "road", "north", "south", "light", "party", "ship", "art", "law"}
+request = function()
+  local q = {}
+  for i = 1, 12 do q[i] = words[math.random(#words)] end
+  return wrk.format("GET", "/api/search?limit=50&q=" .. table.concat(q, "%20OR%20"))
+end
+EOF
+cat >"$work/cheap.lua" <<EOF
+math.randomseed(os.time() + 5)
+request = function()
+  if math.random(2) == 1 then return wrk.format("GET", "/api/health") end
+  return wrk.format("GET", "/api/saes/$SAE/features/" .. math.random(0, 31))
+end
+EOF
+
+overload() {
+  local secs=${DURATION%s}
+  for f in $(seq 0 31); do curl -sf "http://$ADDR/api/saes/$SAE/features/$f" >/dev/null || true; done
+  echo "== overload: wrk -c$CONNS expensive searches + wrk -c4 health/cached dashboards, $DURATION (RSS before: $(rss))"
+  timeout $((secs + 30)) wrk -t1 -c"$CONNS" -d"$DURATION" --latency --timeout 10s \
+    -s "$work/expensive.lua" "http://$ADDR" >"$work/expensive.txt" &
+  local exp_pid=$!
+  timeout $((secs + 30)) wrk -t1 -c4 -d"$DURATION" --latency --timeout 10s \
+    -s "$work/cheap.lua" "http://$ADDR" >"$work/cheap.txt"
+  wait "$exp_pid"
+  for name in expensive cheap; do
+    awk -v name="$name" '
+      $1 == "50%" { p50 = $2 } $1 == "99%" { p99 = $2 }
+      /^Requests\/sec/ { rps = $2 } /Non-2xx/ { non2xx = $NF } /Socket errors/ { errs = $0 }
+      END { printf "%s: p50 %s  p99 %s  %s req/s  non-2xx %s %s\n", name, p50, p99, rps, (non2xx == "" ? 0 : non2xx), errs }
+    ' "$work/$name.txt"
+  done
+  echo "   RSS after: $(rss)"
+}
+
 ONLY=${ONLY:-dashboard search features similar}
-for name in $ONLY; do run "$name" "$work/$name.lua"; done
+for name in $ONLY; do
+  if [ "$name" = overload ]; then overload; else run "$name" "$work/$name.lua"; fi
+done

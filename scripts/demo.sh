@@ -4,7 +4,8 @@
 #   2. train the demo SAEs (TopK, 8x, k=32; layer $DEMO_LAYER at R, A, M, TC plus layer
 #      $DEMO_LAYER2's R) — or reuse out/demo-saes/<hash of the trainer settings>/;
 #   3. index a slice of the nlp-corpus into out/demo-index — reused when its inputs are unchanged;
-#   4. build the web UI (web/), then serve the index and print the URL and three example queries.
+#   4. serve the index (with the web UI, built before the binary, which embeds it) and print the
+#      URL and three example queries.
 # Every stage is cached, so a second run goes straight to serving. Environment overrides:
 #   DEMO_LAYER (6), DEMO_LAYER2 (3), DEMO_TRAIN_TOKENS (600000), DEMO_INDEX_TOKENS (300000),
 #   DEMO_ADDR (127.0.0.1:8080), CARGO_TARGET_DIR.
@@ -18,6 +19,20 @@ hash16() { sha256sum | cut -c1-16; }
 stage "system packages and assets"
 bash scripts/install-system-deps.sh
 bash scripts/fetch-assets.sh
+mkdir -p out
+
+# --- web UI (before the binary, which embeds web/dist) ------------------------------------
+if [ -f web/package.json ]; then
+  web_key=$( (cat web/package.json web/package-lock.json 2>/dev/null; find web/src web/index.html \
+    -type f -exec sha256sum {} + 2>/dev/null | sort) | hash16)
+  if [ -f web/dist/index.html ] && [ "$(cat out/demo-web.key 2>/dev/null)" = "$web_key" ]; then
+    stage "web UI: reusing web/dist"
+  else
+    stage "building the web UI (npm ci && npm run build)"
+    (cd web && npm ci --no-audit --no-fund && npm run build)
+    echo "$web_key" > out/demo-web.key
+  fi
+fi
 
 stage "build (cargo build --bin scopedex, dev profile)"
 cargo build --locked --bin scopedex
@@ -75,27 +90,12 @@ if [ "$(cat "$index.serving" 2>/dev/null)" != "$serving_key" ]; then
   echo "$serving_key" > "$index.serving"
 fi
 
-# --- web UI -------------------------------------------------------------------------------
-web_args=()
-if [ -f web/package.json ]; then
-  web_key=$( (cat web/package.json web/package-lock.json 2>/dev/null; find web/src web/index.html \
-    -type f -exec sha256sum {} + 2>/dev/null | sort) | hash16)
-  if [ -f web/dist/index.html ] && [ "$(cat out/demo-web.key 2>/dev/null)" = "$web_key" ]; then
-    stage "web UI: reusing web/dist"
-  else
-    stage "building the web UI (npm ci && npm run build)"
-    (cd web && npm ci --no-audit --no-fund && npm run build)
-    echo "$web_key" > out/demo-web.key
-  fi
-  web_args=(--web web/dist)
-fi
-
 # --- serve --------------------------------------------------------------------------------
 "$bin" demo "$index" --addr "$addr"
 if "$bin" serve --help >/dev/null 2>&1; then
   stage "serving $index at http://$addr/ (Ctrl-C to stop)"
   echo "Open http://$addr/"
-  exec "$bin" serve "$index" --addr "$addr" "${web_args[@]}"
+  exec "$bin" serve "$index" --addr "$addr"
 else
   stage "done: this build has no 'scopedex serve' yet; the index is at $index"
 fi

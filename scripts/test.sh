@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): install what is missing, fetch the assets, then
-# format check, clippy with warnings as errors, every test of the workspace, then the browser
-# tests of the web UI (scripts/test-web.sh).
+# build the web UI (the server embeds it), format check, clippy with warnings as errors, every
+# test of the workspace, the API against its spec with openapi-spec-validator and schemathesis
+# (scripts/test-api.sh), then the browser tests of the web UI (scripts/test-web.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/install-system-deps.sh
 bash scripts/fetch-assets.sh
+# The web UI is built first: the server embeds web/dist when it is compiled.
+(cd web && npm ci --no-audit --no-fund && npm run build)
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Default targets (libs, bins, tests, doc tests): benches are run by hand, not here.
 cargo test --workspace --locked
+bash scripts/test-api.sh
 bash scripts/test-web.sh

@@ -1,12 +1,15 @@
-//! `scopedex export neuronpedia` end to end: a real SmolLM2 index exported as SAEDashboard
-//! batches and as Neuronpedia's bulk layout, checked against the schema and the index; bad
-//! input refused with exit code 2.
+//! `scopedex export neuronpedia` end to end: a real SmolLM2 index (with its activation log)
+//! exported as SAEDashboard batches and as Neuronpedia's bulk layout, checked against the
+//! schema, the index, and a brute-force recomputation of the equal-width activation
+//! histograms, Pearson partners and decoder-cosine neighbours; bad input refused with exit
+//! code 2.
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
 use scopedex_export::batch::{round3, round5};
 use scopedex_export::validate::validate;
-use scopedex_store::{ExampleKind, IndexReader};
+use scopedex_store::{ActivationEntry, ExampleKind, IndexReader};
 use serde_json::Value;
 
 use crate::assets::{default_model, scopedex_bin, workspace_root};
@@ -40,7 +43,85 @@ fn build_index(root: &Path) -> std::path::PathBuf {
         "4",
         "--samples-per-interval",
         "3",
+        "--keep-activations",
     ]);
+    out
+}
+
+/// The activation log of `SAE` as dense per-feature vectors over the active counted positions
+/// (position 0 is BOS, excluded): every other counted position is a zero of every feature.
+fn dense_log(reader: &IndexReader) -> Vec<Vec<f64>> {
+    let d_sae = reader.sae(SAE).unwrap().d_sae as usize;
+    let entries: Vec<ActivationEntry> = reader
+        .activations(SAE)
+        .unwrap()
+        .batches()
+        .flat_map(|b| b.unwrap())
+        .filter(|e| e.pos >= 1)
+        .collect();
+    assert!(!entries.is_empty(), "the index keeps its activation log");
+    let mut slot: HashMap<(u64, u16), usize> = HashMap::new();
+    for e in &entries {
+        let n = slot.len();
+        slot.entry((e.context_id, e.pos)).or_insert(n);
+    }
+    let mut dense = vec![vec![0f64; slot.len()]; d_sae];
+    for e in &entries {
+        dense[e.feature as usize][slot[&(e.context_id, e.pos)]] = f64::from(e.value);
+    }
+    dense
+}
+
+/// SAEDashboard's activation histogram (torch.histc, 50 bins over [min, max] of the positive
+/// values; bars at the bin centres), brute force.
+fn histc(values: &[f64]) -> (Vec<f64>, Vec<u64>) {
+    let pos: Vec<f64> = values.iter().copied().filter(|&v| v > 0.0).collect();
+    if pos.is_empty() {
+        return (vec![], vec![]);
+    }
+    let lo = pos.iter().copied().fold(f64::MAX, f64::min);
+    let hi = pos.iter().copied().fold(f64::MIN, f64::max);
+    let mut heights = vec![0u64; 50];
+    if hi == lo {
+        heights[25] = pos.len() as u64;
+        return (vec![round5(lo); 50], heights);
+    }
+    for &v in &pos {
+        heights[(((v - lo) * 50.0 / (hi - lo)).floor() as usize).min(49)] += 1;
+    }
+    let w = (hi - lo) / 50.0;
+    let values = (0..50).map(|i| round5(lo + (i as f64 + 0.5) * w)).collect();
+    (values, heights)
+}
+
+/// The 3 best Pearson partners of feature `f` (over `n` counted positions), brute force over
+/// the dense vectors: partners fire together with `f` at least once and have a variance.
+fn pearson_partners(dense: &[Vec<f64>], n: f64, f: usize) -> Vec<(u32, f64, f64)> {
+    let stats = |v: &[f64]| (v.iter().sum::<f64>(), v.iter().map(|a| a * a).sum::<f64>());
+    let (sx, qx) = stats(&dense[f]);
+    let mut out = Vec::new();
+    for (j, y) in dense.iter().enumerate() {
+        let (sy, qy) = stats(y);
+        let xy: f64 = dense[f].iter().zip(y).map(|(a, b)| a * b).sum();
+        let den = ((n * qx - sx * sx) * (n * qy - sy * sy)).sqrt();
+        if j != f && xy != 0.0 && den > 0.0 {
+            out.push((j as u32, (n * xy - sx * sy) / den, xy / (qx * qy).sqrt()));
+        }
+    }
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out.truncate(3);
+    out
+}
+
+/// Every line of `{dir}/scopedex-extras/*.jsonl`, by feature.
+fn read_extras(dir: &Path) -> HashMap<u32, Value> {
+    let mut out = HashMap::new();
+    for e in std::fs::read_dir(dir.join("scopedex-extras")).unwrap() {
+        for line in std::fs::read_to_string(e.unwrap().path()).unwrap().lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            out.insert(v["feature_index"].as_u64().unwrap() as u32, v);
+        }
+    }
     out
 }
 
@@ -81,6 +162,32 @@ fn export_neuronpedia_batches_and_bulk_match_the_index() {
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["batches"], 3, "{report}");
     assert_eq!(report["features"], d_sae);
+    let prov = &report["provenance"];
+    for (key, start) in [
+        ("activation_histogram", "exact"),
+        ("bin_contains", "exact"),
+        ("correlated_features", "Pearson"),
+        ("decoder_cosine", "cosine"),
+        ("logit_histogram", "the index's"),
+        ("layers_source", "manifest"),
+    ] {
+        let text = prov[key].as_str().unwrap();
+        assert!(text.starts_with(start), "{key}: {text}");
+    }
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(out.join("scopedex-export.json")).unwrap()).unwrap();
+    assert_eq!(&written["provenance"], prov);
+
+    // Brute force from the activation log, independent of the exporter.
+    let manifest = reader.manifest();
+    assert!(manifest.parameters.exclude_bos);
+    let dense = dense_log(&reader);
+    let n_counted = reader.sae_summary(SAE).unwrap().unwrap().tokens_indexed as f64;
+    let extras = read_extras(&out);
+    assert_eq!(extras.len(), d_sae as usize);
+    let mut with_partners = 0;
+    let mut with_logit_hist = 0;
+    let mut batch_features: HashMap<u32, Value> = HashMap::new();
 
     let schema = schema();
     let mut next = 0u32;
@@ -97,6 +204,9 @@ fn export_neuronpedia_batches_and_bulk_match_the_index() {
         let feats = v["features"].as_array().unwrap();
         assert_eq!(feats.len(), 100);
         for fv in feats {
+            batch_features.insert(fv["feature_index"].as_u64().unwrap() as u32, fv.clone());
+        }
+        for fv in feats {
             let f = fv["feature_index"].as_u64().unwrap() as u32;
             assert_eq!(f, next, "features in order, no gaps");
             next += 1;
@@ -112,15 +222,76 @@ fn export_neuronpedia_batches_and_bulk_match_the_index() {
                     .map(|t| round5(t.value.into()))
                     .collect::<Vec<_>>())
             );
-            let heights: u64 = fv["freq_hist_data_bar_heights"]
+            // Defaults: a Neuronpedia model id and a short dataset name.
+            assert_eq!(v["model_id"], "smollm2-135m-instruct-q4-1");
+            assert_eq!(fv["dataset"], "corpus");
+            // The equal-width histogram, recomputed from the log.
+            let (want_values, want_heights) = histc(&dense[f as usize]);
+            let heights: Vec<u64> = fv["freq_hist_data_bar_heights"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .map(|h| h.as_u64().unwrap())
-                .sum();
-            assert_eq!(heights, rec.n_fired, "the histogram counts every firing");
-            for c in fv["correlated_features_indices"].as_array().unwrap() {
-                assert_ne!(c.as_u64().unwrap() as u32, f);
+                .collect();
+            assert_eq!(heights, want_heights, "feature {f}");
+            assert_eq!(f64s(&fv["freq_hist_data_bar_values"]), want_values);
+            assert_eq!(
+                heights.iter().sum::<u64>(),
+                rec.n_fired,
+                "every firing counted"
+            );
+            // Pearson partners and their activation cosine, recomputed from the log.
+            let want = pearson_partners(&dense, n_counted, f as usize);
+            let got_idx: Vec<u32> = fv["correlated_features_indices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_u64().unwrap() as u32)
+                .collect();
+            let (got_r, got_cos) = (
+                f64s(&fv["correlated_features_pearson"]),
+                f64s(&fv["correlated_features_l1"]),
+            );
+            assert_eq!(got_idx.len(), want.len(), "feature {f}");
+            for (k, w) in want.iter().enumerate() {
+                assert!(
+                    (got_r[k] - round5(w.1)).abs() <= 1e-5,
+                    "feature {f}: {got_r:?} {want:?}"
+                );
+                assert!((got_cos[k] - round5(w.2)).abs() <= 1e-5, "feature {f}");
+                // Indices agree unless two partners tie (to rounding) at this rank.
+                let tie = want.iter().any(|o| o.0 != w.0 && (o.1 - w.1).abs() < 1e-9);
+                assert!(
+                    tie || got_idx[k] == w.0,
+                    "feature {f}: {got_idx:?} {want:?}"
+                );
+            }
+            with_partners += usize::from(!want.is_empty());
+            // Co-occurrence NPMI / Jaccard kept in the extras.
+            let ex = &extras[&f];
+            let cooc = reader.cooccurrence(SAE, f, Some(SAE), usize::MAX).unwrap();
+            assert_eq!(
+                ex["cooccurrence_indices"].as_array().unwrap().len(),
+                cooc.iter().filter(|c| c.other_feature != f).count().min(3)
+            );
+            // The logit histogram over the whole vocabulary, as the index holds it.
+            if !rec.logit_hist.is_empty() {
+                with_logit_hist += 1;
+                assert_eq!(
+                    fv["logits_hist_data_bar_heights"],
+                    serde_json::json!(rec.logit_hist)
+                );
+                let lv = f64s(&fv["logits_hist_data_bar_values"]);
+                assert_eq!(lv.len(), rec.logit_hist.len());
+                assert!(
+                    lv[0] > f64::from(rec.logit_hist_min)
+                        && lv[lv.len() - 1] < f64::from(rec.logit_hist_max)
+                );
+                assert_eq!(
+                    rec.logit_hist.iter().sum::<u64>(),
+                    u64::from(manifest.tokenizer.vocab_size),
+                    "one count per vocabulary logit"
+                );
             }
             let examples = reader.examples(SAE, f, None, usize::MAX, 0).unwrap();
             let acts = fv["activations"].as_array().unwrap();
@@ -193,7 +364,47 @@ fn export_neuronpedia_batches_and_bulk_match_the_index() {
     assert_eq!(next, d_sae);
     assert!(checked_text > 100, "{checked_text} examples spelled");
     assert!(checked_contains > 0);
+    assert!(
+        with_partners > 100,
+        "{with_partners} features with Pearson partners"
+    );
+    assert_eq!(
+        with_logit_hist, d_sae,
+        "every feature has a logit histogram"
+    );
     assert!(!out.join("batch-3.json").exists());
+
+    // Decoder-cosine neighbours, recomputed from the SAE's weights for a few features.
+    let sae = scopedex_sae::Sae::load(&tmp.path().join("L2R"), &candle_core::Device::Cpu).unwrap();
+    let dirs: Vec<f32> = sae
+        .decoder_directions()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let d = sae.d_out();
+    let row = |f: usize| -> Vec<f64> {
+        let r = &dirs[f * d..(f + 1) * d];
+        let norm = r.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+        r.iter().map(|&x| f64::from(x) / norm).collect()
+    };
+    for f in [0usize, 57, 299] {
+        let a = row(f);
+        let mut all: Vec<(u32, f64)> = (0..d_sae as usize)
+            .filter(|&j| j != f)
+            .map(|j| (j as u32, a.iter().zip(row(j)).map(|(x, y)| x * y).sum()))
+            .collect();
+        all.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+        let ex = &extras[&(f as u32)];
+        let got = f64s(&ex["decoder_cosine_values"]);
+        assert_eq!(got.len(), 10);
+        for (k, (j, c)) in all.iter().take(10).enumerate() {
+            assert!((got[k] - c).abs() < 1e-4, "feature {f}: {got:?}");
+            let tie = all.iter().any(|o| o.0 != *j && (o.1 - c).abs() < 1e-5);
+            assert!(tie || ex["decoder_cosine_indices"][k] == *j, "feature {f}");
+        }
+    }
 
     // A sub-range in small batches: array_split(10, 3) = 4 + 3 + 3.
     let out2 = tmp.path().join("np2");
@@ -264,9 +475,28 @@ fn export_neuronpedia_batches_and_bulk_match_the_index() {
         "model.jsonl",
         "sourceset.jsonl",
         "source.jsonl",
+        "scopedex-export.json",
     ] {
         assert!(dir.join(f).is_file(), "{f}");
     }
+    let model: Value = serde_json::from_str(
+        std::fs::read_to_string(dir.join("model.jsonl"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(model["id"], "smollm2-135m");
+    assert_eq!(model["layers"], 30, "SmolLM2-135M has 30 blocks");
+    assert_eq!(model["layers"], manifest.model.n_layers);
+    assert_eq!(model["neuronsPerLayer"], d_sae);
+    assert_eq!(model["dimension"], 576);
+    let source: Value = serde_json::from_str(
+        std::fs::read_to_string(dir.join("source.jsonl"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(source["dataset"], "corpus");
     let mut n = 0;
     for i in 0..3 {
         let feats =
@@ -281,6 +511,14 @@ fn export_neuronpedia_batches_and_bulk_match_the_index() {
             let ex = reader.examples(SAE, f, None, usize::MAX, 0).unwrap();
             assert_eq!(acts.iter().filter(|a| a["index"] == f).count(), ex.len());
             assert_eq!(fv["layer"], "2-res-test");
+            assert_eq!(
+                fv["topkCosSimIndices"],
+                extras[&f]["decoder_cosine_indices"]
+            );
+            assert_eq!(fv["topkCosSimValues"], extras[&f]["decoder_cosine_values"]);
+            for key in ["correlated_features_indices", "correlated_features_pearson"] {
+                assert_eq!(fv[key], batch_features[&f][key], "{key}");
+            }
         }
         n += feats.len();
     }
@@ -310,6 +548,11 @@ fn export_refuses_bad_input() {
     fails(&["--sae", "L1R-8x", "--features", "5..5"], 2, "empty");
     fails(&["--sae", "L1R-8x", "--features", "0..49"], 2, "exceeds");
     fails(&["--sae", "L1R-8x", "--format", "csv"], 2, "--format");
+    fails(
+        &["--sae", "L1R-8x", "--model-id", "SmolLM2.Q4_1"],
+        2,
+        "--model-id",
+    );
     assert!(!out.exists(), "nothing written on refusal");
 
     let mut ok = base.to_vec();
@@ -323,7 +566,8 @@ fn export_refuses_bad_input() {
     assert!(out.join("batch-0.json").is_file());
     assert!(!out.join("batch-1.json").exists(), "stale batches removed");
 
-    // An output that cannot be created (a path below a regular file): exit 1, no batch left.
+    // An output that cannot be created (a path below a regular file): the CLI counts a path
+    // of the wrong kind as bad input (exit 2); the message names it and nothing is written.
     let file = tmp.path().join("file");
     std::fs::write(&file, "x").unwrap();
     let bad = file.join("out");
@@ -338,10 +582,8 @@ fn export_refuses_bad_input() {
         "--out",
         bad.to_str().unwrap(),
     ]);
-    assert_eq!(
-        r.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&r.stderr)
-    );
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(err.contains(&*bad.to_string_lossy()), "{err}");
+    assert!(file.is_file(), "the file is left alone");
 }

@@ -6,4 +6,6 @@ mod assets;
 mod export;
 mod index;
 mod info;
+mod movable;
 mod query;
+mod safety;

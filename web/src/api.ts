@@ -108,6 +108,9 @@ export interface FeatureDashboard {
   top_tokens: TokenCount[];
   logit_pos: TokenValue[];
   logit_neg: TokenValue[];
+  /** Counts of the logit effects over the vocabulary, equal-width bins across logit_hist_range. */
+  logit_hist: number[];
+  logit_hist_range: [number, number];
   top_examples: Example[];
   intervals: Interval[];
   cooccurrence: Partner[];

@@ -283,7 +283,10 @@ test("feature page: tokens shaded by activation with exact values on hover and k
   assert.equal(await page.locator(".intervals details.interval").count(), dash.intervals.length);
   const ivExamples = dash.intervals.reduce((n, iv) => n + iv.examples.length, 0);
   assert.equal(await page.locator(".intervals li.example").count(), ivExamples);
-  assert.equal(await page.locator(".feature-grid .plot svg rect.bar").count(), dash.act_hist.length);
+  assert.equal(await page.locator(".feature-grid .plot svg rect.bar").count(), dash.act_hist.length + dash.logit_hist.length);
+  // The logit histogram is drawn, and its range holds the top logit effects.
+  assert.ok(dash.logit_hist.length > 0);
+  assert.ok(dash.logit_hist_range[0] <= dash.logit_pos.at(-1).value && dash.logit_neg.at(-1).value <= dash.logit_hist_range[1]);
   assert.equal(await page.locator("table.logits-pos tbody tr").count(), dash.logit_pos.length);
   assert.equal(await page.locator("table.logits-neg tbody tr").count(), dash.logit_neg.length);
   assert.equal(await page.locator("ul.top-tokens li").count(), dash.top_tokens.length);

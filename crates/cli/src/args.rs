@@ -27,9 +27,24 @@ pub enum Command {
         /// Shard index directories (every shard of the run, any order).
         #[arg(required = true)]
         shards: Vec<PathBuf>,
+        /// Keep the merged accumulator state (`state/`), to merge the result again later.
+        #[arg(long)]
+        keep_state: bool,
+        /// Print a JSON summary on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Rebuild an index's serving store (RocksDB) and text index (tantivy) from its Parquet files.
     Reindex {
+        /// The index directory.
+        index: PathBuf,
+        /// Print a JSON summary on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an index's accumulator state (`state/`, kept for `merge`); the index stays
+    /// servable but can no longer be merged.
+    DropState {
         /// The index directory.
         index: PathBuf,
     },
@@ -273,6 +288,13 @@ pub struct IndexArgs {
     /// Continue from the checkpoint an interrupted run left beside --out.
     #[arg(long)]
     pub resume: bool,
+    /// Keep the accumulator state (`state/`) in a single-pass run too, so it can be merged
+    /// (shards of `--shard I/N` always keep it).
+    #[arg(long)]
+    pub keep_state: bool,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
     /// Write a checkpoint every N batches (0: never).
     #[arg(long, default_value_t = 50)]
     pub checkpoint_every: usize,
@@ -309,12 +331,26 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: std::net::SocketAddr,
-    /// The built web UI to serve at `/` (default: `web/dist` when it exists).
+    /// Serve the web UI from this build directory instead of the one embedded in the binary.
     #[arg(long)]
     pub web: Option<PathBuf>,
     /// Do not load the model and SAEs (`/api/activate` answers 503).
     #[arg(long)]
     pub no_model: bool,
+    /// The index's model at another path, for live activation when the recorded path is gone
+    /// (checked against the recorded sha256).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Use --model even if its sha256 differs from the index's (reported by /api/health).
+    #[arg(long)]
+    pub force: bool,
+    /// Allow browser pages from this origin to call the API (CORS), e.g.
+    /// `https://neuronpedia.org`; repeat for more, `*` for any. Default: no CORS headers.
+    #[arg(long = "cors", value_name = "ORIGIN")]
+    pub cors: Vec<String>,
+    /// Open connections at most (0: from the open-files limit).
+    #[arg(long, default_value_t = 0)]
+    pub max_connections: usize,
 }
 
 /// Arguments of `scopedex top`.

@@ -11,7 +11,9 @@ use scopedex_store::{
     SaeSummary,
 };
 
+use crate::actlog::{ActivationLog, Partner, Scratch};
 use crate::error::{Error, Result};
+use crate::hist;
 use crate::vocab::Vocab;
 
 /// Correlated features per feature (SAEDashboard's `FeatureTablesConfig(n_rows=3)`).
@@ -181,13 +183,73 @@ pub struct FeatureContext {
     pub summary: Option<SaeSummary>,
 }
 
-/// Builds one feature from the index.
+/// Data of one export that is not in the per-feature records: the activation log and the
+/// decoder neighbours, each absent when its source is missing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sources<'a> {
+    /// The sparse activation log.
+    pub log: Option<&'a ActivationLog>,
+    /// Decoder-cosine neighbours of the features from `neighbours_from` on.
+    pub neighbours: Option<&'a [Vec<(u32, f32)>]>,
+    /// First feature of `neighbours`.
+    pub neighbours_from: u32,
+}
+
+/// scopedex's statistics kept beside a feature (they have no SAEDashboard field): written to
+/// `scopedex-extras/batch-{i}.jsonl`, one line per feature (see [`crate::extras`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Extras {
+    /// The feature.
+    pub feature_index: u32,
+    /// Same-SAE co-occurrence partners by NPMI, the best [`CORRELATED_ROWS`].
+    pub cooccurrence_indices: Vec<u32>,
+    /// Their NPMI.
+    pub cooccurrence_npmi: Vec<f64>,
+    /// Their Jaccard index.
+    pub cooccurrence_jaccard: Vec<f64>,
+    /// Features with the most similar decoder direction (empty without the SAE's weights).
+    pub decoder_cosine_indices: Vec<u32>,
+    /// Their decoder cosine similarity.
+    pub decoder_cosine_values: Vec<f64>,
+}
+
+/// A feature and what is kept beside it.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The SAEDashboard feature.
+    pub feature: Feature,
+    /// scopedex's extra statistics.
+    pub extras: Extras,
+}
+
+/// What one feature is built from ([`assemble_feature`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureInputs<'a> {
+    /// Its record (`None`: never fired and never written).
+    pub rec: Option<&'a FeatureRecord>,
+    /// Its examples, any order.
+    pub examples: &'a [ExampleRecord],
+    /// The examples' contexts.
+    pub contexts: &'a HashMap<u64, ContextRecord>,
+    /// Its co-occurrence partners.
+    pub cooc: &'a [CooccurrenceRecord],
+    /// Its logged values (`None`: no activation log).
+    pub log_values: Option<&'a [f32]>,
+    /// Its Pearson partners (`None`: no activation log).
+    pub partners: Option<&'a [Partner]>,
+    /// Its decoder neighbours (`None`: no SAE weights).
+    pub neighbours: Option<&'a [(u32, f32)]>,
+}
+
+/// Builds one feature from the index (and the export's other sources).
 pub fn build_feature(
     reader: &IndexReader,
     cx: &FeatureContext,
+    src: &Sources<'_>,
     vocab: &Vocab,
     f: u32,
-) -> Result<Feature> {
+    scratch: &mut Scratch,
+) -> Result<Built> {
     let rec = reader.feature(&cx.sae, f)?;
     let examples = reader.examples(&cx.sae, f, None, usize::MAX, 0)?;
     let cooc = reader.cooccurrence(&cx.sae, f, Some(&cx.sae), usize::MAX)?;
@@ -207,14 +269,25 @@ pub fn build_feature(
             })
         })
         .collect::<Result<_>>()?;
+    let partners = src.log.map(|log| log.correlated(f, scratch));
+    let neighbours = src.neighbours.and_then(|n| {
+        f.checked_sub(src.neighbours_from)
+            .and_then(|i| n.get(i as usize))
+            .map(Vec::as_slice)
+    });
     Ok(assemble_feature(
         cx,
         vocab,
         f,
-        rec.as_ref(),
-        &examples,
-        &contexts,
-        &cooc,
+        FeatureInputs {
+            rec: rec.as_ref(),
+            examples: &examples,
+            contexts: &contexts,
+            cooc: &cooc,
+            log_values: src.log.map(|log| log.values(f)),
+            partners: partners.as_deref(),
+            neighbours,
+        },
     ))
 }
 
@@ -223,23 +296,30 @@ pub fn assemble_feature(
     cx: &FeatureContext,
     vocab: &Vocab,
     f: u32,
-    rec: Option<&FeatureRecord>,
-    examples: &[ExampleRecord],
-    contexts: &HashMap<u64, ContextRecord>,
-    cooc: &[CooccurrenceRecord],
-) -> Feature {
+    inp: FeatureInputs<'_>,
+) -> Built {
+    let rec = inp.rec;
     let strs = |ids: &mut dyn Iterator<Item = u32>| -> Vec<String> {
         ids.map(|t| vocab.token_str(t).to_string()).collect()
     };
-    let (corr_idx, corr_jac, corr_npmi) = correlated(f, cooc);
-    let (hist_values, hist_heights) = match (rec, &cx.summary) {
-        (Some(r), Some(s)) => freq_hist(&r.act_hist, &s.act_hist_edges),
+    let (cooc_idx, cooc_jac, cooc_npmi) = correlated(f, inp.cooc);
+    let (hist_values, hist_heights) = match (inp.log_values, rec, &cx.summary) {
+        (Some(values), _, _) => {
+            let pos: Vec<f64> = values
+                .iter()
+                .filter(|&&v| v > 0.0)
+                .map(|&v| f64::from(v))
+                .collect();
+            hist::equal_width(&pos)
+        }
+        (None, Some(r), Some(s)) => hist::rebin_log_hist(r, &s.act_hist_edges),
         _ => (Vec::new(), Vec::new()),
     };
+    let (logit_heights, logit_values) = rec.map_or_else(Default::default, hist::logit_hist);
     let max_act = rec.map_or(0.0, |r| r.max_act);
-    let mut activations = Vec::with_capacity(examples.len());
+    let mut activations = Vec::with_capacity(inp.examples.len());
     // Top group first, then the intervals from the highest down, as SAEDashboard orders them.
-    let mut order: Vec<&ExampleRecord> = examples.iter().collect();
+    let mut order: Vec<&ExampleRecord> = inp.examples.iter().collect();
     order.sort_by_key(|e| {
         (
             match e.kind {
@@ -251,7 +331,7 @@ pub fn assemble_feature(
     });
     let mut interval_cache: HashMap<u16, (Num, Num, Num)> = HashMap::new();
     for e in order {
-        let Some(ctx) = contexts.get(&e.context_id) else {
+        let Some(ctx) = inp.contexts.get(&e.context_id) else {
             continue;
         };
         let (bin_min, bin_max, bin_contains) = match e.kind {
@@ -262,7 +342,7 @@ pub fn assemble_feature(
             ),
             ExampleKind::Interval(i) => *interval_cache
                 .entry(i)
-                .or_insert_with(|| interval_bin(cx, rec, i)),
+                .or_insert_with(|| interval_bin(cx, rec, inp.log_values, i)),
         };
         let n = ctx.tokens.len().min(e.acts.len());
         let start = usize::from(cx.drop_first).min(n);
@@ -275,7 +355,9 @@ pub fn assemble_feature(
             qualifying_token_index: i64::from(e.max_pos) - start as i64,
         });
     }
-    Feature {
+    let partners = inp.partners.unwrap_or(&[]);
+    let neighbours = inp.neighbours.unwrap_or(&[]);
+    let feature = Feature {
         feature_index: f,
         neuron_alignment_indices: Vec::new(),
         neuron_alignment_values: Vec::new(),
@@ -283,9 +365,9 @@ pub fn assemble_feature(
         correlated_neurons_indices: Vec::new(),
         correlated_neurons_l1: Vec::new(),
         correlated_neurons_pearson: Vec::new(),
-        correlated_features_indices: corr_idx,
-        correlated_features_l1: corr_jac,
-        correlated_features_pearson: corr_npmi,
+        correlated_features_indices: partners.iter().map(|p| p.feature).collect(),
+        correlated_features_l1: partners.iter().map(|p| round5(p.cossim)).collect(),
+        correlated_features_pearson: partners.iter().map(|p| round5(p.pearson)).collect(),
         neg_str: rec.map_or_else(Vec::new, |r| strs(&mut r.logit_neg.iter().map(|t| t.token))),
         neg_values: rec.map_or_else(Vec::new, |r| {
             round5_all(r.logit_neg.iter().map(|t| t.value))
@@ -300,19 +382,28 @@ pub fn assemble_feature(
         },
         freq_hist_data_bar_values: hist_values,
         freq_hist_data_bar_heights: hist_heights,
-        logits_hist_data_bar_heights: Vec::new(),
-        logits_hist_data_bar_values: Vec::new(),
+        logits_hist_data_bar_heights: logit_heights,
+        logits_hist_data_bar_values: logit_values,
         n_prompts_total: cx.n_prompts_total,
         n_tokens_in_prompt: cx.n_tokens_in_prompt,
         dataset: cx.dataset.clone(),
         decoder_weights_dist: Vec::new(),
         activations,
         vector: Vec::new(),
-    }
+    };
+    let extras = Extras {
+        feature_index: f,
+        cooccurrence_indices: cooc_idx,
+        cooccurrence_npmi: cooc_npmi,
+        cooccurrence_jaccard: cooc_jac,
+        decoder_cosine_indices: neighbours.iter().map(|n| n.0).collect(),
+        decoder_cosine_values: neighbours.iter().map(|n| round5(f64::from(n.1))).collect(),
+    };
+    Built { feature, extras }
 }
 
-/// Same-SAE partners other than `f` itself, by NPMI descending (ties: Jaccard descending, then
-/// lower index), the best [`CORRELATED_ROWS`]: (indices, Jaccard → `_l1`, NPMI → `_pearson`).
+/// Same-SAE co-occurrence partners other than `f` itself, by NPMI descending (ties: Jaccard
+/// descending, then lower index), the best [`CORRELATED_ROWS`]: (indices, Jaccard, NPMI).
 pub fn correlated(f: u32, cooc: &[CooccurrenceRecord]) -> (Vec<u32>, Vec<f64>, Vec<f64>) {
     let mut rows: Vec<&CooccurrenceRecord> = cooc.iter().filter(|c| c.other_feature != f).collect();
     rows.sort_by(|a, b| {
@@ -329,32 +420,26 @@ pub fn correlated(f: u32, cooc: &[CooccurrenceRecord]) -> (Vec<u32>, Vec<f64>, V
     )
 }
 
-/// The activation histogram as bar centers and counts: the index's log-spaced bins, from the
-/// first to the last non-empty one (empty bins outside that span are dropped), each at the
-/// arithmetic midpoint of its edges (SAEDashboard's `bin_edges[:-1] + bin_size / 2`).
-pub fn freq_hist(counts: &[u64], edges: &[f32]) -> (Vec<f64>, Vec<u64>) {
-    let n = counts.len().min(edges.len().saturating_sub(1));
-    let Some(first) = counts[..n].iter().position(|&c| c > 0) else {
-        return (Vec::new(), Vec::new());
-    };
-    let last = counts[..n].iter().rposition(|&c| c > 0).unwrap_or(first);
-    let values = (first..=last)
-        .map(|j| round5((f64::from(edges[j]) + f64::from(edges[j + 1])) / 2.0))
-        .collect();
-    (values, counts[first..=last].to_vec())
-}
-
 /// Bounds and share of interval `i` of `N` equal-width intervals of `[0, max]`:
 /// `bin_min = i·max/N`, `bin_max = (i+1)·max/N` (3 decimals, as SAEDashboard's titles), and
-/// `bin_contains` = the estimated fraction of all counted positions whose activation lies in
-/// the interval (zeros included in interval 0, as SAEDashboard counts them), see
-/// [`interval_fraction`].
-pub fn interval_bin(cx: &FeatureContext, rec: Option<&FeatureRecord>, i: u16) -> (Num, Num, Num) {
+/// `bin_contains` = the fraction of all counted positions whose activation lies in the interval
+/// (zeros included in interval 0, as SAEDashboard counts them): counted from the logged values
+/// when there is a log ([`hist::interval_fraction_exact`]), else estimated from the histogram
+/// ([`hist::interval_fraction`]).
+pub fn interval_bin(
+    cx: &FeatureContext,
+    rec: Option<&FeatureRecord>,
+    log_values: Option<&[f32]>,
+    i: u16,
+) -> (Num, Num, Num) {
     let n = f64::from(cx.intervals.max(1));
     let max = f64::from(rec.map_or(0.0, |r| r.max_act));
     let (lo, hi) = (f64::from(i) * max / n, (f64::from(i) + 1.0) * max / n);
-    let contains = match (rec, &cx.summary) {
-        (Some(r), Some(s)) => interval_fraction(r, s, lo, hi),
+    let contains = match (rec, &cx.summary, log_values) {
+        (Some(r), Some(s), Some(v)) => {
+            hist::interval_fraction_exact(v, r.n_fired, s.tokens_indexed, max, lo, hi)
+        }
+        (Some(r), Some(s), None) => hist::interval_fraction(r, s, lo, hi),
         _ => 0.0,
     };
     (
@@ -364,60 +449,9 @@ pub fn interval_bin(cx: &FeatureContext, rec: Option<&FeatureRecord>, i: u16) ->
     )
 }
 
-/// Estimated fraction of the counted positions (`tokens_indexed`) with activation in
-/// `[lo, hi]`, from the feature's log-binned histogram: each bin's count is spread
-/// log-uniformly over its edges clipped to `[.., max_act]` (the last bin, which also holds
-/// values above its upper edge, reaches `max_act`); positions where the feature did not fire
-/// (`tokens_indexed - n_fired`) count as activation 0. Exact when interval edges fall on bin
-/// edges; otherwise off by at most the two straddling bins' mass.
-pub fn interval_fraction(rec: &FeatureRecord, summary: &SaeSummary, lo: f64, hi: f64) -> f64 {
-    let total = summary.tokens_indexed;
-    if total == 0 {
-        return 0.0;
-    }
-    let max = f64::from(rec.max_act);
-    let edges = &summary.act_hist_edges;
-    let bins = rec.act_hist.len().min(edges.len().saturating_sub(1));
-    let mut mass = 0.0;
-    if lo <= 0.0 {
-        mass += total.saturating_sub(rec.n_fired) as f64;
-    }
-    for (j, &c) in rec.act_hist[..bins].iter().enumerate() {
-        if c == 0 {
-            continue;
-        }
-        let a = f64::from(edges[j]).min(max);
-        let b = if j + 1 == bins {
-            max.max(a)
-        } else {
-            f64::from(edges[j + 1]).min(max)
-        };
-        let share = if b <= a || a <= 0.0 {
-            // A degenerate bin (everything at `b`): all or nothing.
-            if (lo..=hi).contains(&b) {
-                1.0
-            } else {
-                0.0
-            }
-        } else {
-            let (x, y) = (lo.max(a), hi.min(b));
-            if y <= x {
-                0.0
-            } else {
-                (y.ln() - x.ln()) / (b.ln() - a.ln())
-            }
-        };
-        mass += c as f64 * share;
-    }
-    (mass / total as f64).clamp(0.0, 1.0)
-}
-
 /// Layer number of a hook name `blocks.{N}.…` (0 when it has none), as SAEDashboard's `layer`.
 pub fn layer_of(hook: &str) -> u32 {
-    hook.strip_prefix("blocks.")
-        .and_then(|r| r.split('.').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    crate::names::hook_layer(hook).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -438,59 +472,5 @@ mod tests {
         assert_eq!(layer_of("blocks.15.hook_resid_post"), 15);
         assert_eq!(layer_of("blocks.3.attn.hook_z"), 3);
         assert_eq!(layer_of("hook_embed"), 0);
-    }
-
-    #[test]
-    fn hist_is_trimmed_to_non_empty_span() {
-        let edges = [0.1f32, 1.0, 10.0, 100.0];
-        assert_eq!(freq_hist(&[0, 4, 0], &edges), (vec![5.5], vec![4]));
-        assert_eq!(freq_hist(&[1, 0, 2], &edges).1, vec![1, 0, 2]);
-        assert_eq!(freq_hist(&[0, 0, 0], &edges), (vec![], vec![]));
-    }
-
-    #[test]
-    fn interval_fractions_sum_to_one() {
-        let summary = SaeSummary {
-            sae_id: "s".into(),
-            d_in: 1,
-            d_sae: 1,
-            tokens_indexed: 1000,
-            mean_l0: 0.0,
-            dead_features: 0,
-            explained_variance: 0.0,
-            act_hist_edges: (0..9).map(|i| 10f32.powi(i - 4)).collect(),
-            density_hist_edges: vec![],
-            density_hist: vec![],
-        };
-        let rec = FeatureRecord {
-            feature: 0,
-            n_fired: 100,
-            density: 0.1,
-            max_act: 7.5,
-            mean_act: 1.0,
-            act_hist: vec![0, 0, 10, 20, 70, 0, 0, 0],
-            top_tokens: vec![],
-            logit_pos: vec![],
-            logit_neg: vec![],
-        };
-        let n = 5;
-        let parts: Vec<f64> = (0..n)
-            .map(|i| {
-                let m = 7.5f64;
-                interval_fraction(
-                    &rec,
-                    &summary,
-                    i as f64 * m / n as f64,
-                    (i + 1) as f64 * m / n as f64,
-                )
-            })
-            .collect();
-        let sum: f64 = parts.iter().sum();
-        assert!((sum - 1.0).abs() < 1e-9, "{parts:?}");
-        // Interval 0 holds the 900 zeros and the 30 firings below 1 (and a share of [1, 7.5]).
-        assert!(parts[0] > 0.93 && parts[0] < 0.96, "{parts:?}");
-        // Bin [1, 10) holds 70 of 1000, spread log-uniformly over [1, 7.5].
-        let expect = 0.07 * (7.5f64 / 6.0).ln() / 7.5f64.ln();
-        assert!((parts[4] - expect).abs() < 1e-9, "{parts:?}");
     }
 }

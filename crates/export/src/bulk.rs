@@ -6,23 +6,37 @@
 //!   release.jsonl  model.jsonl  sourceset.jsonl  source.jsonl      one row each
 //!   features/batch-{i}.jsonl.gz          one Feature row per feature of batch i
 //!   activations/batch-{i}.jsonl.gz       one Activation row per example of batch i
+//!   scopedex-export.json, scopedex-extras/   scopedex's report and extras (crate::extras)
 //! ```
 //! Rows mirror the script's inlined `neuronpedia_utils.db_models` dataclasses, fields in
-//! declaration order (the script dumps `row.__dict__` with orjson); gzip level 5.
+//! declaration order (the script dumps `row.__dict__` with orjson); gzip level 5. The two gzip
+//! files of a batch are encoded at the same time (one on each side of a `rayon::join`).
 #![allow(non_snake_case, missing_docs)]
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde::Serialize;
 
 use crate::atomic::write_atomic;
-use crate::batch::{self, Num};
-use crate::error::Result;
+use crate::batch::{self, Extras, Num};
+use crate::error::{Error, Result};
 
 /// The script's fallback creator id (used when none is given).
 pub const FALLBACK_CREATOR_ID: &str = "clkht01d40000jv08hvalcvly";
+
+/// The model's sizes written to `model.jsonl`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ModelSizes {
+    /// `layers`: transformer blocks.
+    pub layers: u32,
+    /// `neuronsPerLayer`: the exported SAE's `d_sae`.
+    pub neurons_per_layer: u32,
+    /// `dimension`: the residual width, when known.
+    pub dimension: Option<u32>,
+}
 
 /// Release / creator metadata of a bulk export.
 #[derive(Debug, Clone)]
@@ -151,8 +165,8 @@ pub struct Feature<'a> {
     pub vectorLabel: Option<&'a str>,
     pub vectorDefaultSteerStrength: Num,
     pub hookName: Option<&'a str>,
-    pub topkCosSimIndices: Vec<u32>,
-    pub topkCosSimValues: Vec<f64>,
+    pub topkCosSimIndices: &'a [u32],
+    pub topkCosSimValues: &'a [f64],
     pub neuron_alignment_indices: &'a [u32],
     pub neuron_alignment_values: &'a [f64],
     pub neuron_alignment_l1: &'a [f64],
@@ -212,10 +226,11 @@ pub fn source_id(layer: u32, sae_set: &str, suffix: Option<&str>) -> String {
 }
 
 /// The script's `FastPseudoCuid`: `c{pid:04x}{unix seconds:08x}{counter:08x}`, 25 characters.
+/// Shared by the threads writing batches (the counter is atomic).
 #[derive(Debug)]
 pub struct PseudoCuid {
     prefix: String,
-    counter: u64,
+    counter: AtomicU64,
 }
 
 impl Default for PseudoCuid {
@@ -226,16 +241,16 @@ impl Default for PseudoCuid {
             .unwrap_or(0);
         PseudoCuid {
             prefix: format!("c{:04x}{secs:08x}", std::process::id()),
-            counter: 0,
+            counter: AtomicU64::new(0),
         }
     }
 }
 
 impl PseudoCuid {
     /// The next id.
-    pub fn generate(&mut self) -> String {
-        self.counter += 1;
-        let mut s = format!("{}{:08x}", self.prefix, self.counter);
+    pub fn generate(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut s = format!("{}{n:08x}", self.prefix);
         s.truncate(25);
         s
     }
@@ -247,11 +262,13 @@ fn jsonl_row(w: &mut dyn Write, row: &impl Serialize) -> std::io::Result<()> {
 }
 
 /// Writes `release.jsonl`, `model.jsonl`, `sourceset.jsonl`, `source.jsonl` into `dir`.
+#[allow(clippy::too_many_arguments)]
 pub fn write_metadata(
     dir: &Path,
     b: &batch::Batch,
     source_id: &str,
     meta: &BulkMeta,
+    sizes: &ModelSizes,
     n_prompts: u64,
     n_tokens: u32,
     dataset: &str,
@@ -286,13 +303,13 @@ pub fn write_metadata(
         displayNameShort: &b.model_id,
         displayName: &b.model_id,
         tlensId: None,
-        dimension: None,
+        dimension: sizes.dimension,
         visibility: "PUBLIC",
         defaultSourceSetName: None,
         defaultSourceId: None,
         inferenceEnabled: false,
-        layers: 0,
-        neuronsPerLayer: 0,
+        layers: sizes.layers,
+        neuronsPerLayer: sizes.neurons_per_layer,
         createdAt: at,
         owner: "",
         updatedAt: at,
@@ -348,23 +365,46 @@ pub fn write_metadata(
     write_atomic(&dir.join("source.jsonl"), |w| jsonl_row(w, &source))
 }
 
+/// Writes `path` gzipped (level 5, as the script), streaming: `rows` writes JSON text through
+/// a 256 KiB buffer into the encoder, which writes into the file's buffer.
+///
+/// The buffer in front of the encoder matters: serde_json writes each token separately, and
+/// flate2 runs (and clears its 32 KiB output buffer) on every `write` it gets, so unbuffered
+/// rows spent most of the export in `memset`.
 fn gz(path: &Path, rows: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
     write_atomic(path, |w| {
-        let mut enc = GzEncoder::new(w, Compression::new(5));
+        let mut enc = BufWriter::with_capacity(1 << 18, GzEncoder::new(w, Compression::new(5)));
         rows(&mut enc)?;
-        enc.finish()?;
+        enc.into_inner().map_err(|e| e.into_error())?.finish()?;
         Ok(())
     })
 }
 
-/// Writes `features/{name}.jsonl.gz` and `activations/{name}.jsonl.gz` of one batch.
+/// Writes `features/{name}.jsonl.gz` and `activations/{name}.jsonl.gz` of one batch;
+/// `extras[i]` belongs to `b.features[i]` (its decoder neighbours are `topkCosSim*`).
 pub fn write_batch(
+    dir: &Path,
+    name: &str,
+    b: &batch::Batch,
+    extras: &[Extras],
+    source_id: &str,
+    meta: &BulkMeta,
+    cuid: &PseudoCuid,
+) -> Result<()> {
+    let (acts, feats) = rayon::join(
+        || write_activations(dir, name, b, source_id, meta, cuid),
+        || write_features(dir, name, b, extras, source_id, meta),
+    );
+    acts.and(feats)
+}
+
+fn write_activations(
     dir: &Path,
     name: &str,
     b: &batch::Batch,
     source_id: &str,
     meta: &BulkMeta,
-    cuid: &mut PseudoCuid,
+    cuid: &PseudoCuid,
 ) -> Result<()> {
     let at = meta.created_at.as_str();
     let creator = meta.creator_id.as_str();
@@ -406,11 +446,25 @@ pub fn write_batch(
             }
             Ok(())
         },
-    )?;
+    )
+}
+
+fn write_features(
+    dir: &Path,
+    name: &str,
+    b: &batch::Batch,
+    extras: &[Extras],
+    source_id: &str,
+    meta: &BulkMeta,
+) -> Result<()> {
+    let at = meta.created_at.as_str();
+    let creator = meta.creator_id.as_str();
+    let none = Extras::default();
     gz(
         &dir.join("features").join(format!("{name}.jsonl.gz")),
         |w| {
-            for f in &b.features {
+            for (i, f) in b.features.iter().enumerate() {
+                let ex = extras.get(i).unwrap_or(&none);
                 let max_act_approx = f
                     .activations
                     .iter()
@@ -428,8 +482,8 @@ pub fn write_batch(
                     vectorLabel: None,
                     vectorDefaultSteerStrength: Num::Int(10),
                     hookName: Some(&meta.hook_name),
-                    topkCosSimIndices: vec![],
-                    topkCosSimValues: vec![],
+                    topkCosSimIndices: &ex.decoder_cosine_indices,
+                    topkCosSimValues: &ex.decoder_cosine_values,
                     neuron_alignment_indices: &f.neuron_alignment_indices,
                     neuron_alignment_values: &f.neuron_alignment_values,
                     neuron_alignment_l1: &f.neuron_alignment_l1,
@@ -493,6 +547,57 @@ pub fn read_jsonl_gz(path: &Path) -> Result<Vec<serde_json::Value>> {
         .collect()
 }
 
+/// Entries a bulk export writes in a source directory (`{model}/{source}/`).
+const SOURCE_ENTRIES: [&str; 8] = [
+    "features",
+    "activations",
+    "release.jsonl",
+    "model.jsonl",
+    "sourceset.jsonl",
+    "source.jsonl",
+    crate::extras::REPORT_FILE,
+    crate::extras::EXTRAS_DIR,
+];
+
+/// Checks that `dir` holds only what a bulk export writes (the entries above, gzipped JSONL
+/// files in the two subfolders, temporary files), so `--force` may replace it.
+pub fn check_is_source_dir(dir: &Path) -> Result<()> {
+    let foreign = |p: &Path| {
+        Error::Usage(format!(
+            "{} is not a scopedex bulk export ({} was not written by one); --force replaces \
+             only earlier exports, so nothing was changed",
+            dir.display(),
+            p.display()
+        ))
+    };
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name.starts_with(crate::atomic::TMP_PREFIX) {
+            continue;
+        }
+        if !SOURCE_ENTRIES.contains(&name.as_str()) {
+            return Err(foreign(&path));
+        }
+        if name == crate::extras::EXTRAS_DIR {
+            crate::extras::check_is_extras_dir(&path)?;
+        } else if name == "features" || name == "activations" {
+            if !path.is_dir() {
+                return Err(foreign(&path));
+            }
+            for inner in std::fs::read_dir(&path).map_err(|e| Error::io(&path, e))? {
+                let inner = inner.map_err(|e| Error::io(&path, e))?;
+                let n = inner.file_name().to_string_lossy().into_owned();
+                if !(n.ends_with(".jsonl.gz") || n.starts_with(crate::atomic::TMP_PREFIX)) {
+                    return Err(foreign(&inner.path()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,7 +606,7 @@ mod tests {
     fn ids_and_argmax() {
         assert_eq!(source_id(15, "res-jb", None), "15-res-jb");
         assert_eq!(source_id(3, "x", Some("v2")), "3-x__v2");
-        let mut c = PseudoCuid::default();
+        let c = PseudoCuid::default();
         let (a, b) = (c.generate(), c.generate());
         assert_ne!(a, b);
         assert!(a.len() <= 25 && a.starts_with('c'));

@@ -7,30 +7,39 @@
 //! - **bulk** — Neuronpedia's bulk-import layout that `neuronpedia_export.py` derives from those
 //!   batches ([`bulk`]).
 //!
+//! Both also get `scopedex-export.json` (which source each statistic came from) and
+//! `scopedex-extras/batch-{i}.jsonl` (statistics with no Neuronpedia field), see [`extras`].
+//!
 //! Features are split into batches as SAEDashboard's `get_feature_batches` does
 //! (`np.array_split` into `ceil(n / batch_size)` near-equal chunks, numbered from 0 over the
-//! exported range). Each feature is read, converted and dropped in turn; only one batch is held
-//! at a time, so memory is bounded by `batch_size` whatever `d_sae` is. Every file is written
-//! under a temporary name, fsynced and renamed ([`atomic`]): a `batch-{i}` file is complete
-//! or absent, even when the disk fills midway.
+//! exported range). Batches are built and written in parallel (rayon; features of a batch in
+//! parallel too), at most two per thread in flight, so memory is bounded by the batch size
+//! whatever `d_sae` is — plus, when the index has one, the activation log, read once and held
+//! for the whole export ([`actlog`], 16 bytes per logged entry). Every file is written under a
+//! temporary name, fsynced and renamed ([`atomic`]): a `batch-{i}` file is complete or absent,
+//! even when the disk fills midway.
 //!
 //! ## How our statistics map onto SAEDashboard's fields
 //! | field | from |
 //! | --- | --- |
-//! | `model_id`, `sae_set`, `sae_id_suffix` | options (default: manifest model id, SAE id, `null`) |
+//! | `model_id`, `sae_set`, `sae_id_suffix` | options (default: the manifest's model id made a Neuronpedia id ([`names::default_model_id`]), the SAE id, `null`) |
 //! | `layer` | `N` of the SAE's `hook_in` `blocks.N.…` (0 if none) |
 //! | `frac_nonzero` | `FeatureRecord::density` (BOS excluded by default), 5 decimals |
 //! | `pos_str`/`pos_values`, `neg_str`/`neg_values` | `logit_pos` / `logit_neg` (most negative first) |
-//! | `freq_hist_data_bar_values` / `_heights` | our log-spaced `act_hist`: midpoints of the bin edges / counts, trimmed to the first..last non-empty bin |
-//! | `logits_hist_data_bar_*` | `[]`: the index keeps only the extreme logit effects, not their distribution over the vocabulary (SAEDashboard's value without a logits histogram) |
-//! | `correlated_features_indices` | same-SAE co-occurrence partners (self excluded), best 3 by NPMI |
-//! | `correlated_features_pearson` | their NPMI (a correlation of firing, in [-1, 1]) |
-//! | `correlated_features_l1` | their Jaccard index (SAEDashboard fills `_l1` with a similarity too: decoder cosine) |
+//! | `freq_hist_data_bar_values` / `_heights` | 50 equal-width bins, exact from the activation log, else re-binned from the index's log-spaced histogram ([`hist`]) |
+//! | `logits_hist_data_bar_*` | the index's equal-width `logit_hist` over the whole vocabulary (bar centres); `[]` for indexes without one |
+//! | `correlated_features_indices` / `_pearson` | from the activation log: the 3 features with the highest Pearson correlation over all counted positions ([`actlog`]); `[]` without a log |
+//! | `correlated_features_l1` | their activation cosine similarity (SAEDashboard's `cossim`, which it writes to `_l1`) |
 //! | `neuron_alignment_*`, `correlated_neurons_*`, `decoder_weights_dist`, `vector` | `[]` (not computed; SAEDashboard's defaults) |
-//! | `n_prompts_total` / `n_tokens_in_prompt` / `dataset` | contexts in the index / `ctx_len` / corpus file names (or `dataset` option) |
-//! | `activations` | stored examples: the top list (`bin_min` = -1, `bin_contains` = -1, `bin_max` = the feature's max act), then interval samples from the highest interval down, with `bin_min`/`bin_max` = `[i·max/N, (i+1)·max/N]` (3 decimals, as SAEDashboard's group titles) and `bin_contains` = the fraction of all counted positions in that interval, estimated from the histogram ([`batch::interval_fraction`]) |
+//! | `n_prompts_total` / `n_tokens_in_prompt` / `dataset` | contexts in the index / `ctx_len` / a short corpus name ([`names::default_dataset`]) or the `dataset` option |
+//! | `activations` | stored examples: the top list (`bin_min` = -1, `bin_contains` = -1, `bin_max` = the feature's max act), then interval samples from the highest interval down, with `bin_min`/`bin_max` = `[i·max/N, (i+1)·max/N]` (3 decimals, as SAEDashboard's group titles) and `bin_contains` = the fraction of all counted positions in that interval, counted from the activation log or estimated from the histogram ([`batch::interval_bin`]) |
 //! | `tokens` / `values` | the example's context window minus position 0 when it is BOS (SAEDashboard's full-prompt window starts at position 1) / the activation per token, 5 decimals |
 //! | `qualifying_token_index` | the example's `max_pos` minus 1 (SAEDashboard's `-1`): an index into `tokens`; without a BOS nothing is dropped and it is `max_pos` |
+//!
+//! Bulk rows also carry `topkCosSimIndices` / `topkCosSimValues`: decoder-cosine neighbours
+//! from the SAE's weights ([`decoder`]); `model.jsonl` gets `layers` (manifest, else derived
+//! from the hook names, [`names::model_layers`]), `neuronsPerLayer` (the SAE's `d_sae`) and
+//! `dimension` (`d_model`).
 //!
 //! Token strings are the raw vocabulary pieces with SAEDashboard's replacements ([`vocab`]).
 //! Our top list ranks *contexts* by their max activation (SAEDashboard ranks token positions,
@@ -38,10 +47,15 @@
 //! activation.
 #![warn(missing_docs)]
 
+pub mod actlog;
 pub mod atomic;
 pub mod batch;
 pub mod bulk;
+pub mod decoder;
 mod error;
+pub mod extras;
+pub mod hist;
+pub mod names;
 pub mod range;
 pub mod validate;
 pub mod vocab;
@@ -50,10 +64,17 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
+use rayon::prelude::*;
 use scopedex_store::IndexReader;
 
 pub use error::{Error, Result};
+pub use extras::Provenance;
+pub use names::default_model_id;
 pub use vocab::Vocab;
+
+use actlog::{ActivationLog, Scratch};
+use batch::{Built, Extras, FeatureContext, Sources};
+use hist::ActHistSource;
 
 /// Features per batch file by default (SAEDashboard's `n_features_at_a_time`).
 pub const DEFAULT_BATCH_SIZE: usize = 128;
@@ -66,6 +87,16 @@ pub enum Format {
     Batch,
     /// Neuronpedia's bulk-import layout under `{out}/{model_id}/{source_id}/`.
     Bulk,
+}
+
+impl Format {
+    /// The name used on the command line and in the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Batch => "batch",
+            Format::Bulk => "bulk",
+        }
+    }
 }
 
 /// What to export and where.
@@ -81,7 +112,7 @@ pub struct ExportOptions {
     pub sae_set: Option<String>,
     /// `sae_id_suffix` (default `null`).
     pub sae_id_suffix: Option<String>,
-    /// `dataset` (default: the corpus files' paths, comma-separated).
+    /// `dataset` (default: a short name of the corpus, see [`names::default_dataset`]).
     pub dataset: Option<String>,
     /// Features to export (default: all).
     pub features: Option<Range<u32>>,
@@ -95,6 +126,9 @@ pub struct ExportOptions {
     pub creator_id: Option<String>,
     /// Bulk only: creator name (default `scopedex`).
     pub creator_name: Option<String>,
+    /// Load the SAE from the manifest's `source_path` for decoder-cosine neighbours
+    /// (default true).
+    pub decoder_cosine: bool,
 }
 
 impl ExportOptions {
@@ -113,6 +147,7 @@ impl ExportOptions {
             force: false,
             creator_id: None,
             creator_name: None,
+            decoder_cosine: true,
         }
     }
 }
@@ -130,28 +165,8 @@ pub struct ExportReport {
     pub features: u64,
     /// Example contexts exported.
     pub activations: u64,
-}
-
-/// The manifest's model id made into a Neuronpedia-style id: its last path component,
-/// lowercased, anything outside `[a-z0-9._-]` replaced by `-` (e.g. `smollm2-135m`).
-pub fn default_model_id(id: &str) -> String {
-    let last = id.rsplit(['/', '\\']).next().unwrap_or(id);
-    let s: String = last
-        .to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if s.is_empty() || s.starts_with('.') {
-        format!("model{s}")
-    } else {
-        s
-    }
+    /// Which source each statistic came from (also in `scopedex-export.json`).
+    pub provenance: Provenance,
 }
 
 fn check_name(what: &str, s: &str) -> Result<()> {
@@ -165,6 +180,13 @@ fn check_name(what: &str, s: &str) -> Result<()> {
 
 fn is_batch_file(name: &str) -> bool {
     name.starts_with("batch-") && name.ends_with(".json")
+}
+
+/// Totals of one written batch.
+struct BatchTotals {
+    features: u64,
+    activations: u64,
+    with_logit_hist: u64,
 }
 
 /// Exports `opts.sae` of `reader` as Neuronpedia dashboards; `progress` advances by one per
@@ -184,26 +206,48 @@ pub fn export_neuronpedia(
         Some(r) => range::check_range(u64::from(r.start)..u64::from(r.end), entry.d_sae)?,
         None => range::check_range(0..u64::from(entry.d_sae), entry.d_sae)?,
     };
-    let model_id = opts
-        .model_id
-        .clone()
-        .unwrap_or_else(|| default_model_id(&manifest.model.id));
+    let mut prov = Provenance::default();
+    let model_id = match &opts.model_id {
+        Some(id) => {
+            names::check_model_id(id)?;
+            prov.model_id_source = "--model-id".into();
+            id.clone()
+        }
+        None => {
+            prov.model_id_source = format!(
+                "derived from the manifest's model id {:?} (lowercase [a-z0-9-])",
+                manifest.model.id
+            );
+            default_model_id(&manifest.model.id)
+        }
+    };
+    let dataset = match &opts.dataset {
+        Some(d) => {
+            prov.dataset_source = "--dataset".into();
+            d.clone()
+        }
+        None => {
+            prov.dataset_source = format!(
+                "derived from the {} corpus file(s) of the manifest",
+                manifest.corpus.len()
+            );
+            names::default_dataset(manifest.corpus.iter().map(|c| c.path.as_str()))
+        }
+    };
+    let (layers, layers_source) = names::model_layers(manifest);
+    prov.model_id = model_id.clone();
+    prov.dataset = dataset.clone();
+    prov.layers = layers;
+    prov.layers_source = layers_source.describe().into();
+    prov.neurons_per_layer = entry.d_sae;
     let sae_set = opts.sae_set.clone().unwrap_or_else(|| entry.id.clone());
     let layer = batch::layer_of(&entry.hook_in);
-    let dataset = opts.dataset.clone().unwrap_or_else(|| {
-        manifest
-            .corpus
-            .iter()
-            .map(|c| c.path.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    });
     let n_prompts_total = if manifest.contexts > 0 {
         manifest.contexts
     } else {
         reader.num_contexts()
     };
-    let cx = batch::FeatureContext {
+    let cx = FeatureContext {
         sae: entry.id.clone(),
         n_prompts_total,
         n_tokens_in_prompt: manifest.ctx_len,
@@ -216,8 +260,12 @@ pub fn export_neuronpedia(
     let source_id = bulk::source_id(layer, &sae_set, opts.sae_id_suffix.as_deref());
     let dir = match opts.format {
         Format::Batch => {
+            extras::check_is_extras_dir(&opts.out.join(extras::EXTRAS_DIR))?;
             atomic::prepare_dir(&opts.out, opts.force, |n| {
-                is_batch_file(n) || n == "skipped_indexes.json"
+                is_batch_file(n)
+                    || n == "skipped_indexes.json"
+                    || n == extras::REPORT_FILE
+                    || n == extras::EXTRAS_DIR
             })?;
             opts.out.clone()
         }
@@ -227,7 +275,9 @@ pub fn export_neuronpedia(
             atomic::prepare_dir(&opts.out, opts.force, |_| false)?;
             let dir = opts.out.join(&model_id).join(&source_id);
             if dir.exists() {
-                // Only reachable with `force`: replace this source, keep any other.
+                // Only reachable with `force`: replace this source, keep any other, and never
+                // delete a folder this exporter did not write.
+                bulk::check_is_source_dir(&dir)?;
                 std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             }
             for sub in ["features", "activations"] {
@@ -236,6 +286,74 @@ pub fn export_neuronpedia(
             }
             dir
         }
+    };
+    let extras_dir = dir.join(extras::EXTRAS_DIR);
+    std::fs::create_dir_all(&extras_dir).map_err(|e| Error::io(&extras_dir, e))?;
+
+    // Sources beyond the per-feature records.
+    let log = match &cx.summary {
+        Some(s) => ActivationLog::load(
+            &reader.activations(&entry.id)?,
+            entry.d_sae,
+            manifest.parameters.exclude_bos,
+            s.tokens_indexed,
+        )?,
+        None => None,
+    };
+    let hist_source = match (&log, &cx.summary) {
+        (Some(_), _) => ActHistSource::ActivationLog,
+        (None, Some(_)) => ActHistSource::RebinnedLogHistogram,
+        (None, None) => ActHistSource::Missing,
+    };
+    prov.activation_histogram = hist_source.describe().into();
+    let no_log = if cx.summary.is_none() {
+        "the index has no SAE summary (tokens counted)"
+    } else {
+        "the index has no activation log (index with --keep-activations)"
+    };
+    match &log {
+        Some(log) => {
+            tracing::info!(entries = log.entries(), "activation log loaded");
+            prov.bin_contains = "exact: counted from the activation log".into();
+            prov.correlated_features = "Pearson correlation (and, as _l1, cosine similarity) \
+                of activations over all counted positions of the index, zeros included, from \
+                the activation log; the 3 best partners that fire together with the feature"
+                .into();
+        }
+        None => {
+            prov.bin_contains =
+                "estimated from the log-spaced histogram (log-uniform within a bin)".into();
+            prov.correlated_features = format!("missing: {no_log}; lists left empty");
+        }
+    }
+    let neighbours = if !opts.decoder_cosine {
+        prov.decoder_cosine = "skipped (decoder cosine disabled)".into();
+        None
+    } else {
+        match decoder::Decoder::load(entry) {
+            Ok(d) => {
+                prov.decoder_cosine = format!(
+                    "cosine of W_dec rows of the SAE at {:?}, best {} per feature",
+                    entry.source_path,
+                    decoder::DECODER_NEIGHBOURS
+                );
+                Some(d.neighbours(range.clone()))
+            }
+            Err(why) => {
+                prov.decoder_cosine = format!("missing: {why}; lists left empty");
+                None
+            }
+        }
+    };
+    prov.cooccurrence = format!(
+        "NPMI and Jaccard of same-SAE co-firing (the index's co-occurrence table) in \
+         {}/batch-{{i}}.jsonl",
+        extras::EXTRAS_DIR
+    );
+    let src = Sources {
+        log: log.as_ref(),
+        neighbours: neighbours.as_deref(),
+        neighbours_from: range.start,
     };
 
     let created_at = scopedex_store::now_rfc3339();
@@ -260,21 +378,27 @@ pub fn export_neuronpedia(
         hook_name: entry.hook_in.clone(),
         created_at,
     };
+    let header = batch::Batch {
+        model_id: model_id.clone(),
+        layer,
+        sae_set: sae_set.clone(),
+        sae_id_suffix: opts.sae_id_suffix.clone(),
+        features: Vec::new(),
+    };
     match opts.format {
         Format::Batch => write_skipped(&dir, &model_id, layer, &sae_set)?,
         Format::Bulk => {
-            let header = batch::Batch {
-                model_id: model_id.clone(),
-                layer,
-                sae_set: sae_set.clone(),
-                sae_id_suffix: opts.sae_id_suffix.clone(),
-                features: Vec::new(),
+            let sizes = bulk::ModelSizes {
+                layers,
+                neurons_per_layer: entry.d_sae,
+                dimension: (manifest.model.d_model > 0).then_some(manifest.model.d_model),
             };
             bulk::write_metadata(
                 &dir,
                 &header,
                 &source_id,
                 &meta,
+                &sizes,
                 n_prompts_total,
                 manifest.ctx_len,
                 &dataset,
@@ -284,28 +408,23 @@ pub fn export_neuronpedia(
 
     let batch_ranges = range::batches(range.clone(), opts.batch_size);
     progress.set_length(u64::from(range.end - range.start));
-    let mut cuid = bulk::PseudoCuid::default();
-    let mut report = ExportReport {
-        dir: dir.clone(),
-        batches: 0,
-        batch_ranges: batch_ranges.clone(),
-        features: 0,
-        activations: 0,
-    };
-    for (i, r) in batch_ranges.iter().enumerate() {
-        let mut b = batch::Batch {
-            model_id: model_id.clone(),
-            layer,
-            sae_set: sae_set.clone(),
-            sae_id_suffix: opts.sae_id_suffix.clone(),
-            features: Vec::with_capacity(r.len()),
+    let cuid = bulk::PseudoCuid::default();
+    let write_one = |i: usize, r: &Range<u32>| -> Result<BatchTotals> {
+        let built: Vec<Built> = r
+            .clone()
+            .into_par_iter()
+            .map_init(Scratch::default, |scratch, f| {
+                let b = batch::build_feature(reader, &cx, &src, vocab, f, scratch);
+                progress.inc(1);
+                b
+            })
+            .collect::<Result<_>>()?;
+        let (features, extras): (Vec<_>, Vec<Extras>) =
+            built.into_iter().map(|b| (b.feature, b.extras)).unzip();
+        let b = batch::Batch {
+            features,
+            ..header.clone()
         };
-        for f in r.clone() {
-            let feat = batch::build_feature(reader, &cx, vocab, f)?;
-            report.activations += feat.activations.len() as u64;
-            b.features.push(feat);
-            progress.inc(1);
-        }
         let name = format!("batch-{i}");
         match opts.format {
             Format::Batch => {
@@ -313,13 +432,69 @@ pub fn export_neuronpedia(
                     serde_json::to_writer(&mut *w, &b).map_err(std::io::Error::from)
                 })?;
             }
-            Format::Bulk => bulk::write_batch(&dir, &name, &b, &source_id, &meta, &mut cuid)?,
+            Format::Bulk => bulk::write_batch(&dir, &name, &b, &extras, &source_id, &meta, &cuid)?,
         }
-        report.batches += 1;
-        report.features += b.features.len() as u64;
+        extras::write_extras(&dir, &name, &extras)?;
+        Ok(BatchTotals {
+            features: b.features.len() as u64,
+            activations: b.features.iter().map(|f| f.activations.len() as u64).sum(),
+            with_logit_hist: b
+                .features
+                .iter()
+                .filter(|f| !f.logits_hist_data_bar_heights.is_empty())
+                .count() as u64,
+        })
+    };
+    // At most two batches per thread in flight: memory stays bounded by the batch size.
+    let indexed: Vec<(usize, &Range<u32>)> = batch_ranges.iter().enumerate().collect();
+    let mut totals = BatchTotals {
+        features: 0,
+        activations: 0,
+        with_logit_hist: 0,
+    };
+    for group in indexed.chunks(2 * rayon::current_num_threads().max(1)) {
+        let done: Vec<BatchTotals> = group
+            .par_iter()
+            .map(|&(i, r)| write_one(i, r))
+            .collect::<Result<_>>()?;
+        for t in done {
+            totals.features += t.features;
+            totals.activations += t.activations;
+            totals.with_logit_hist += t.with_logit_hist;
+        }
     }
+    prov.logit_histogram = if totals.with_logit_hist > 0 {
+        format!(
+            "the index's equal-width histogram of W_dec[f]·W_U over the vocabulary ({} of {} \
+             features have one)",
+            totals.with_logit_hist, totals.features
+        )
+    } else {
+        "missing: the index has no logit histograms (written before they were recorded); \
+         lists left empty"
+            .into()
+    };
+    extras::write_report(
+        &dir,
+        &extras::Report {
+            sae: &entry.id,
+            format: opts.format.as_str(),
+            first_feature: range.start,
+            end_feature: range.end,
+            batches: batch_ranges.len(),
+            activations: totals.activations,
+            provenance: &prov,
+        },
+    )?;
     atomic::sync_dir(&dir);
-    Ok(report)
+    Ok(ExportReport {
+        dir,
+        batches: batch_ranges.len(),
+        batch_ranges,
+        features: totals.features,
+        activations: totals.activations,
+        provenance: prov,
+    })
 }
 
 /// SAEDashboard's `skipped_indexes.json` (`layer` as a string; nothing is skipped).

@@ -35,6 +35,19 @@ fn assert_key_order(text: &str, keys: &[&str]) {
     }
 }
 
+/// Every line of `scopedex-extras/*.jsonl` under `dir`, by feature.
+fn read_extras(dir: &Path) -> std::collections::HashMap<u32, Value> {
+    let mut out = std::collections::HashMap::new();
+    for e in std::fs::read_dir(dir.join(extras::EXTRAS_DIR)).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            out.insert(v["feature_index"].as_u64().unwrap() as u32, v);
+        }
+    }
+    out
+}
+
 fn export(reader: &IndexReader, opts: &ExportOptions) -> Result<ExportReport> {
     export_neuronpedia(
         reader,
@@ -56,6 +69,20 @@ fn batches_validate_and_match_the_index() {
     assert_eq!(report.features, 48);
     let schema = schema();
     let summary = spec.summary("L1R-8x", 48);
+    let extras = read_extras(&out);
+    assert_eq!(extras.len(), 48);
+    let prov = &report.provenance;
+    assert!(
+        prov.activation_histogram.starts_with("re-binned"),
+        "{prov:?}"
+    );
+    assert!(prov.correlated_features.starts_with("missing"), "{prov:?}");
+    assert!(prov.decoder_cosine.starts_with("missing"), "{prov:?}");
+    assert!(prov.logit_histogram.contains("48 of 48"), "{prov:?}");
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(out.join(extras::REPORT_FILE)).unwrap()).unwrap();
+    assert_eq!(written["provenance"]["layers"], 4, "{written}");
+    assert_eq!(written["provenance"]["neurons_per_layer"], 48);
     let mut seen = 0u32;
     for (i, r) in report.batch_ranges.iter().enumerate() {
         let text = std::fs::read_to_string(out.join(format!("batch-{i}.json"))).unwrap();
@@ -78,14 +105,29 @@ fn batches_validate_and_match_the_index() {
             assert_eq!(fv["frac_nonzero"].as_f64().unwrap(), round5(rec.density));
             assert_eq!(fv["n_prompts_total"], spec.contexts);
             assert_eq!(fv["n_tokens_in_prompt"], spec.ctx_len);
-            assert_eq!(fv["dataset"], "fixture.txt");
-            let heights: u64 = fv["freq_hist_data_bar_heights"]
+            assert_eq!(fv["dataset"], "fixture");
+            // No activation log: the log-spaced histogram re-binned into 50 equal bars.
+            let heights: Vec<u64> = fv["freq_hist_data_bar_heights"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .map(|h| h.as_u64().unwrap())
-                .sum();
-            assert_eq!(heights, rec.act_hist.iter().sum::<u64>());
+                .collect();
+            assert_eq!(
+                heights.iter().sum::<u64>(),
+                rec.act_hist.iter().sum::<u64>()
+            );
+            assert!(heights.is_empty() || heights.len() == hist::DASHBOARD_BINS);
+            let values = fv["freq_hist_data_bar_values"].as_array().unwrap();
+            assert_eq!(values.len(), heights.len());
+            if values.len() > 2 {
+                let v: Vec<f64> = values.iter().map(|x| x.as_f64().unwrap()).collect();
+                let w = v[1] - v[0];
+                assert!(
+                    v.windows(2).all(|p| (p[1] - p[0] - w).abs() < 2e-5),
+                    "{v:?}"
+                );
+            }
             let pos: Vec<String> = rec
                 .logit_pos
                 .iter()
@@ -96,8 +138,13 @@ fn batches_validate_and_match_the_index() {
                 fv["neg_values"][0].as_f64().unwrap(),
                 round5(rec.logit_neg[0].value.into())
             );
-            assert_eq!(fv["logits_hist_data_bar_values"], serde_json::json!([]));
-            // Correlated: same-SAE partners by NPMI.
+            let (lh, lv) = hist::logit_hist(&rec);
+            assert_eq!(fv["logits_hist_data_bar_heights"], serde_json::json!(lh));
+            assert_eq!(fv["logits_hist_data_bar_values"], serde_json::json!(lv));
+            // No activation log: no Pearson partners.
+            assert_eq!(fv["correlated_features_indices"], serde_json::json!([]));
+            // Co-occurrence partners by NPMI, in the extras file.
+            let ex = &extras[&f];
             let mut partners: Vec<_> = spec
                 .cooccurrence_of("L1R-8x", f)
                 .into_iter()
@@ -105,17 +152,18 @@ fn batches_validate_and_match_the_index() {
                 .collect();
             partners.sort_by(|a, b| b.npmi.total_cmp(&a.npmi));
             let idx: Vec<u32> = partners.iter().take(3).map(|c| c.other_feature).collect();
-            assert_eq!(fv["correlated_features_indices"], serde_json::json!(idx));
+            assert_eq!(ex["cooccurrence_indices"], serde_json::json!(idx));
             if let Some(p) = partners.first() {
                 assert_eq!(
-                    fv["correlated_features_pearson"][0].as_f64().unwrap(),
+                    ex["cooccurrence_npmi"][0].as_f64().unwrap(),
                     round5(p.npmi.into())
                 );
                 assert_eq!(
-                    fv["correlated_features_l1"][0].as_f64().unwrap(),
+                    ex["cooccurrence_jaccard"][0].as_f64().unwrap(),
                     round5(p.jaccard.into())
                 );
             }
+            assert_eq!(ex["decoder_cosine_indices"], serde_json::json!([]));
             // Activations: the stored examples, top first, then intervals from the highest.
             let mut ex = spec.examples_of("L1R-8x", f);
             ex.sort_by_key(|e| match e.kind {
@@ -149,7 +197,7 @@ fn batches_validate_and_match_the_index() {
                         assert_eq!(a["bin_min"].as_f64().unwrap(), round3(i * max / n));
                         assert_eq!(a["bin_max"].as_f64().unwrap(), round3((i + 1.0) * max / n));
                         let c = a["bin_contains"].as_f64().unwrap();
-                        let expect = batch::interval_fraction(
+                        let expect = hist::interval_fraction(
                             &rec,
                             &summary,
                             i * max / n,
@@ -345,6 +393,17 @@ fn model_ids_are_made_neuronpedia_like() {
         default_model_id("HuggingFaceTB/SmolLM2-135M"),
         "smollm2-135m"
     );
-    assert_eq!(default_model_id("SmolLM2 135M.Q4_1"), "smollm2-135m.q4_1");
-    assert_eq!(default_model_id(""), "model");
+    assert_eq!(
+        default_model_id("SmolLM2-135M-Instruct.Q4_1"),
+        "smollm2-135m-instruct-q4-1"
+    );
+    let (tmp, _spec, reader) = index();
+    let mut opts = ExportOptions::new("L1R-8x", tmp.path().join("o"));
+    opts.model_id = Some("SmolLM2.Q4".into());
+    let err = export(&reader, &opts).unwrap_err();
+    assert!(
+        err.is_user_error() && err.to_string().contains("--model-id"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("o").exists(), "nothing written on refusal");
 }

@@ -109,23 +109,31 @@ fn read_state_with_spill(dir: &Path) -> Result<(PassState, Option<RunFingerprint
     let bytes = std::fs::read(&p).map_err(|e| io(&p, e))?;
     let progress: Progress = serde_json::from_slice(&bytes)
         .map_err(|e| Error::CorruptState(format!("{}: {e}", p.display())))?;
-    let read = |name: String| -> Result<Vec<u8>> {
+    let read = |name: String| -> Result<(Vec<u8>, std::path::PathBuf)> {
         let p = dir.join(name);
-        std::fs::read(&p).map_err(|e| io(&p, e))
+        std::fs::read(&p).map_err(|e| io(&p, e)).map(|b| (b, p))
+    };
+    // A state that does not decode names its file, so the user knows what to delete.
+    let named = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e: Error| match e {
+            Error::CorruptState(m) => Error::CorruptState(format!("{}: {m}", p.display())),
+            other => other,
+        }
     };
     let saes = (0..progress.n_saes)
-        .map(|i| SaeAccumulator::from_bytes(&read(format!("sae-{i}.bin"))?))
+        .map(|i| {
+            let (bytes, p) = read(format!("sae-{i}.bin"))?;
+            SaeAccumulator::from_bytes(&bytes).map_err(named(&p))
+        })
         .collect::<Result<Vec<_>>>()?;
     let cross = progress
         .cross_pairs
         .iter()
         .enumerate()
         .map(|(i, &(a, b))| {
-            Ok((
-                a,
-                b,
-                CrossCooc::from_bytes(&read(format!("cross-{i}.bin"))?)?,
-            ))
+            let (bytes, p) = read(format!("cross-{i}.bin"))?;
+            Ok((a, b, CrossCooc::from_bytes(&bytes).map_err(named(&p))?))
         })
         .collect::<Result<Vec<_>>>()?;
     let state = PassState {

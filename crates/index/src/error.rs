@@ -19,6 +19,27 @@ pub enum Error {
     /// A serialized accumulator state could not be decoded.
     #[error("corrupt accumulator state: {0}")]
     CorruptState(String),
+    /// The model produced NaN or infinity at a hook: its weights (or dtype) are broken, and
+    /// nothing computed from them can be published.
+    #[error(
+        "the model produced a non-finite activation ({value}) at hook {hook}, context \
+         {context_id}, position {position}; check the model file (weights with NaN / Inf, or \
+         a dtype that overflows). Nothing was published"
+    )]
+    NonFinite {
+        /// The hook point.
+        hook: String,
+        /// The first context with a non-finite value.
+        context_id: u64,
+        /// Its token position.
+        position: usize,
+        /// The value (NaN, inf or -inf).
+        value: f32,
+    },
+    /// The run produced no contexts (every corpus file skipped, an empty corpus, or a shard
+    /// that owns nothing), so there is nothing to publish.
+    #[error("nothing was indexed: {0}. The previous index, if any, is unchanged")]
+    NothingIndexed(String),
     /// A user's input (an argument, an SAE spec, a shard list) is wrong.
     #[error("{0}")]
     InvalidInput(String),
@@ -51,7 +72,10 @@ impl Error {
     /// Whether the user's input is at fault (exit code 2) rather than the machine or a bug.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::InvalidInput(_) | Error::InvalidConfig(_) => true,
+            Error::InvalidInput(_)
+            | Error::InvalidConfig(_)
+            | Error::NonFinite { .. }
+            | Error::NothingIndexed(_) => true,
             Error::Sae(e) => e.is_user_error(),
             Error::Store(e) => e.is_caller_error(),
             Error::Model(_) | Error::Corpus(_) => true,

@@ -16,7 +16,7 @@ use scopedex_sae::{Sae, SaeId};
 use scopedex_store::{
     sha256_file, ActivationEntry, ActivationWriterOptions, ContextRecord, CorpusFile,
     IndexParameters, IndexWriter, IndexWriterOptions, Manifest, ModelInfo, PublishReport, SaeEntry,
-    ShardInfo, TokenizerInfo, ACTIVATION_MANTISSA_BITS_KEY,
+    ShardInfo, TokenizerInfo, VocabRecord, ACTIVATION_MANTISSA_BITS_KEY,
 };
 
 use crate::accum::AccumConfig;
@@ -66,19 +66,21 @@ pub fn load_saes(specs: &[SaeSpec], model: &Config, device: &Device) -> Result<V
     let device = device.clone();
     let mut out: Vec<AttachedSae> = Vec::new();
     for spec in specs {
+        // Recorded absolute, so an index found from another directory still names its files.
+        let abs = absolute(&spec.path);
         let loaded: Vec<(String, String, Sae)> = if spec.ids.is_empty() {
             let sae = Sae::load(&spec.path, &device)?;
             let id = match sae.id() {
                 Some(id) => id.to_string(),
                 None => sae.name().to_string(),
             };
-            vec![(id, spec.path.display().to_string(), sae)]
+            vec![(id, abs.display().to_string(), sae)]
         } else {
             spec.ids
                 .iter()
                 .map(|id| {
                     let sae = Sae::load_from_repo(&spec.path, id, &device)?;
-                    Ok((id.to_string(), format!("{}:{id}", spec.path.display()), sae))
+                    Ok((id.to_string(), format!("{}:{id}", abs.display()), sae))
                 })
                 .collect::<Result<_>>()?
         };
@@ -131,6 +133,8 @@ pub struct IndexOptions {
     pub resume: bool,
     /// Write a checkpoint every this many batches (0: never).
     pub checkpoint_every: usize,
+    /// Keep the accumulator state (`state/`) even in a single-pass run, so it can be merged.
+    pub keep_state: bool,
 }
 
 /// Progress events for a bar (the CLI owns the display).
@@ -176,6 +180,8 @@ pub(crate) fn blocks_needed(saes: &[AttachedSae]) -> usize {
 /// Runs one indexing job end to end and publishes the index at `opts.out`.
 pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexReport> {
     let load_started = Instant::now();
+    // Before any work: a mistyped --out must not cost a pass, or the user's files.
+    scopedex_store::check_replaceable(&opts.out)?;
     let device = Device::Cpu;
     // The SAEs' hooks decide how many blocks to hold: check them against the model's config,
     // then load just the blocks they reach.
@@ -209,6 +215,7 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
         ..Default::default()
     };
     let mut writer = IndexWriter::with_options(&opts.out, manifest, writer_options)?;
+    writer.write_vocab(&vocab_records(&tokenizer))?;
     // What the checkpointed contexts produced besides the state goes to the writer first.
     for spill in resumed_spills {
         write_spill(&mut writer, &saes, &spill)?;
@@ -315,6 +322,15 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
         .join()
         .map_err(|_| Error::Mismatch("corpus reader thread panicked".into()))??;
     result?;
+    if seen == 0 {
+        return Err(Error::NothingIndexed(if skipped.is_empty() {
+            "the corpus yielded no contexts (no text in it, or a shard that owns none: use \
+             fewer shards)"
+                .into()
+        } else {
+            format!("every corpus file was skipped:\n{skipped}")
+        }));
+    }
     let pass_seconds = started.elapsed().as_secs_f64();
 
     progress.phase("writing");
@@ -326,7 +342,11 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
         count: opts.shard.count,
         contexts,
     }];
-    save_state(writer.tmp_dir(), &state)?;
+    // The accumulator state serves only a later merge: kept for the shards of a sharded run,
+    // or on request (`--keep-state`); a single pass does without its ~30 % of the index.
+    if opts.shard.count > 1 || opts.keep_state {
+        save_state(writer.tmp_dir(), &state)?;
+    }
     let warnings = finish_into(&mut writer, &model, &saes, state, opts.logit_top_n)?;
     let publish = writer.publish()?;
     checkpoint.remove()?;
@@ -342,6 +362,21 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
         skipped,
         warnings,
     })
+}
+
+/// The tokenizer's vocabulary as the index records it (`vocab.parquet`).
+pub(crate) fn vocab_records(tokenizer: &scopedex_model::ModelTokenizer) -> Vec<VocabRecord> {
+    tokenizer
+        .vocabulary()
+        .into_iter()
+        .enumerate()
+        .map(|(id, t)| VocabRecord {
+            token_id: id as u32,
+            piece: t.piece,
+            text: t.text,
+            bytes: t.bytes,
+        })
+        .collect()
 }
 
 /// Hands spilled per-context output of checkpointed contexts to the writer.
@@ -413,12 +448,14 @@ pub(crate) fn build_manifest(
         .collect();
     Ok(Manifest {
         model: ModelInfo {
-            path: opts.model.display().to_string(),
+            path: absolute(&opts.model).display().to_string(),
             id: model_id(&opts.model),
             sha256: sha256_file(&model_file)?,
+            n_layers: model.config().n_layers as u32,
+            d_model: model.config().d_model as u32,
         },
         tokenizer: TokenizerInfo {
-            source: tokenizer_source(&opts.model),
+            source: tokenizer_source(&absolute(&opts.model)),
             sha256: None,
             vocab_size: model.config().vocab_size as u32,
             bos_token_id: tokenizer.bos_id,
@@ -431,7 +468,17 @@ pub(crate) fn build_manifest(
     })
 }
 
-fn model_weights_file(model: &Path) -> PathBuf {
+/// `path` made absolute and without `..` (resolved, so it stays valid when a directory it
+/// passed through is removed); unchanged if that fails.
+fn absolute(path: &Path) -> PathBuf {
+    path.canonicalize()
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The file whose sha256 identifies a model: a GGUF itself, or an HF folder's
+/// `model.safetensors` (or its shard index).
+pub fn model_weights_file(model: &Path) -> PathBuf {
     if model.is_dir() {
         let single = model.join("model.safetensors");
         if single.is_file() {

@@ -20,7 +20,9 @@ pub use accum::{
 };
 pub use checkpoint::{read_state, write_state, Checkpoint, RunFingerprint};
 pub use error::{Error, Result};
-pub use job::{load_saes, run_index, IndexOptions, IndexReport, Progress, SaeSpec};
+pub use job::{
+    load_saes, model_weights_file, run_index, IndexOptions, IndexReport, Progress, SaeSpec,
+};
 pub use merge::{run_merge, MergeReport};
 pub use pass::{
     context_features, process_batch, AttachedSae, BatchOutput, CrossPairs, PassState, StageTimes,

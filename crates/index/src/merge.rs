@@ -34,12 +34,19 @@ pub struct MergeReport {
 }
 
 /// Merges the shard indexes `shards` into a new index published at `out`.
-pub fn run_merge(out: &Path, shards: &[PathBuf], logit_top_n: usize) -> Result<MergeReport> {
+pub fn run_merge(
+    out: &Path,
+    shards: &[PathBuf],
+    logit_top_n: usize,
+    keep_state: bool,
+) -> Result<MergeReport> {
     if shards.is_empty() {
         return Err(Error::InvalidInput(
             "merge needs at least one shard directory".into(),
         ));
     }
+    // Before reading anything: a mistyped --out must not cost a merge, or the user's files.
+    scopedex_store::check_replaceable(out)?;
     let manifests = shards
         .iter()
         .map(|d| Manifest::load(d).map_err(Error::from))
@@ -89,6 +96,10 @@ pub fn run_merge(out: &Path, shards: &[PathBuf], logit_top_n: usize) -> Result<M
         ..Default::default()
     };
     let mut writer = IndexWriter::with_options(out, manifest, writer_options)?;
+    // Every shard was tokenized by the same tokenizer (the model's sha256 matched).
+    if let Some(vocab) = scopedex_store::read_vocab(&shards[0])? {
+        writer.write_vocab(&vocab)?;
+    }
     merge_contexts(&mut writer, shards)?;
     if first.parameters.keep_activations {
         for entry in &first.saes {
@@ -101,7 +112,9 @@ pub fn run_merge(out: &Path, shards: &[PathBuf], logit_top_n: usize) -> Result<M
             }
         }
     }
-    save_state(writer.tmp_dir(), &state)?;
+    if keep_state {
+        save_state(writer.tmp_dir(), &state)?;
+    }
     let warnings = finish_into(&mut writer, &model, &saes, state, logit_top_n)?;
     let publish = writer.publish()?;
     Ok(MergeReport {

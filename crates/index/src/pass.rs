@@ -269,7 +269,9 @@ pub fn process_batch(
     // Each hook's valid rows once, shared by every SAE that reads it.
     let mut rows: BTreeMap<HookPoint, Tensor> = BTreeMap::new();
     for &h in &hooks {
-        rows.insert(h, captured.valid_rows(h)?);
+        let r = captured.valid_rows(h)?;
+        check_finite(h, &r, context_ids, tokens)?;
+        rows.insert(h, r);
     }
     drop(captured);
     times.forward += lap();
@@ -308,6 +310,39 @@ pub fn process_batch(
         codes: codes_all,
         context_features: features_all,
         times,
+    })
+}
+
+/// Fails on the first NaN / infinity in `rows` (a hook's rows, context after context), naming
+/// the hook, context and position: statistics computed from such values would be garbage.
+fn check_finite(
+    hook: HookPoint,
+    rows: &Tensor,
+    context_ids: &[u64],
+    tokens: &[&[u32]],
+) -> Result<()> {
+    let d = rows.dim(1)?.max(1);
+    let host: Vec<f32> = rows.flatten_all()?.to_vec1()?;
+    let Some(i) = host.iter().position(|v| !v.is_finite()) else {
+        return Ok(());
+    };
+    let mut row = i / d;
+    for (&id, t) in context_ids.iter().zip(tokens) {
+        if row < t.len() {
+            return Err(Error::NonFinite {
+                hook: hook.to_string(),
+                context_id: id,
+                position: row,
+                value: host[i],
+            });
+        }
+        row -= t.len();
+    }
+    Err(Error::NonFinite {
+        hook: hook.to_string(),
+        context_id: context_ids.last().copied().unwrap_or(0),
+        position: row,
+        value: host[i],
     })
 }
 

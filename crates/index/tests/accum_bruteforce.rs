@@ -366,10 +366,7 @@ fn check_against_brute_force(fx: &Fixture, cfg: &AccumConfig, res: &SaeResults) 
     }
     let mut want = vec![];
     for f in 0..d {
-        let mut ps: Vec<usize> = (0..d).filter(|&g| both[f][g] > 0).collect();
-        ps.sort_by(|&a, &b| both[f][b].cmp(&both[f][a]).then(a.cmp(&b)));
-        ps.truncate(cfg.cooc.partners);
-        for g in ps {
+        let stats = |g: usize| {
             let (nab, na, nb) = (both[f][g] as f64, n_fired[f] as f64, n_fired[g] as f64);
             let tt = t as f64;
             let jac = nab / (na + nb - nab);
@@ -378,6 +375,22 @@ fn check_against_brute_force(fx: &Fixture, cfg: &AccumConfig, res: &SaeResults) 
             } else {
                 ((nab / tt).ln() - (na / tt).ln() - (nb / tt).ln()) / -(nab / tt).ln()
             };
+            (jac, npmi.clamp(-1.0, 1.0))
+        };
+        // Ranked by association: n_both ≥ MIN_COOC_COUNT, NPMI desc, n_both desc, id asc.
+        let mut ps: Vec<usize> = (0..d)
+            .filter(|&g| both[f][g] >= scopedex_index::accum::cooc::MIN_COOC_COUNT)
+            .collect();
+        ps.sort_by(|&a, &b| {
+            stats(b)
+                .1
+                .total_cmp(&stats(a).1)
+                .then(both[f][b].cmp(&both[f][a]))
+                .then(a.cmp(&b))
+        });
+        ps.truncate(cfg.cooc.partners);
+        for g in ps {
+            let (jac, npmi) = stats(g);
             want.push((f as u32, g as u32, both[f][g], jac, npmi));
         }
     }
@@ -689,12 +702,28 @@ fn cross_sae_cooccurrence_equals_brute_force_and_merges() {
                 }
             }
         }
+        let tokens = t as u64;
+        let rank = |cands: Vec<(usize, u64)>, n_self: u64, n_other: &dyn Fn(usize) -> u64| {
+            let npmi =
+                |c: u64, g: usize| scopedex_index::accum::cooc::npmi(c, n_self, n_other(g), tokens);
+            let mut ps: Vec<(usize, u64)> = cands
+                .into_iter()
+                .filter(|&(_, c)| c >= scopedex_index::accum::cooc::MIN_COOC_COUNT)
+                .collect();
+            ps.sort_by(|&(x, cx), &(y, cy)| {
+                npmi(cy, y)
+                    .total_cmp(&npmi(cx, x))
+                    .then(cy.cmp(&cx))
+                    .then(x.cmp(&y))
+            });
+            ps.truncate(cfg.cooc.partners);
+            ps
+        };
         let mut want_a = vec![];
         for f in 0..fx.d_sae {
-            let mut ps: Vec<usize> = (0..20).filter(|&g| both[f][g] > 0).collect();
-            ps.sort_by(|&x, &y| both[f][y].cmp(&both[f][x]).then(x.cmp(&y)));
-            for g in ps.into_iter().take(cfg.cooc.partners) {
-                want_a.push((f as u32, g as u32, both[f][g]));
+            let cands = (0..20).map(|g| (g, both[f][g])).collect();
+            for (g, c) in rank(cands, na[f], &|g| nb[g]) {
+                want_a.push((f as u32, g as u32, c));
             }
         }
         let got_a: Vec<(u32, u32, u64)> = res
@@ -706,10 +735,9 @@ fn cross_sae_cooccurrence_equals_brute_force_and_merges() {
         assert!(res.a.iter().all(|r| r.other_sae == "B"));
         let mut want_b = vec![];
         for g in 0..20 {
-            let mut ps: Vec<usize> = (0..fx.d_sae).filter(|&f| both[f][g] > 0).collect();
-            ps.sort_by(|&x, &y| both[y][g].cmp(&both[x][g]).then(x.cmp(&y)));
-            for f in ps.into_iter().take(cfg.cooc.partners) {
-                want_b.push((g as u32, f as u32, both[f][g]));
+            let cands = (0..fx.d_sae).map(|f| (f, both[f][g])).collect();
+            for (f, c) in rank(cands, nb[g], &|f| na[f]) {
+                want_b.push((g as u32, f as u32, c));
             }
         }
         let got_b: Vec<(u32, u32, u64)> = res

@@ -137,6 +137,12 @@ pub struct Config {
     pub eos_token_id: Option<u32>,
 }
 
+/// Bounds on header values (far above any released model: Llama-3.1-405B has 126 layers,
+/// d_mlp 53,248; Gemma's vocabulary is 262,144).
+const MAX_LAYERS: usize = 4096;
+const MAX_DIM: usize = 1 << 20;
+const MAX_VOCAB: usize = 1 << 24;
+
 impl Config {
     /// Checks the invariants of the module doc; `path` names the file in errors.
     pub fn validate(&self, path: &Path) -> Result<()> {
@@ -156,6 +162,23 @@ impl Config {
         ] {
             if v == 0 {
                 return Err(bad(field, "must be > 0".into()));
+            }
+        }
+        // Header values are untrusted: bound them so no size computed from them overflows.
+        for (field, v, max) in [
+            ("n_layers", self.n_layers, MAX_LAYERS),
+            ("d_model", self.d_model, MAX_DIM),
+            ("n_heads", self.n_heads, MAX_DIM),
+            ("n_kv_heads", self.n_kv_heads, MAX_DIM),
+            ("head_dim", self.head_dim, MAX_DIM),
+            ("d_mlp", self.d_mlp, MAX_DIM),
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+        ] {
+            if v > max {
+                return Err(bad(
+                    field,
+                    format!("= {v} is beyond any real model (at most {max})"),
+                ));
             }
         }
         if self.n_heads % self.n_kv_heads != 0 {

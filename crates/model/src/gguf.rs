@@ -45,7 +45,7 @@ pub fn read_content(path: &Path) -> Result<Content> {
     let mut reader = BufReader::new(file);
     Content::read(&mut reader).map_err(|e| Error::BadGguf {
         path: path.to_path_buf(),
-        detail: e.to_string(),
+        detail: crate::error::candle_message(&e),
     })
 }
 
@@ -63,7 +63,7 @@ pub fn summarize(path: &Path) -> Result<GgufSummary> {
     let bad = |key: &str, e: candle_core::Error| Error::BadField {
         path: path.to_path_buf(),
         field: key.to_string(),
-        detail: e.to_string(),
+        detail: crate::error::candle_message(&e),
     };
     let architecture = field("general.architecture")?
         .to_string()
@@ -141,7 +141,7 @@ impl<'a> Meta<'a> {
                 .map(f64::from)
                 .or_else(|_| v.to_f64())
                 .map(Some)
-                .map_err(|e| self.bad(key, e.to_string())),
+                .map_err(|e| self.bad(key, crate::error::candle_message(&e))),
         }
     }
 
@@ -149,7 +149,7 @@ impl<'a> Meta<'a> {
         self.get(key)?
             .to_string()
             .map(String::as_str)
-            .map_err(|e| self.bad(key, e.to_string()))
+            .map_err(|e| self.bad(key, crate::error::candle_message(&e)))
     }
 }
 
@@ -169,6 +169,7 @@ fn value_usize(v: &Value) -> Option<usize> {
 
 /// Resolves the [`Config`] of a `llama` GGUF file from its metadata and tensor table.
 pub(crate) fn config_from_content(path: &Path, content: &Content) -> Result<Config> {
+    check_tensor_sizes(path, content)?;
     let m = Meta { path, content };
     let arch = m.string("general.architecture")?;
     if arch != "llama" {
@@ -244,6 +245,41 @@ pub(crate) fn config_from_content(path: &Path, content: &Content) -> Result<Conf
     Ok(cfg)
 }
 
+/// Checks that every tensor's declared size fits in memory arithmetic (its element count and
+/// its extent in the file), so absurd header values are an error naming the tensor, not an
+/// overflow when a tensor is read.
+fn check_tensor_sizes(path: &Path, content: &Content) -> Result<()> {
+    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
+    for (name, info) in &content.tensor_infos {
+        let bad = |detail: String| Error::BadTensor {
+            path: path.to_path_buf(),
+            tensor: name.clone(),
+            detail,
+        };
+        let elems = info
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+            .ok_or_else(|| bad(format!("shape {:?} overflows", info.shape.dims())))?;
+        let block = info.ggml_dtype.block_size() as u64;
+        let bytes = (elems / block.max(1))
+            .checked_mul(info.ggml_dtype.type_size() as u64)
+            .ok_or_else(|| bad(format!("shape {:?} overflows", info.shape.dims())))?;
+        let end = (content.tensor_data_offset)
+            .checked_add(info.offset)
+            .and_then(|o| o.checked_add(bytes))
+            .ok_or_else(|| bad(format!("offset {} overflows", info.offset)))?;
+        if end > file_len {
+            return Err(bad(format!(
+                "declares {bytes} bytes at offset {} beyond the end of the file ({file_len} bytes)",
+                info.offset
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Weights of a GGUF file, answered in HF names and orientation, dequantized to f32.
 pub(crate) struct GgufSource {
     path: PathBuf,
@@ -263,7 +299,7 @@ impl GgufSource {
         let mut reader = BufReader::new(file);
         let content = Content::read(&mut reader).map_err(|e| Error::BadGguf {
             path: path.to_path_buf(),
-            detail: e.to_string(),
+            detail: crate::error::candle_message(&e),
         })?;
         let mut cfg = config_from_content(path, &content)?;
         let mut src = GgufSource {
@@ -290,7 +326,7 @@ impl GgufSource {
             .map_err(|e| Error::BadTensor {
                 path: self.path.clone(),
                 tensor: gguf_name.to_string(),
-                detail: e.to_string(),
+                detail: crate::error::candle_message(&e),
             })?;
         let t = q.dequantize(&Device::Cpu).map_err(|e| Error::Unsupported {
             path: self.path.clone(),
@@ -388,6 +424,96 @@ mod tests {
         std::fs::write(&path, b"GGUF\x03\x00").unwrap();
         let err = summarize(&path).unwrap_err().to_string();
         assert!(err.contains("broken.gguf"), "{err}");
+    }
+
+    /// A GGUF (v3) with the given u64 metadata and one f32 tensor header `token_embd.weight`
+    /// of `dims`, and no tensor data.
+    fn gguf_with(path: &Path, meta: &[(&str, u64)], dims: &[u64]) {
+        let mut b: Vec<u8> = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(1u64.to_le_bytes()); // tensors
+        b.extend((meta.len() as u64 + 1).to_le_bytes()); // key-value pairs
+        let string = |b: &mut Vec<u8>, s: &str| {
+            b.extend((s.len() as u64).to_le_bytes());
+            b.extend(s.as_bytes());
+        };
+        string(&mut b, "general.architecture");
+        b.extend(8u32.to_le_bytes()); // string
+        string(&mut b, "llama");
+        for (k, v) in meta {
+            string(&mut b, k);
+            b.extend(10u32.to_le_bytes()); // u64
+            b.extend(v.to_le_bytes());
+        }
+        string(&mut b, "token_embd.weight");
+        b.extend((dims.len() as u32).to_le_bytes());
+        for d in dims {
+            b.extend(d.to_le_bytes());
+        }
+        b.extend(0u32.to_le_bytes()); // f32
+        b.extend(0u64.to_le_bytes()); // offset
+        while b.len() % 32 != 0 {
+            b.push(0);
+        }
+        // Data for small tensors (f32 zeros), none for absurd ones.
+        let elems = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+        if let Some(n) = elems.filter(|&n| n <= 1 << 16) {
+            b.resize(b.len() + 4 * n as usize, 0);
+        }
+        std::fs::write(path, b).unwrap();
+    }
+
+    #[test]
+    fn absurd_header_dimensions_are_an_error_not_an_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absurd.gguf");
+        let huge = 1u64 << 62;
+        let meta = [
+            ("llama.embedding_length", 64),
+            ("llama.attention.head_count", 4),
+            ("llama.block_count", 2),
+            ("llama.feed_forward_length", 128),
+        ];
+        // Tensor dimensions whose product overflows.
+        gguf_with(&path, &meta, &[huge, huge]);
+        let content = read_content(&path).unwrap();
+        let err = config_from_content(&path, &content)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("token_embd.weight") && err.contains("overflows"),
+            "{err}"
+        );
+        // A tensor that fits in arithmetic but not in the file.
+        gguf_with(&path, &meta, &[64, 1 << 17]);
+        let content = read_content(&path).unwrap();
+        let err = config_from_content(&path, &content)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("beyond the end of the file"), "{err}");
+        // Header values beyond any model.
+        let meta = [
+            ("llama.embedding_length", huge),
+            ("llama.attention.head_count", 4),
+            ("llama.block_count", 2),
+            ("llama.feed_forward_length", 128),
+        ];
+        gguf_with(&path, &meta, &[64, 8]);
+        let content = read_content(&path).unwrap();
+        let err = config_from_content(&path, &content)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("beyond any real model"), "{err}");
+    }
+
+    #[test]
+    fn errors_carry_no_backtrace() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.gguf");
+        std::fs::write(&path, b"GGUF\x03\x00\x00\x00\xff").unwrap();
+        let err = summarize(&path).unwrap_err().to_string();
+        assert!(!err.contains("backtrace"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
     }
 
     #[test]

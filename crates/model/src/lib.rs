@@ -30,6 +30,7 @@ mod llama;
 mod mlp;
 mod rope;
 mod tokenizer;
+mod vocab;
 mod weights;
 
 pub use config::{Config, LlamaConfig, RopeScaling};
@@ -37,3 +38,4 @@ pub use error::{Error, Result};
 pub use hook::{CapturePlan, Captured, HookPoint};
 pub use llama::Llama;
 pub use tokenizer::{load_tokenizer, ModelTokenizer};
+pub use vocab::TokenSpelling;

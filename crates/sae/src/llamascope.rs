@@ -198,6 +198,11 @@ impl LlamaScopeHyperparams {
             }),
             "topk" => match self.top_k {
                 Some(0) => Err(Error::invalid(path, "top_k", "must be positive")),
+                Some(k) if k > self.d_sae => Err(Error::invalid(
+                    path,
+                    "top_k",
+                    format!("= {k} exceeds d_sae = {}", self.d_sae),
+                )),
                 Some(k) => Ok(Activation::TopK { k }),
                 None => Err(Error::missing(path, "top_k")),
             },
@@ -450,6 +455,29 @@ pub fn write_llama_scope(
         path: weights_path.clone(),
         reason: e.to_string(),
     })?;
+    // The safetensors writer creates its file 0600; checkpoints are meant to be shared (a
+    // colleague's run on the same cluster reads them), so they get the mode of any new file.
+    set_default_file_mode(&weights_path)
+}
+
+/// Gives `path` the mode a new file gets from `open(0666)` under this process's umask.
+fn set_default_file_mode(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let umask = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .unwrap_or(0o022);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666 & !umask))
+            .map_err(|e| Error::io(path, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
     Ok(())
 }
 
@@ -465,5 +493,29 @@ mod tests {
         assert_eq!(id("Llama3_1Base-L1A-32x").as_deref(), Some("L1A-32x"));
         assert_eq!(id("L3M-8x").as_deref(), Some("L3M-8x"));
         assert_eq!(id("Llama3_1-8B-Base"), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn written_checkpoints_are_readable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let spec = crate::FabricateSpec {
+            d_model: 8,
+            d_sae: 16,
+            k: 2,
+            hook_in: "blocks.0.hook_resid_post".into(),
+            hook_out: "blocks.0.hook_resid_post".into(),
+            norm: (1.0, 1.0),
+            seed: 1,
+        };
+        crate::fabricate_llama_scope(dir.path(), &spec).unwrap();
+        let weights = dir.path().join("checkpoints").join("final.safetensors");
+        let mode = std::fs::metadata(&weights).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o044,
+            0o044,
+            "mode {mode:o}: group and others can read"
+        );
     }
 }

@@ -61,6 +61,15 @@ pub(crate) fn load(dir: &Path) -> Result<Resolved> {
         None => f.str("hook_name")?,
     };
     let arch = architecture(&f)?;
+    if let Arch::TopK(k) = arch {
+        if k > d_sae {
+            return Err(Error::invalid(
+                &f.path,
+                "k",
+                format!("= {k} exceeds d_sae = {d_sae}"),
+            ));
+        }
+    }
     let apply_b_dec = f.bool("apply_b_dec_to_input")?;
     let scale = match f.opt_str("normalize_activations")?.as_deref() {
         None | Some("none") => 1.0,

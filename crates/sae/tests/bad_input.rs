@@ -181,6 +181,15 @@ fn config_errors_name_the_field() {
         m.remove("top_k");
     });
     assert!(msg.contains("top_k"), "{msg}");
+    let msg = case("topk_over_d_sae", &|m| {
+        m.insert("act_fn".into(), "topk".into());
+        let d_sae = m["d_sae"].as_u64().unwrap();
+        m.insert("top_k".into(), (d_sae + 1).into());
+    });
+    assert!(
+        msg.contains("top_k") && msg.contains("exceeds d_sae") && msg.contains("hyperparams.json"),
+        "{msg}"
+    );
     let msg = case("no_norm", &|m| {
         m.insert(
             "dataset_average_activation_norm".into(),

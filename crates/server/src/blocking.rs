@@ -11,6 +11,10 @@
 //! feature queries p99 32.8 → 17.4 ms and 6.2k → 10.2k req/s, dashboards p99 75 → 9.8 ms,
 //! uncached throughput +40–67 % on every endpoint.
 //!
+//! Under overload, long work is refused rather than queued without bound ([`Admission`]): at
+//! most [`LONG_QUEUE_PER_CORE`] tasks per core wait, each at most [`LONG_MAX_WAIT`], and the
+//! rest get 503 with `Retry-After` at once, so the workers stay free for cheap requests.
+//!
 //! Why long work does not: the pool grows to hundreds of threads, so under load every long
 //! task would run at once and share the cores with each other and with the workers (a p99 of
 //! 200 ms for dashboards at 64 connections when they ran there unbounded, measured). Queued in
@@ -19,8 +23,9 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
 
-use tokio::sync::Semaphore;
+use std::time::Duration;
 
+use crate::admission::Admission;
 use crate::error::{ApiError, ApiResult};
 
 /// How long a piece of request work may take, which decides where it runs.
@@ -32,19 +37,32 @@ pub(crate) enum Work {
     Long,
 }
 
-fn permits() -> &'static Semaphore {
-    static S: OnceLock<Semaphore> = OnceLock::new();
-    S.get_or_init(|| {
+/// Long tasks waiting for a core at most, per core; beyond, or after [`LONG_MAX_WAIT`], a
+/// request is refused with 503 and `Retry-After` (cheap requests are never refused).
+pub const LONG_QUEUE_PER_CORE: usize = 4;
+/// Longest wait of a long task for a core.
+pub const LONG_MAX_WAIT: Duration = Duration::from_secs(2);
+
+fn long_work() -> &'static Admission {
+    static A: OnceLock<Admission> = OnceLock::new();
+    A.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Semaphore::new(cores)
+        let a = Admission::new(
+            "expensive queries",
+            0,
+            LONG_QUEUE_PER_CORE * cores,
+            LONG_MAX_WAIT,
+        );
+        a.add_permits(cores);
+        a
     })
 }
 
-/// Runs `f` on the blocking pool once a core's permit is free.
+/// Runs `f` on the blocking pool once a core's permit is free (503 when too many wait).
 pub(crate) async fn run<T: Send + 'static>(
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
-    let _permit = permits().acquire().await.map_err(ApiError::internal)?;
+    let _permit = long_work().enter().await?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(ApiError::internal)?

@@ -21,6 +21,8 @@ pub struct ApiError {
     pub detail: String,
     /// For a query that does not parse: the 0-based character position of the error.
     pub position: Option<usize>,
+    /// Seconds after which a refused request may be retried (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 /// The JSON body of an error (`components/schemas/Error` in `schemas/openapi.yaml`).
@@ -46,6 +48,7 @@ impl ApiError {
             kind,
             detail: detail.into(),
             position: None,
+            retry_after: None,
         }
     }
 
@@ -72,6 +75,14 @@ impl ApiError {
     /// 503: the index or the model is not available.
     pub fn unavailable(kind: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, kind, detail)
+    }
+
+    /// 503 `overloaded`: expensive work is at its limit; retry after `retry_after` seconds.
+    pub fn overloaded(detail: impl Into<String>, retry_after: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::unavailable("overloaded", detail)
+        }
     }
 
     /// 500 with a generic detail; `cause` is logged, not sent.
@@ -136,7 +147,12 @@ impl IntoResponse for ApiError {
             detail: &self.detail,
             position: self.position,
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        resp
     }
 }
 

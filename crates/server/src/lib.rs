@@ -16,10 +16,12 @@
 //! per index version and SAE ([`snapshot::FeatureTable`]).
 #![warn(missing_docs)]
 
+mod admission;
 mod blocking;
 pub mod error;
 pub mod extract;
 mod handlers;
+mod http;
 pub mod live;
 pub mod router;
 pub mod serve;
@@ -27,6 +29,7 @@ pub mod snapshot;
 pub mod state;
 pub mod tokens;
 pub mod views;
+pub mod web;
 
 pub use error::{ApiError, ApiResult};
 pub use live::LiveModel;

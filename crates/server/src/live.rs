@@ -25,6 +25,14 @@ pub const MAX_TOKENS: usize = 1024;
 pub const MAX_TOP_N: usize = 64;
 /// Default `top_n`.
 pub const DEFAULT_TOP_N: usize = 5;
+/// SAEs one request runs at most (a longer `saes` list is 422; without one, the first this
+/// many of the index).
+pub const MAX_REQUEST_SAES: usize = 16;
+/// Items of a request's `saes` list at most (duplicates included).
+pub const MAX_SAE_LIST_ITEMS: usize = 64;
+/// Features one answer lists at most (tokens × SAEs × `top_n`, ~50 bytes of JSON each): a
+/// request that could exceed it is 413 before the model runs.
+pub const MAX_ANSWER_FEATURES: usize = 131_072;
 
 /// The model, tokenizer and SAEs of one index.
 pub struct LiveModel {
@@ -33,6 +41,8 @@ pub struct LiveModel {
     tokens: Arc<TokenTable>,
     saes: Vec<AttachedSae>,
     exclude_bos: bool,
+    model_path: std::path::PathBuf,
+    forced: bool,
 }
 
 impl std::fmt::Debug for LiveModel {
@@ -43,12 +53,76 @@ impl std::fmt::Debug for LiveModel {
     }
 }
 
+/// Where the live model comes from when the index's recorded path will not do.
+#[derive(Debug, Clone, Default)]
+pub struct ModelOverride {
+    /// A copy of the index's model at another path (`--model`): checked against the sha256
+    /// the manifest recorded.
+    pub model: Option<std::path::PathBuf>,
+    /// Use `model` even when its sha256 differs from the recorded one (`--force`); the
+    /// mismatch is logged and shown in `/api/health`.
+    pub force: bool,
+}
+
+/// Which model file to load for `manifest`: the override (checked by sha256 unless forced) or
+/// the recorded path, which must exist. Returns the path and whether its hash was overridden.
+fn model_path(
+    manifest: &Manifest,
+    over: &ModelOverride,
+) -> scopedex_index::Result<(std::path::PathBuf, bool)> {
+    let recorded = &manifest.model;
+    let Some(path) = &over.model else {
+        let path = std::path::PathBuf::from(&recorded.path);
+        if !path.exists() {
+            return Err(scopedex_index::Error::InvalidInput(format!(
+                "the index's model {} is missing (the index was built elsewhere, or the file \
+                 moved); pass --model PATH with a copy of it (sha256 {}). Queries that need no \
+                 model still work",
+                recorded.path, recorded.sha256
+            )));
+        }
+        return Ok((path, false));
+    };
+    let sha = scopedex_store::sha256_file(scopedex_index::model_weights_file(path))?;
+    if sha == recorded.sha256 {
+        return Ok((path.clone(), false));
+    }
+    if !over.force {
+        return Err(scopedex_index::Error::InvalidInput(format!(
+            "--model {}: sha256 {sha} differs from the model the index was built with ({} \
+             sha256 {}); its activations would not match the index. Pass --force to use it \
+             anyway",
+            path.display(),
+            recorded.path,
+            recorded.sha256
+        )));
+    }
+    tracing::warn!(
+        model = %path.display(),
+        sha256 = %sha,
+        recorded = %recorded.sha256,
+        "--force: serving live activations from a model other than the index's"
+    );
+    Ok((path.clone(), true))
+}
+
 impl LiveModel {
-    /// Loads the model, tokenizer and every SAE of `manifest` on the CPU.
+    /// Loads the model, tokenizer and every SAE of `manifest` on the CPU, from the recorded
+    /// paths.
     pub fn load(manifest: &Manifest) -> scopedex_index::Result<Self> {
-        let _span = tracing::info_span!("load_live_model", model = %manifest.model.path).entered();
-        let model = Llama::load(std::path::Path::new(&manifest.model.path), &Device::Cpu)?;
-        let tokenizer = load_tokenizer(&tokenizer_path(manifest))?;
+        Self::load_with(manifest, &ModelOverride::default())
+    }
+
+    /// [`LiveModel::load`] with the model taken from `over` when given.
+    pub fn load_with(manifest: &Manifest, over: &ModelOverride) -> scopedex_index::Result<Self> {
+        let (model_path, forced) = model_path(manifest, over)?;
+        let _span = tracing::info_span!("load_live_model", model = %model_path.display()).entered();
+        let model = Llama::load(&model_path, &Device::Cpu)?;
+        let tokenizer = if over.model.is_some() {
+            load_tokenizer(&model_path)?
+        } else {
+            load_tokenizer(&tokenizer_path(manifest))?
+        };
         let mut saes = Vec::with_capacity(manifest.saes.len());
         for entry in &manifest.saes {
             let spec: SaeSpec = entry.source_path.parse()?;
@@ -70,7 +144,14 @@ impl LiveModel {
             tokens,
             saes,
             exclude_bos: manifest.parameters.exclude_bos,
+            model_path,
+            forced,
         })
+    }
+
+    /// The model file loaded, and whether it was forced despite a sha256 mismatch.
+    pub fn model_source(&self) -> (&std::path::Path, bool) {
+        (&self.model_path, self.forced)
     }
 
     /// Ids of the loaded SAEs.
@@ -99,20 +180,55 @@ impl LiveModel {
                 format!("top_n must be between 1 and {MAX_TOP_N}, got {top_n}"),
             ));
         }
-        match saes {
-            None => Ok((0..self.saes.len()).collect()),
-            Some(ids) => ids
-                .iter()
-                .map(|id| {
-                    self.saes.iter().position(|s| &s.id == id).ok_or_else(|| {
-                        ApiError::unprocessable(
+        let which: Vec<usize> = match saes {
+            None => (0..self.saes.len().min(MAX_REQUEST_SAES)).collect(),
+            Some(ids) if ids.len() > MAX_SAE_LIST_ITEMS => {
+                return Err(ApiError::bad_request(
+                    "too_many_saes",
+                    format!(
+                        "saes has {} items; at most {MAX_SAE_LIST_ITEMS} are accepted",
+                        ids.len()
+                    ),
+                ))
+            }
+            Some(ids) => {
+                // Duplicates run once: repeating an id must not multiply the work.
+                let mut which = Vec::with_capacity(ids.len().min(MAX_REQUEST_SAES));
+                for id in ids {
+                    let i = self.saes.iter().position(|s| &s.id == id).ok_or_else(|| {
+                        ApiError::not_found(
                             "unknown_sae",
                             format!("unknown SAE {id:?} (loaded: {})", self.sae_ids().join(", ")),
                         )
-                    })
-                })
-                .collect(),
+                    })?;
+                    if !which.contains(&i) {
+                        which.push(i);
+                    }
+                    if which.len() > MAX_REQUEST_SAES {
+                        return Err(ApiError::bad_request(
+                            "too_many_saes",
+                            format!("at most {MAX_REQUEST_SAES} distinct SAEs per request"),
+                        ));
+                    }
+                }
+                which
+            }
+        };
+        // Tokens are at most one per character plus BOS, and at most MAX_TOKENS.
+        let tokens = (chars + 1).min(MAX_TOKENS);
+        let features = tokens * which.len() * top_n;
+        if features > MAX_ANSWER_FEATURES {
+            return Err(ApiError::too_large(
+                "answer_too_large",
+                format!(
+                    "up to {features} features in the answer ({tokens} tokens × {} SAEs × top_n \
+                     {top_n}); at most {MAX_ANSWER_FEATURES}: send less text, fewer SAEs or a \
+                     smaller top_n",
+                    which.len()
+                ),
+            ));
         }
+        Ok(which)
     }
 
     /// Runs the model and SAEs on `text` (cut to [`MAX_TOKENS`]); per token, the `top_n`

@@ -21,8 +21,12 @@
 //! Path parameters are only looked up in the manifest and RocksDB, never joined to a path;
 //! static files go through `tower_http::services::ServeDir`, which refuses `..` segments.
 use axum::extract::DefaultBodyLimit;
+use axum::http::{header, Method};
 use axum::routing::{any, get, post};
 use axum::Router;
+use tower::util::option_layer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
 
@@ -73,9 +77,35 @@ pub fn router(state: AppState) -> Router {
                 .route_service("/sae/{*rest}", index)
                 .fallback_service(ServeDir::new(dir))
         }
+        None if crate::web::embedded() => api
+            .route("/", get(crate::web::index))
+            .route("/search", get(crate::web::index))
+            .route("/activate", get(crate::web::index))
+            .route("/sae", get(crate::web::index))
+            .route("/sae/{*rest}", get(crate::web::index))
+            .fallback(crate::web::asset),
         None => api,
     };
+    let cors = state.cors.as_ref().map(|origins| {
+        let allow = if origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(origins.iter().cloned())
+        };
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::HEAD, Method::POST])
+            .allow_headers([header::CONTENT_TYPE, header::IF_NONE_MATCH])
+            .expose_headers([header::ETAG, header::RETRY_AFTER])
+            .max_age(std::time::Duration::from_secs(3600))
+    });
     app.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CompressionLayer::new())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::caching,
+        ))
+        .layer(option_layer(cors))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

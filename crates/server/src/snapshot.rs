@@ -195,6 +195,13 @@ impl Snapshot {
                 let _ = tokens.set(t.clone());
             }
         }
+        // The index's own vocabulary, when it has one: tokens render with no model at hand. A
+        // vocabulary that does not read is an error (the index is not served half-rendered).
+        if tokens.get().is_none() {
+            if let Some(v) = reader.vocab()? {
+                let _ = tokens.set(Arc::new(TokenTable::from_vocab(&v)));
+            }
+        }
         Ok(Self::from_reader(reader, tokens, before))
     }
 
@@ -221,6 +228,18 @@ impl Snapshot {
             stamp,
             responses: Mutex::new(ResponseCache::default()),
         }
+    }
+
+    /// An identifier of this published version (manifest creation time and file identity),
+    /// the base of the API's ETags: a republish or reindex changes it.
+    pub fn version_tag(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.reader.manifest().created.hash(&mut h);
+        if let Some(s) = self.stamp {
+            (s.ino, s.mtime_ns, s.len).hash(&mut h);
+        }
+        format!("{:016x}", h.finish())
     }
 
     /// The cached JSON response under `key`, if this snapshot served it before.
@@ -268,8 +287,8 @@ impl Snapshot {
         Ok(json)
     }
 
-    /// Token id → text for the index's tokenizer ([`TokenTable::for_manifest`], loaded on
-    /// first use).
+    /// Token id → text: the index's `vocab.parquet` (read at open), else, for an index
+    /// without one, the model's tokenizer ([`TokenTable::for_manifest`], loaded on first use).
     pub fn tokens(&self) -> &TokenTable {
         self.tokens
             .get_or_init(|| Arc::new(TokenTable::for_manifest(self.reader.manifest())))

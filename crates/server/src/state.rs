@@ -14,6 +14,8 @@ pub struct AppState {
     pub live: Option<Arc<LiveModel>>,
     /// The built web UI (`web/dist/`) served at `/`; `None` serves the API only.
     pub web: Option<PathBuf>,
+    /// Origins allowed to call the API from a browser (CORS); `None`: no CORS headers.
+    pub cors: Option<Vec<axum::http::HeaderValue>>,
 }
 
 impl AppState {
@@ -23,12 +25,19 @@ impl AppState {
             index,
             live: None,
             web: None,
+            cors: None,
         }
     }
 
     /// The same state with a live model.
     pub fn with_live(mut self, live: Arc<LiveModel>) -> Self {
         self.live = Some(live);
+        self
+    }
+
+    /// The same state allowing browser calls from `origins` (`*` allows any).
+    pub fn with_cors(mut self, origins: Vec<axum::http::HeaderValue>) -> Self {
+        self.cors = Some(origins);
         self
     }
 

@@ -2,8 +2,10 @@
 //!
 //! Each id is decoded on its own with the tokenizer's decoder, so byte-level BPE tokens come out
 //! as text (`Ġthe` → ` the`, `Ċ` → newline); a token that is only part of a UTF-8 character
-//! decodes to U+FFFD. When the index's tokenizer cannot be loaded (moved model file, test
-//! fixtures), ids render as `<id>` and the server still answers.
+//! decodes to U+FFFD. An index carries its vocabulary (`vocab.parquet`), so tokens render
+//! wherever the index is moved; for an older index without one the model's tokenizer is
+//! loaded, and when that fails too (moved model file, test fixtures), ids render as `<id>`
+//! with a warning and the server still answers.
 use std::path::{Path, PathBuf};
 
 use scopedex_store::Manifest;
@@ -36,6 +38,14 @@ impl TokenTable {
         TokenTable {
             strings,
             source: None,
+        }
+    }
+
+    /// The index's recorded vocabulary (`vocab.parquet`'s decoded texts).
+    pub fn from_vocab(vocab: &[scopedex_store::VocabRecord]) -> Self {
+        TokenTable {
+            strings: vocab.iter().map(|r| r.text.clone()).collect(),
+            source: Some(PathBuf::from(scopedex_store::layout::VOCAB_FILE)),
         }
     }
 

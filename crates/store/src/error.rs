@@ -89,6 +89,18 @@ pub enum Error {
         /// The version this build reads and writes.
         expected: u32,
     },
+    /// An output path holds something scopedex did not write; publishing there would replace it.
+    #[error(
+        "refusing to write to {}: {reason}; choose a new path, an empty directory or an \
+         existing scopedex output (nothing was changed)",
+        path.display()
+    )]
+    NotOurs {
+        /// The output path.
+        path: PathBuf,
+        /// What is there.
+        reason: String,
+    },
     /// The SAE id is not part of this index.
     #[error("unknown SAE {sae:?} (this index has: {known})")]
     UnknownSae {
@@ -178,6 +190,7 @@ impl Error {
                 | Error::FeatureOutOfRange { .. }
                 | Error::Query { .. }
                 | Error::InvalidInput(_)
+                | Error::NotOurs { .. }
         )
     }
 }

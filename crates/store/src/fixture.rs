@@ -78,6 +78,8 @@ impl FixtureSpec {
                 path: "fixture/model.gguf".into(),
                 id: "fixture".into(),
                 sha256: "00".repeat(32),
+                n_layers: 4,
+                d_model: 16,
             },
             tokenizer: TokenizerInfo {
                 source: "fixture".into(),
@@ -187,6 +189,9 @@ impl FixtureSpec {
                     value: -2.0 + t as f32,
                 })
                 .collect(),
+            logit_hist: (0..8).map(|b| mix(s + 50 + b) % 200).collect(),
+            logit_hist_min: -2.0,
+            logit_hist_max: 2.0,
         }
     }
 

@@ -110,6 +110,13 @@ impl IndexReader {
         self.inner.layout.root()
     }
 
+    /// The vocabulary recorded with the index (`vocab.parquet`), or `None` for an index written
+    /// without one (older indexes, fixtures): then only the model's tokenizer can name tokens.
+    /// A file that does not read or whose ids are not `0..n` is an error naming it.
+    pub fn vocab(&self) -> Result<Option<Vec<crate::VocabRecord>>> {
+        read_vocab(self.dir())
+    }
+
     /// The manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.inner.manifest
@@ -459,6 +466,21 @@ impl IndexReader {
     pub fn layout(&self) -> &IndexLayout {
         &self.inner.layout
     }
+}
+
+/// The vocabulary of the index at `dir` (see [`IndexReader::vocab`]), without opening the
+/// serving store.
+pub fn read_vocab(dir: &Path) -> Result<Option<Vec<crate::VocabRecord>>> {
+    let path = IndexLayout::new(dir).vocab();
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let rows: Vec<crate::VocabRecord> = crate::parquet::read_all(&path)?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    crate::index_writer::check_vocab(&rows, &path.display().to_string())?;
+    Ok(Some(rows))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::manifest::Manifest;
 use crate::parquet::{ActivationWriter, ActivationWriterOptions, TableWriter};
 use crate::records::{
     ActivationEntry, ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleRecord,
-    FeatureRecord, SaeSummary,
+    FeatureRecord, SaeSummary, VocabRecord,
 };
 use crate::{fsutil, publish, rocks, similar, text};
 
@@ -87,6 +87,7 @@ pub struct IndexWriter {
     options: IndexWriterOptions,
     contexts: Option<TableWriter<ContextRecord>>,
     last_context: Option<u64>,
+    vocab: Option<TableWriter<VocabRecord>>,
     saes: BTreeMap<String, SaeTables>,
     finished: bool,
 }
@@ -118,6 +119,7 @@ impl IndexWriter {
     ) -> Result<Self> {
         let out = out.as_ref().to_path_buf();
         manifest.validate()?;
+        publish::check_replaceable(&out)?;
         publish::recover(&out)?;
         let tmp = IndexLayout::new(publish::tmp_path(&out)?);
         fsutil::create_dir_all(tmp.root())?;
@@ -139,6 +141,7 @@ impl IndexWriter {
             manifest,
             options,
             contexts: None,
+            vocab: None,
             last_context: None,
             saes,
             finished: false,
@@ -200,6 +203,19 @@ impl IndexWriter {
             self.last_context = Some(c.context_id);
         }
         open_lazily(&mut self.contexts, self.tmp.contexts())?.write(batch)
+    }
+
+    /// Writes the vocabulary that made the index's token ids (`vocab.parquet`), all of it in
+    /// one call: ids must be `0..n` in order. An index written without one renders tokens
+    /// through the model's tokenizer, when it is at hand.
+    pub fn write_vocab(&mut self, vocab: &[VocabRecord]) -> Result<()> {
+        if self.vocab.is_some() {
+            return Err(Error::InvalidInput(
+                "the vocabulary was already written".into(),
+            ));
+        }
+        check_vocab(vocab, "vocabulary")?;
+        open_lazily(&mut self.vocab, self.tmp.vocab())?.write(vocab)
     }
 
     /// Appends feature statistics of `sae` (any order; one row per feature).
@@ -323,6 +339,8 @@ impl IndexWriter {
         let (n, bytes) = finish_or_empty(contexts, self.tmp.contexts())?;
         report.contexts = n;
         report.parquet_bytes += bytes;
+        let (_, bytes) = finish_or_empty(self.vocab.take(), self.tmp.vocab())?;
+        report.parquet_bytes += bytes;
         let mut any_activations = false;
         for (id, t) in std::mem::take(&mut self.saes) {
             let mut counts = SaeCounts::default();
@@ -388,6 +406,24 @@ impl IndexWriter {
     }
 }
 
+/// Checks that a vocabulary's ids are `0..n` in order (`what` names it in the error).
+pub(crate) fn check_vocab(vocab: &[VocabRecord], what: &str) -> Result<()> {
+    match vocab
+        .iter()
+        .enumerate()
+        .find(|(i, r)| r.token_id as usize != *i)
+    {
+        Some((i, r)) => Err(Error::corrupt(
+            what,
+            format!(
+                "row {i} has token_id {}, expected {i} (ids must be dense and in order)",
+                r.token_id
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn finish_or_empty<T: crate::parquet::Table>(
     w: Option<TableWriter<T>>,
     path: PathBuf,
@@ -406,6 +442,7 @@ impl Drop for IndexWriter {
         }
         // Close open files before deleting them.
         self.contexts = None;
+        self.vocab = None;
         self.saes.clear();
         if let Err(e) = fsutil::remove_dir_all_if_exists(self.tmp.root()) {
             tracing::warn!(error = %e, "could not remove the temporary index directory");
@@ -421,6 +458,7 @@ pub fn rebuild_serving(dir: impl AsRef<Path>) -> Result<()> {
     let manifest = Manifest::load(dir)?;
     let layout = IndexLayout::new(dir);
     let _span = tracing::info_span!("rebuild_serving", dir = %dir.display()).entered();
+    remove_stale_rebuilds(dir)?;
     let pid = std::process::id();
     let new_rocks = dir.join(format!("{}.new-{pid}", crate::layout::ROCKSDB_DIR));
     rocks::build(&new_rocks, &layout, &manifest)?;
@@ -430,6 +468,40 @@ pub fn rebuild_serving(dir: impl AsRef<Path>) -> Result<()> {
     similar::build(&layout, &manifest, &new_rocks, &new_text)?;
     replace_dir(&new_rocks, &layout.rocksdb())?;
     replace_dir(&new_text, &layout.tantivy())?;
+    // Rewritten (same content, new inode) so a running server reopens the new stores and
+    // lets go of the old files.
+    manifest.save(dir)?;
+    Ok(())
+}
+
+/// Removes what an interrupted rebuild left inside the index: `rocksdb.new-{pid}`,
+/// `tantivy.new-{pid}` (and a manifest's temporary) of processes that no longer run.
+fn remove_stale_rebuilds(dir: &Path) -> Result<()> {
+    let prefixes = [
+        format!("{}.new-", crate::layout::ROCKSDB_DIR),
+        format!("{}.new-", crate::layout::TANTIVY_DIR),
+        format!("{}.tmp-", crate::manifest::MANIFEST_FILE),
+    ];
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = prefixes
+            .iter()
+            .find_map(|p| name.strip_prefix(p.as_str()))
+            .and_then(|rest| rest.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !fsutil::pid_alive(pid) {
+            let path = entry.path();
+            tracing::info!(path = %path.display(), "removing what an interrupted reindex left");
+            if path.is_dir() {
+                fsutil::remove_dir_all_if_exists(&path)?;
+            } else {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 /// `contexts.parquet`
 pub const CONTEXTS_FILE: &str = "contexts.parquet";
+/// `vocab.parquet`
+pub const VOCAB_FILE: &str = "vocab.parquet";
 /// `saes/`
 pub const SAES_DIR: &str = "saes";
 /// `saes/{sae}/features.parquet`
@@ -49,6 +51,11 @@ impl IndexLayout {
     /// `contexts.parquet`
     pub fn contexts(&self) -> PathBuf {
         self.root.join(CONTEXTS_FILE)
+    }
+
+    /// `vocab.parquet`
+    pub fn vocab(&self) -> PathBuf {
+        self.root.join(VOCAB_FILE)
     }
 
     /// `saes/{sae}/`

@@ -51,7 +51,7 @@ mod similar;
 pub mod text;
 
 pub use error::{Error, Result};
-pub use index_reader::{ContextTopFeatures, IndexReader, OccurrencePage};
+pub use index_reader::{read_vocab, ContextTopFeatures, IndexReader, OccurrencePage};
 pub use index_writer::{
     rebuild_serving, IndexWriter, IndexWriterOptions, PublishReport, SaeCounts,
 };
@@ -64,13 +64,14 @@ pub use parquet::activations::{round_mantissa, ActivationLogStats, DEFAULT_MANTI
 pub use parquet::{
     ActivationReader, ActivationWriter, ActivationWriterOptions, TableReader, TableWriter,
 };
-pub use publish::{recover, Recovery};
+pub use publish::{check_replaceable, recover, Recovery};
 pub use query::{
     parse_feature_term, strength_level, FeatureRef, Node as QueryNode, QueryError, STRENGTH_BUCKETS,
 };
 pub use records::{
     ActivationEntry, ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleKind,
     ExampleRecord, FeatureOccurrence, FeatureRecord, SaeSummary, TokenCount, TokenValue,
+    VocabRecord,
 };
 pub use rocks::ContextFeaturesView;
 pub use similar::{

@@ -32,6 +32,12 @@ pub struct ModelInfo {
     pub id: String,
     /// sha256 (hex) of the weights file (or of the first shard's index file).
     pub sha256: String,
+    /// Number of transformer blocks of the model (0 in indexes written before it was recorded).
+    #[serde(default)]
+    pub n_layers: u32,
+    /// Width of the residual stream (0 in indexes written before it was recorded).
+    #[serde(default)]
+    pub d_model: u32,
 }
 
 /// The tokenizer that produced `contexts.parquet`'s token ids.
@@ -290,7 +296,12 @@ impl Manifest {
             source,
         })?;
         json.push(b'\n');
-        crate::fsutil::write_synced(&path, &json)
+        // Written beside and renamed over: a reader never sees half a manifest, and the new
+        // inode tells a running server that the index changed (see the server's snapshot).
+        let tmp = dir.join(format!("{MANIFEST_FILE}.tmp-{}", std::process::id()));
+        crate::fsutil::write_synced(&tmp, &json)?;
+        crate::fsutil::rename(&tmp, &path)?;
+        crate::fsutil::sync_dir(dir)
     }
 }
 

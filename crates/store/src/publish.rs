@@ -85,10 +85,69 @@ fn siblings(out: &Path, tag: &str) -> Result<Vec<(PathBuf, Option<u32>)>> {
     Ok(out_paths)
 }
 
+/// Whether a publish may replace what is at `out`: nothing, an empty directory, or a directory
+/// whose `manifest.json` scopedex wrote (any format version). Anything else (a user's folder,
+/// the corpus, a regular file) is [`Error::NotOurs`], so a mistyped `--out` never destroys
+/// data. Commands call this before any work; [`swap_into_place`] checks again just before the
+/// swap.
+pub fn check_replaceable(out: &Path) -> Result<()> {
+    let not_ours = |reason: String| Error::NotOurs {
+        path: out.to_path_buf(),
+        reason,
+    };
+    let meta = match std::fs::symlink_metadata(out) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(out, e)),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(not_ours("it is a symbolic link".into()));
+    }
+    if !meta.is_dir() {
+        return Err(not_ours("it is a file, not a directory".into()));
+    }
+    if is_scopedex_output(out) {
+        return Ok(());
+    }
+    let mut entries = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?;
+    match entries.next() {
+        None => Ok(()),
+        Some(first) => {
+            let name = first.map_err(|e| Error::io(out, e))?.file_name();
+            Err(not_ours(format!(
+                "it is a directory without a scopedex {MANIFEST_FILE} (it holds {:?}{})",
+                name,
+                if entries.next().is_some() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            )))
+        }
+    }
+}
+
+/// A directory with a `manifest.json` that scopedex wrote (`created_by` names it, or the
+/// format version is one scopedex ever used with the manifest's required keys).
+fn is_scopedex_output(dir: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(dir.join(MANIFEST_FILE)) else {
+        return false;
+    };
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return false;
+    };
+    let created_by = json.get("created_by").and_then(|v| v.as_str());
+    let shaped = json.get("format_version").is_some_and(|v| v.is_u64())
+        && json.get("saes").is_some_and(|v| v.is_array())
+        && json.get("model").is_some_and(|v| v.is_object());
+    shaped && created_by.is_none_or(|c| c.starts_with("scopedex"))
+}
+
 /// Moves the complete directory `tmp` to `out` as described in the module docs.
 /// `allow_exchange = false` forces the two-rename path (for tests).
 pub(crate) fn swap_into_place(tmp: &Path, out: &Path, allow_exchange: bool) -> Result<()> {
     let parent = parent_of(out);
+    check_replaceable(out)?;
     if !out.exists() {
         fsutil::rename(tmp, out)?;
         return fsutil::sync_dir(&parent);
@@ -166,8 +225,47 @@ mod tests {
         std::fs::create_dir_all(path).unwrap();
         std::fs::write(path.join("data"), content).unwrap();
         if complete {
-            std::fs::write(path.join(MANIFEST_FILE), "{}").unwrap();
+            std::fs::write(path.join(MANIFEST_FILE), OUR_MANIFEST).unwrap();
         }
+    }
+
+    const OUR_MANIFEST: &str =
+        r#"{"format_version": 2, "model": {}, "saes": [], "created_by": "scopedex 0.1.0"}"#;
+
+    #[test]
+    fn only_nothing_an_empty_directory_or_our_output_is_replaceable() {
+        let root = tempfile::tempdir().unwrap();
+        let p = |n: &str| root.path().join(n);
+        assert!(check_replaceable(&p("missing")).is_ok());
+        std::fs::create_dir(p("empty")).unwrap();
+        assert!(check_replaceable(&p("empty")).is_ok());
+        dir_with(&p("ours"), "x", true);
+        assert!(check_replaceable(&p("ours")).is_ok());
+
+        dir_with(&p("user"), "precious", false);
+        std::fs::write(p("file"), "precious").unwrap();
+        std::fs::create_dir(p("other")).unwrap();
+        std::fs::write(p("other").join(MANIFEST_FILE), r#"{"name": "npm"}"#).unwrap();
+        std::fs::create_dir(p("foreign")).unwrap();
+        std::fs::write(
+            p("foreign").join(MANIFEST_FILE),
+            r#"{"format_version": 2, "model": {}, "saes": [], "created_by": "other-tool"}"#,
+        )
+        .unwrap();
+        for name in ["user", "file", "other", "foreign"] {
+            let err = check_replaceable(&p(name)).unwrap_err();
+            assert!(matches!(err, Error::NotOurs { .. }), "{name}: {err}");
+            assert!(err.is_caller_error());
+        }
+        // Refused at the swap too, and the user's directory is untouched.
+        let tmp = tmp_path(&p("user")).unwrap();
+        dir_with(&tmp, "new", true);
+        for allow_exchange in [true, false] {
+            assert!(swap_into_place(&tmp, &p("user"), allow_exchange).is_err());
+            assert_eq!(content(&p("user")), "precious");
+            assert!(!p("user").join(MANIFEST_FILE).exists());
+        }
+        assert_eq!(std::fs::read_to_string(p("file")).unwrap(), "precious");
     }
 
     fn content(path: &Path) -> String {

@@ -126,6 +126,16 @@ pub enum Node {
 }
 
 impl Node {
+    /// Leaf terms of the tree (each word of a phrase counts): what bounds a query's work.
+    pub fn term_count(&self) -> usize {
+        match self {
+            Node::Text { tokens, .. } => tokens.len().max(1),
+            Node::Feature(_) => 1,
+            Node::And(v) | Node::Or(v) => v.iter().map(Node::term_count).sum(),
+            Node::Not(n) => n.term_count(),
+        }
+    }
+
     /// Features that must (or may) match for a context to be a hit: every feature term not
     /// under a negation, in query order. Used to point at the firing token of a hit.
     pub fn positive_features(&self) -> Vec<&FeatureRef> {

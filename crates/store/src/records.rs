@@ -110,6 +110,13 @@ pub struct FeatureRecord {
     pub logit_pos: Vec<TokenValue>,
     /// Tokens whose logits it lowers most (ascending value).
     pub logit_neg: Vec<TokenValue>,
+    /// Counts of its logit effects over the whole vocabulary in equal-width bins between
+    /// `logit_hist_min` and `logit_hist_max` (empty in indexes written before it existed).
+    pub logit_hist: Vec<u64>,
+    /// Lower edge of the first logit bin (the smallest effect).
+    pub logit_hist_min: f32,
+    /// Upper edge of the last logit bin (the largest effect).
+    pub logit_hist_max: f32,
 }
 
 /// A co-occurring partner of a feature.
@@ -127,6 +134,21 @@ pub struct CooccurrenceRecord {
     pub jaccard: f32,
     /// Normalised pointwise mutual information, in [-1, 1].
     pub npmi: f32,
+}
+
+/// One token of the vocabulary that made the index (`vocab.parquet`), so tokens render with
+/// no model at hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VocabRecord {
+    /// Token id (rows are dense and in id order).
+    pub token_id: u32,
+    /// The vocabulary's own spelling (`Ġthe`, `▁the`, `<0x0A>`), as the tokenizer lists it.
+    pub piece: String,
+    /// The token decoded on its own (` the`); U+FFFD where it is part of a UTF-8 character.
+    pub text: String,
+    /// The bytes the token stands for in the text (byte-level and byte-fallback tokens
+    /// resolved), so offsets and partial characters can be reconstructed exactly.
+    pub bytes: Vec<u8>,
 }
 
 /// Corpus-wide statistics of one SAE.

@@ -417,9 +417,90 @@ fn rebuild_serving_recreates_rocksdb_and_tantivy() {
             "manifest.json",
             "rocksdb",
             "saes",
-            "tantivy"
+            "tantivy",
+            "vocab.parquet"
         ]
     );
+}
+
+/// A killed `reindex` leaves `rocksdb.new-{pid}` / `tantivy.new-{pid}` inside the index; the
+/// next one removes them, and rewrites the manifest (a new inode) so running servers reload.
+#[cfg(unix)]
+#[test]
+fn rebuild_serving_removes_what_a_killed_rebuild_left_and_renews_the_manifest() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (_spec, r) = fixture_index(dir.path());
+    let out = r.dir().to_path_buf();
+    drop(r);
+    // A pid above Linux's pid_max (2^22) is never alive.
+    let dead = 4_194_999;
+    for name in [format!("rocksdb.new-{dead}"), format!("tantivy.new-{dead}")] {
+        std::fs::create_dir_all(out.join(&name).join("sub")).unwrap();
+        std::fs::write(out.join(&name).join("sub/file"), vec![0u8; 4096]).unwrap();
+    }
+    std::fs::write(out.join(format!("manifest.json.tmp-{dead}")), "{").unwrap();
+    // A live process's rebuild (ours: this test's pid is alive) is left alone.
+    let parent = std::os::unix::process::parent_id();
+    std::fs::create_dir(out.join(format!("rocksdb.new-{parent}"))).unwrap();
+    let manifest_before = std::fs::read(out.join("manifest.json")).unwrap();
+    let ino_before = std::fs::metadata(out.join("manifest.json")).unwrap().ino();
+    rebuild_serving(&out).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "contexts.parquet".to_string(),
+            "manifest.json".into(),
+            "rocksdb".into(),
+            format!("rocksdb.new-{parent}"),
+            "saes".into(),
+            "tantivy".into(),
+            "vocab.parquet".into()
+        ]
+    );
+    assert_eq!(
+        std::fs::read(out.join("manifest.json")).unwrap(),
+        manifest_before
+    );
+    assert_ne!(
+        std::fs::metadata(out.join("manifest.json")).unwrap().ino(),
+        ino_before,
+        "a new inode, so a server's stamp check sees the rebuild"
+    );
+    IndexReader::open(&out).unwrap();
+}
+
+#[test]
+fn writer_refuses_to_publish_over_what_is_not_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec();
+    let user = dir.path().join("photos");
+    std::fs::create_dir(&user).unwrap();
+    std::fs::write(user.join("cat.jpg"), b"meow").unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, b"precious").unwrap();
+    for out in [&user, &file] {
+        let err = IndexWriter::create(out, spec.manifest()).err().unwrap();
+        assert!(matches!(err, Error::NotOurs { .. }), "{err}");
+    }
+    assert_eq!(std::fs::read(user.join("cat.jpg")).unwrap(), b"meow");
+    assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "no leftovers"
+    );
+    // An empty directory and an earlier index are fine.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    fixture::write_index(&empty, &spec).unwrap();
+    fixture::write_index(&empty, &spec).unwrap();
+    IndexReader::open(&empty).unwrap();
 }
 
 #[test]

@@ -34,8 +34,8 @@ pub use config::{Init, TrainConfig};
 pub use error::{Error, Result};
 pub use rng::Rng;
 pub use run::{
-    train, write_outputs, EvalReport, NoProgress, SaeReport, SaeTarget, TrainProgress, TrainReport,
-    TrainedSae,
+    check_output_dir, train, write_outputs, EvalReport, NoProgress, SaeReport, SaeTarget,
+    TrainProgress, TrainReport, TrainedSae,
 };
 pub use sae::{Codes, TopKSae};
 pub use source::{ActivationSource, ModelSource, Rows, ShuffleBuffer};

@@ -444,9 +444,46 @@ pub fn train(
     Ok((trained, report))
 }
 
+/// Report file name under `--out`; its presence marks a directory as a previous training output.
+pub const REPORT_FILE: &str = "train-report.json";
+
+/// Checks, before any training, that `out` can receive the outputs: missing, an empty
+/// directory, or a previous training output (it has [`REPORT_FILE`]). A user's folder or a
+/// regular file is refused, so a mistyped `--out` overwrites nothing.
+pub fn check_output_dir(out: &Path) -> Result<()> {
+    let refuse = |what: &str| {
+        Err(Error::InvalidConfig(format!(
+            "refusing to write to --out {}: {what}; choose a new path, an empty directory or \
+             an earlier train-sae output (one with {REPORT_FILE}); nothing was changed",
+            out.display()
+        )))
+    };
+    match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Io {
+            path: out.to_path_buf(),
+            source,
+        }),
+        Ok(m) if !m.is_dir() => refuse("it exists and is not a directory"),
+        Ok(_) if out.join(REPORT_FILE).is_file() => Ok(()),
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(out).map_err(|source| Error::Io {
+                path: out.to_path_buf(),
+                source,
+            })?;
+            if entries.next().is_none() {
+                Ok(())
+            } else {
+                refuse("it is a directory that holds files not written by train-sae")
+            }
+        }
+    }
+}
+
 /// Writes each SAE to `out/<name>/` (Llama Scope layout: `hyperparams.json`,
 /// `checkpoints/final.safetensors`) and the report to `out/train-report.json`.
 pub fn write_outputs(out: &Path, trained: &[TrainedSae], report: &TrainReport) -> Result<()> {
+    check_output_dir(out)?;
     std::fs::create_dir_all(out).map_err(|source| Error::Io {
         path: out.to_path_buf(),
         source,
@@ -459,7 +496,7 @@ pub fn write_outputs(out: &Path, trained: &[TrainedSae], report: &TrainReport) -
             &t.sae.tensors()?,
         )?;
     }
-    let path = out.join("train-report.json");
+    let path = out.join(REPORT_FILE);
     let json = serde_json::to_string_pretty(report).map_err(|source| Error::Json {
         path: path.clone(),
         source,

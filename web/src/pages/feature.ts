@@ -218,6 +218,17 @@ export async function featurePage(ctx: PageCtx): Promise<void> {
           "section",
           { class: "card", "aria-labelledby": "logit-h" },
           h("h2", { id: "logit-h" }, "Logit effects"),
+          d.logit_hist.length
+            ? histogram({
+                counts: d.logit_hist,
+                edges: d.logit_hist.map((_, i) => d.logit_hist_range[0] + ((d.logit_hist_range[1] - d.logit_hist_range[0]) * i) / d.logit_hist.length).concat([d.logit_hist_range[1]]),
+                title: "Logit effects over the vocabulary",
+                xLabel: "logit effect",
+                formatEdge: compact,
+                color: "var(--accent)",
+                width: 360,
+              })
+            : null,
           h("div", { class: "two" }, tokenValueTable("Top positive", d.logit_pos, "logits-pos"), tokenValueTable("Top negative", d.logit_neg, "logits-neg")),
         ),
         h(

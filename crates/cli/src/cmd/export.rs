@@ -25,7 +25,8 @@ pub struct NeuronpediaArgs {
     /// Output directory (created; must be empty unless --force).
     #[arg(long)]
     pub out: PathBuf,
-    /// Neuronpedia model id [default: the index's model id, lowercased].
+    /// Neuronpedia model id, e.g. `smollm2-135m` [default: the index's model id made one:
+    /// lowercase, [a-z0-9-]].
     #[arg(long)]
     pub model_id: Option<String>,
     /// Neuronpedia source-set name [default: the SAE id].
@@ -46,9 +47,13 @@ pub struct NeuronpediaArgs {
     /// Write into a non-empty output directory, replacing a previous export.
     #[arg(long)]
     pub force: bool,
-    /// `dataset` field [default: the index's corpus files].
+    /// `dataset` field [default: a short name of the corpus: the file's stem, or the files'
+    /// common directory].
     #[arg(long)]
     pub dataset: Option<String>,
+    /// Do not load the SAE (from the manifest's source_path) for decoder-cosine neighbours.
+    #[arg(long)]
+    pub no_decoder_cosine: bool,
     /// Model or tokenizer.json whose vocabulary names the tokens [default: the index's model].
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -98,6 +103,7 @@ fn neuronpedia(args: NeuronpediaArgs) -> anyhow::Result<()> {
         force: args.force,
         creator_id: args.creator_id,
         creator_name: args.creator_name,
+        decoder_cosine: !args.no_decoder_cosine,
         ..ExportOptions::new(args.sae.clone(), args.out.clone())
     };
     let pb = ProgressBar::new(0).with_style(
@@ -125,14 +131,25 @@ fn neuronpedia(args: NeuronpediaArgs) -> anyhow::Result<()> {
             "activations": report.activations,
             "first_feature": report.batch_ranges.first().map(|r| r.start),
             "end_feature": report.batch_ranges.last().map(|r| r.end),
+            "provenance": report.provenance,
         })
     );
     Ok(())
 }
 
-/// The vocabulary of `model` (or of the model the index was built from).
+/// The index's own vocabulary; for an older index without one, the vocabulary of `model` (or
+/// of the model the index was built from).
 fn load_vocab(reader: &IndexReader, model: Option<&Path>) -> anyhow::Result<Vocab> {
     let manifest = reader.manifest();
+    if model.is_none() {
+        if let Some(v) = reader.vocab()? {
+            let size = v.len().max(manifest.tokenizer.vocab_size as usize);
+            return Ok(Vocab::from_pieces(
+                v.into_iter().map(|r| Some(r.piece)),
+                size,
+            ));
+        }
+    }
     let path = match model {
         Some(p) => p.to_path_buf(),
         None => PathBuf::from(&manifest.model.path),

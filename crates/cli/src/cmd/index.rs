@@ -101,6 +101,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
         out: args.out.clone(),
         resume: args.resume,
         checkpoint_every: args.checkpoint_every,
+        keep_state: args.keep_state,
     };
     let progress = bar(args.max_tokens);
     let report = run_index(&opts, &progress)?;
@@ -133,12 +134,51 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
         stages.join(", "),
         report.finish_seconds
     );
+    if args.json {
+        let mut v = publish_json(&report.publish, &report.warnings);
+        v["positions"] = report.positions.into();
+        v["seconds"] = serde_json::json!({
+            "load": report.load_seconds,
+            "pass": report.pass_seconds,
+            "finish": report.finish_seconds,
+        });
+        v["tokens_per_second"] = (report.positions as f64 / pass).into();
+        v["skipped"] = report.skipped.to_string().into();
+        println!("{v}");
+    }
     Ok(())
 }
 
+/// The JSON summary of a publish (`--json`): path, contexts, per-SAE row counts, bytes.
+fn publish_json(p: &scopedex_store::PublishReport, warnings: &[String]) -> serde_json::Value {
+    let saes: serde_json::Map<String, serde_json::Value> = p
+        .saes
+        .iter()
+        .map(|(id, c)| {
+            (
+                id.clone(),
+                serde_json::json!({
+                    "features": c.features,
+                    "examples": c.examples,
+                    "cooccurrence": c.cooccurrence,
+                    "context_features": c.context_features,
+                    "activations": c.activations,
+                }),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "path": p.path,
+        "contexts": p.contexts,
+        "parquet_bytes": p.parquet_bytes,
+        "saes": saes,
+        "warnings": warnings,
+    })
+}
+
 /// Runs `scopedex merge`.
-pub fn merge(out: &Path, shards: &[PathBuf]) -> anyhow::Result<()> {
-    let report = run_merge(out, shards, LOGIT_TOP_N)?;
+pub fn merge(out: &Path, shards: &[PathBuf], keep_state: bool, json: bool) -> anyhow::Result<()> {
+    let report = run_merge(out, shards, LOGIT_TOP_N, keep_state)?;
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
@@ -148,15 +188,63 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> anyhow::Result<()> {
         report.publish.contexts,
         report.publish.path.display()
     );
+    if json {
+        let mut v = publish_json(&report.publish, &report.warnings);
+        v["shards"] = report.shards.into();
+        println!("{v}");
+    }
     Ok(())
 }
 
 /// Runs `scopedex reindex`.
-pub fn reindex(index: &Path) -> anyhow::Result<()> {
+pub fn reindex(index: &Path, json: bool) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     scopedex_store::rebuild_serving(index)?;
     eprintln!(
         "rebuilt the serving store and text index of {}",
         index.display()
     );
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "path": index,
+                "seconds": started.elapsed().as_secs_f64(),
+            })
+        );
+    }
     Ok(())
+}
+
+/// Runs `scopedex drop-state`.
+pub fn drop_state(index: &Path) -> anyhow::Result<()> {
+    // Only inside something that is an index of ours.
+    scopedex_store::Manifest::load(index)?;
+    let state = index.join("state");
+    let bytes = dir_bytes(&state);
+    match std::fs::remove_dir_all(&state) {
+        Ok(()) => eprintln!(
+            "removed {} ({:.1} MB); {} can no longer be merged",
+            state.display(),
+            bytes as f64 / 1e6,
+            index.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("{} has no state/ (nothing to remove)", index.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("removing {}", state.display())),
+    }
+    Ok(())
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+                _ => e.metadata().map_or(0, |m| m.len()),
+            })
+            .sum()
+    })
 }

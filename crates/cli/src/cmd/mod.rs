@@ -23,8 +23,14 @@ use crate::args::Command;
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Index(args) => index::run(args),
-        Command::Merge { out, shards } => index::merge(&out, &shards),
-        Command::Reindex { index } => index::reindex(&index),
+        Command::Merge {
+            out,
+            shards,
+            keep_state,
+            json,
+        } => index::merge(&out, &shards, keep_state, json),
+        Command::Reindex { index, json } => index::reindex(&index, json),
+        Command::DropState { index } => index::drop_state(&index),
         Command::FabricateSae {
             out,
             hook_in,
@@ -104,8 +110,24 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 .is_some_and(|e| e.is_user_error())
             || e.downcast_ref::<scopedex_train::Error>()
                 .is_some_and(|e| e.is_user_error())
-            || e.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+            || e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                use std::io::ErrorKind as K;
+                // A path the user gave that is missing, unreadable, of the wrong kind or
+                // malformed; other I/O failures (disk full, a port in use) are the machine's.
+                matches!(
+                    io.kind(),
+                    K::NotFound
+                        | K::PermissionDenied
+                        | K::NotADirectory
+                        | K::IsADirectory
+                        | K::InvalidInput
+                        | K::InvalidData
+                        | K::UnexpectedEof
+                )
+            })
+            || e.downcast_ref::<scopedex_export::Error>()
+                .is_some_and(|e| e.is_user_error())
+            || e.downcast_ref::<scopedex_corpus::Error>().is_some()
     });
     if user_error {
         2

@@ -1,8 +1,9 @@
 //! `scopedex serve INDEX`: the JSON API and the web UI.
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use scopedex_server::live::ModelOverride;
+use scopedex_server::serve::{serve_with, shutdown, ServeOptions};
 use scopedex_server::{AppState, IndexHandle, LiveModel};
 
 use crate::args::ServeArgs;
@@ -14,24 +15,53 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut state = AppState::new(Arc::new(handle));
     if !args.no_model {
         let manifest = state.index.snapshot().reader.manifest().clone();
-        match LiveModel::load(&manifest) {
+        let over = ModelOverride {
+            model: args.model.clone(),
+            force: args.force,
+        };
+        match LiveModel::load_with(&manifest, &over) {
             Ok(live) => state = state.with_live(Arc::new(live)),
+            // A model the user named must load: a wrong or mismatched file is an error.
+            Err(e) if args.model.is_some() => return Err(e.into()),
             Err(e) => tracing::warn!(
                 error = %e,
                 "model or SAEs not loaded; /api/activate will answer 503 (--no-model silences this)"
             ),
         }
     }
-    let web = args
-        .web
-        .or_else(|| Some(PathBuf::from("web/dist")).filter(|d| d.join("index.html").is_file()));
-    match web {
+    // The UI embedded in the binary, unless --web names a build to serve instead.
+    match args.web {
         Some(dir) => {
-            tracing::info!(web = %dir.display(), "serving the web UI");
+            if !dir.join("index.html").is_file() {
+                anyhow::bail!(scopedex_store::Error::InvalidInput(format!(
+                    "--web {}: no index.html there (build the UI with `npm run build` in web/)",
+                    dir.display()
+                )));
+            }
+            tracing::info!(web = %dir.display(), "serving the web UI from a directory");
             state = state.with_web(dir);
         }
-        None => tracing::info!("no web UI (build it with `npm run build` in web/); API only"),
+        None if scopedex_server::web::embedded() => tracing::info!("serving the embedded web UI"),
+        None => tracing::info!(
+            "this binary has no web UI (build web/ with `npm run build` before the binary, or \
+             pass --web DIR); API only"
+        ),
     }
+    if !args.cors.is_empty() {
+        let origins = args
+            .cors
+            .iter()
+            .map(|o| {
+                o.parse::<axum::http::HeaderValue>()
+                    .with_context(|| format!("--cors {o:?} is not a valid origin"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        state = state.with_cors(origins);
+    }
+    let opts = ServeOptions {
+        max_connections: args.max_connections,
+        ..ServeOptions::default()
+    };
     eprintln!(
         "scopedex: serving {} on http://{}",
         args.index.display(),
@@ -40,6 +70,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(scopedex_server::serve(args.addr, state))
+        .block_on(async move {
+            let listener = tokio::net::TcpListener::bind(args.addr).await?;
+            serve_with(listener, state, opts, shutdown()).await
+        })
         .with_context(|| format!("serving on {}", args.addr))
 }

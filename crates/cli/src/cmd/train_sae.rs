@@ -56,6 +56,8 @@ fn cache_ext(p: &Path) -> String {
 
 /// Runs `scopedex train-sae`.
 pub fn run(args: TrainSaeArgs) -> anyhow::Result<()> {
+    // Before the model pass: a mistyped --out must not cost the training, or overwrite files.
+    scopedex_train::check_output_dir(&args.out)?;
     if args.threads > 0 {
         rayon::ThreadPoolBuilder::new()
             .num_threads(args.threads)

@@ -12,20 +12,48 @@
 //!   ≈ `n_fired(f)·(L0−1)/(m+1)`; the largest `err` is reported in [`super::SketchReport`].
 //!
 //! Jaccard = `n_both / (n_a + n_b − n_both)`; NPMI = `ln(p_ab / (p_a·p_b)) / −ln(p_ab)` with
-//! probabilities over the counted positions (NPMI = 1 when `p_ab = 1`). Partners are ordered by
-//! `n_both` descending, ties by partner id ascending; partners with `n_both = 0` are omitted.
+//! probabilities over the counted positions (NPMI = 1 when `p_ab = 1`).
+//!
+//! Partners are ranked by association, not by raw count (by count, the densest features would
+//! fill every list with NPMI ≈ 0): pairs that co-fired at least [`MIN_COOC_COUNT`] times, by NPMI
+//! descending, then `n_both` descending, then partner id ascending ([`rank_partners`]). In exact
+//! mode every pair is a candidate; in a sketch, every partner it tracks (its `m` heavy hitters;
+//! their counts are lower bounds, so a rare partner the sketch dropped can be missed, by at
+//! most the error bound above).
 use rayon::prelude::*;
 use scopedex_sae::SparseCodes;
 use scopedex_store::records::CooccurrenceRecord;
 use serde::{Deserialize, Serialize};
 
 use super::batch::{BatchView, Entry};
-use super::sketch::{count_runs, top_by_count, MgBuf, MisraGries};
+use super::sketch::{count_runs, MgBuf, MisraGries};
 use super::{AccumConfig, BatchContexts, CoocConfig, SketchReport, MAGIC_CROSS};
 use crate::error::{Error, Result};
 
 /// Top partners of one feature, `(partner, n_both)`.
 type Partners = Vec<(u32, u64)>;
+
+/// Fewest co-firing positions for a partner to be listed: the NPMI of a pair seen once or
+/// twice is noise (two features firing once, together, score a perfect 1).
+pub const MIN_COOC_COUNT: u64 = 3;
+/// The `limit` partners of a feature that fired `n_self` times among `candidates`
+/// `(partner, n_both)`: `n_both ≥ MIN_COOC_COUNT`, by NPMI descending, then `n_both`
+/// descending, then partner id (see the module docs). `n_other(g)` is the partner's count.
+pub(crate) fn rank_partners(
+    candidates: impl Iterator<Item = (u32, u64)>,
+    n_self: u64,
+    n_other: impl Fn(u32) -> u64,
+    tokens: u64,
+    limit: usize,
+) -> Partners {
+    let mut v: Vec<(f64, u32, u64)> = candidates
+        .filter(|&(_, c)| c >= MIN_COOC_COUNT)
+        .map(|(g, c)| (npmi(c, n_self, n_other(g), tokens), g, c))
+        .collect();
+    v.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.2.cmp(&a.2)).then(a.1.cmp(&b.1)));
+    v.truncate(limit);
+    v.into_iter().map(|(_, g, c)| (g, c)).collect()
+}
 
 /// How co-occurrence is counted for a pair of feature sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,11 +203,25 @@ impl Scratch {
     }
 }
 
-/// Top partners of feature `f` within an SAE, `(partner, n_both)`.
-pub(crate) fn partners_within(rows: &[&CoocRow], f: usize, limit: usize) -> Vec<(u32, u64)> {
+/// Top partners of feature `f` within an SAE, `(partner, n_both)`, ranked by
+/// [`rank_partners`]; `n_fired[g]` is feature `g`'s count over `tokens` counted positions.
+pub(crate) fn partners_within(
+    rows: &[&CoocRow],
+    f: usize,
+    limit: usize,
+    n_fired: &[u64],
+    tokens: u64,
+) -> Vec<(u32, u64)> {
+    let n_other = |g: u32| n_fired[g as usize];
     match rows[f] {
         CoocRow::Off => Vec::new(),
-        CoocRow::Sketch(mg) => mg.top(limit),
+        CoocRow::Sketch(mg) => rank_partners(
+            mg.top(usize::MAX).into_iter(),
+            n_fired[f],
+            n_other,
+            tokens,
+            limit,
+        ),
         CoocRow::Dense(own) => {
             let below = (0..f).filter_map(|g| match rows[g] {
                 CoocRow::Dense(r) => Some((g as u32, r[f - g - 1] as u64)),
@@ -189,7 +231,7 @@ pub(crate) fn partners_within(rows: &[&CoocRow], f: usize, limit: usize) -> Vec<
                 .iter()
                 .enumerate()
                 .map(|(i, &c)| ((f + 1 + i) as u32, c as u64));
-            top_by_count(below.chain(above), limit)
+            rank_partners(below.chain(above), n_fired[f], n_other, tokens, limit)
         }
     }
 }
@@ -266,7 +308,7 @@ pub struct CrossCooc {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CrossCoocResults {
     /// Partners in SAE B of each feature of SAE A (`feature` ∈ A, `other_sae` = B), sorted by
-    /// feature, then `n_both` descending, then partner.
+    /// feature, then as [`rank_partners`] ranks them.
     pub a: Vec<CooccurrenceRecord>,
     /// Partners in SAE A of each feature of SAE B (`feature` ∈ B, `other_sae` = A).
     pub b: Vec<CooccurrenceRecord>,
@@ -408,13 +450,15 @@ impl CrossCooc {
     /// Top partners of every feature of both SAEs.
     pub fn finish(self) -> CrossCoocResults {
         let limit = self.cfg.partners;
+        let t = self.tokens;
         let (pa, pb): (Vec<Partners>, Vec<Partners>) = match &self.state {
             CrossState::Off => (vec![Vec::new(); self.d_a], vec![Vec::new(); self.d_b]),
             CrossState::Dense(rows) => (
                 rows.par_iter()
-                    .map(|r| {
+                    .enumerate()
+                    .map(|(f, r)| {
                         let it = r.iter().enumerate().map(|(g, &c)| (g as u32, c as u64));
-                        top_by_count(it, limit)
+                        rank_partners(it, self.n_a[f], |g| self.n_b[g as usize], t, limit)
                     })
                     .collect(),
                 (0..self.d_b)
@@ -424,13 +468,25 @@ impl CrossCooc {
                             .iter()
                             .enumerate()
                             .map(|(f, r)| (f as u32, r[g] as u64));
-                        top_by_count(it, limit)
+                        rank_partners(it, self.n_b[g], |f| self.n_a[f as usize], t, limit)
                     })
                     .collect(),
             ),
             CrossState::Sketch { a, b } => (
-                a.par_iter().map(|mg| mg.top(limit)).collect(),
-                b.par_iter().map(|mg| mg.top(limit)).collect(),
+                a.par_iter()
+                    .enumerate()
+                    .map(|(f, mg)| {
+                        let it = mg.top(usize::MAX).into_iter();
+                        rank_partners(it, self.n_a[f], |g| self.n_b[g as usize], t, limit)
+                    })
+                    .collect(),
+                b.par_iter()
+                    .enumerate()
+                    .map(|(g, mg)| {
+                        let it = mg.top(usize::MAX).into_iter();
+                        rank_partners(it, self.n_b[g], |f| self.n_a[f as usize], t, limit)
+                    })
+                    .collect(),
             ),
         };
         let sketch = match &self.state {

@@ -1,11 +1,12 @@
 //! Logit effects: for each feature, the tokens whose logits its decoder direction raises and
 //! lowers most, `W_dec[f] · W_U[t]` (computed once per SAE, never per token).
 //!
-//! [`logit_effects`] is the CPU path: for each block of [`FEATURE_BLOCK`] features and each tile
-//! of [`VOCAB_TILE`] vocabulary rows, one GEMM (`scopedex_linalg::sgemm`) forms the score tile and
-//! rayon feeds it to per-feature top-n heaps, so the working memory is one
-//! `FEATURE_BLOCK × VOCAB_TILE` tile plus the top-n lists, whatever `d_sae × vocab` is
-//! (131072 × 128k scores are never materialised). The compute is `2·d_sae·vocab·d_model` flops:
+//! [`logit_effects`] is the CPU path: for each block of [`FEATURE_BLOCK`] features, one GEMM
+//! (`scopedex_linalg::sgemm`) per tile of [`VOCAB_TILE`] vocabulary rows fills the block's score
+//! rows, then rayon takes each row's top-n and its equal-width histogram
+//! ([`LogitHistogram`]), so the working memory is `FEATURE_BLOCK × vocab` scores (16 MB for
+//! Llama 3's 128k vocabulary) plus the results, whatever `d_sae` is (131072 × 128k scores are
+//! never materialised). The compute is `2·d_sae·vocab·d_model` flops:
 //! seconds for small SAEs, minutes on a CPU for Llama Scope's (a GPU job) — a caller with a
 //! device can compute score rows there in chunks and hand each row to [`top_logits`].
 use rayon::prelude::*;
@@ -16,8 +17,8 @@ use std::collections::BinaryHeap;
 
 use crate::error::{Error, Result};
 
-/// Features per score tile.
-pub const FEATURE_BLOCK: usize = 256;
+/// Features per block of score rows.
+pub const FEATURE_BLOCK: usize = 32;
 /// Vocabulary rows per score tile.
 pub const VOCAB_TILE: usize = 2048;
 
@@ -28,6 +29,8 @@ pub struct LogitEffects {
     pub pos: Vec<Vec<TokenValue>>,
     /// Tokens lowered most, ascending value (ties by token id).
     pub neg: Vec<Vec<TokenValue>>,
+    /// Every effect, binned.
+    pub hist: Vec<LogitHistogram>,
 }
 
 /// Heap key whose maximum is the worst kept entry (smaller value, then larger token, is worse).
@@ -102,7 +105,7 @@ pub fn top_logits(scores: &[f32], top_n: usize) -> (Vec<TokenValue>, Vec<TokenVa
     (p.into_sorted(1.0), n.into_sorted(-1.0))
 }
 
-/// Top `top_n` logit effects of every feature.
+/// Top `top_n` logit effects of every feature, and the histogram of all of them.
 ///
 /// `decoder_directions`: `[d_sae, d_model]` row-major (`W_dec`); `unembedding`: `[vocab, d_model]`
 /// row-major (`W_U` transposed, as stored by most checkpoints). Fold any final-norm weight into
@@ -121,18 +124,26 @@ pub fn logit_effects(
         )));
     }
     let n_features = decoder_directions.len() / d_model;
-    let mut pos: Vec<TopN> = (0..n_features).map(|_| TopN::new(top_n)).collect();
-    let mut neg: Vec<TopN> = (0..n_features).map(|_| TopN::new(top_n)).collect();
-    let mut scores = vec![0f32; FEATURE_BLOCK * VOCAB_TILE];
-    for (bi, block) in decoder_directions
-        .chunks(FEATURE_BLOCK * d_model)
-        .enumerate()
-    {
+    let vocab = unembedding.len() / d_model;
+    let mut out = LogitEffects {
+        pos: Vec::with_capacity(n_features),
+        neg: Vec::with_capacity(n_features),
+        hist: Vec::with_capacity(n_features),
+    };
+    if vocab == 0 {
+        out.pos = vec![Vec::new(); n_features];
+        out.neg = vec![Vec::new(); n_features];
+        out.hist = vec![LogitHistogram::default(); n_features];
+        return Ok(out);
+    }
+    // The block's full score rows, so each feature's range is known before it is binned.
+    let mut rows = vec![0f32; FEATURE_BLOCK * vocab];
+    for block in decoder_directions.chunks(FEATURE_BLOCK * d_model) {
         let nf = block.len() / d_model;
-        let f0 = bi * FEATURE_BLOCK;
         for (ti, tile) in unembedding.chunks(VOCAB_TILE * d_model).enumerate() {
             let nt = tile.len() / d_model;
-            // scores[i, k] = W_dec[f0 + i] · W_U[ti·VOCAB_TILE + k]
+            let t0 = ti * VOCAB_TILE;
+            // rows[i, t0 + k] = W_dec[f0 + i] · W_U[t0 + k]
             sgemm(
                 nf,
                 nt,
@@ -141,25 +152,64 @@ pub fn logit_effects(
                 Mat::new(block, d_model),
                 Mat::transposed(tile, d_model),
                 0.0,
-                &mut scores,
-                nt,
+                &mut rows[t0..],
+                vocab,
             );
-            let t0 = (ti * VOCAB_TILE) as u32;
-            pos[f0..f0 + nf]
-                .par_iter_mut()
-                .zip(neg[f0..f0 + nf].par_iter_mut())
-                .zip(scores.par_chunks(nt))
-                .for_each(|((p, n), row)| {
-                    for (k, &s) in row.iter().enumerate() {
-                        p.offer(s, t0 + k as u32);
-                        n.offer(-s, t0 + k as u32);
-                    }
-                });
+        }
+        let done: Vec<_> = rows[..nf * vocab]
+            .par_chunks(vocab)
+            .map(|row| {
+                let (p, n) = top_logits(row, top_n);
+                (p, n, LogitHistogram::of(row))
+            })
+            .collect();
+        for (p, n, h) in done {
+            out.pos.push(p);
+            out.neg.push(n);
+            out.hist.push(h);
         }
     }
-    let pos = pos.into_iter().map(|p| p.into_sorted(1.0)).collect();
-    let neg = neg.into_iter().map(|n| n.into_sorted(-1.0)).collect();
-    Ok(LogitEffects { pos, neg })
+    Ok(out)
+}
+
+/// Bins of [`LogitHistogram`].
+pub const LOGIT_HIST_BINS: usize = 40;
+
+/// Equal-width histogram of one feature's logit effects over the whole vocabulary (what
+/// SAEDashboard and Neuronpedia draw as "logit effects").
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogitHistogram {
+    /// Lower edge of the first bin (the smallest effect).
+    pub min: f32,
+    /// Upper edge of the last bin (the largest effect).
+    pub max: f32,
+    /// Count per bin, [`LOGIT_HIST_BINS`] of them (empty for an empty row).
+    pub counts: Vec<u64>,
+}
+
+impl LogitHistogram {
+    /// The histogram of `row` (non-finite values are left out).
+    pub fn of(row: &[f32]) -> Self {
+        let (mut min, mut max) = (f32::INFINITY, f32::NEG_INFINITY);
+        for &v in row.iter().filter(|v| v.is_finite()) {
+            min = min.min(v);
+            max = max.max(v);
+        }
+        if min > max {
+            return LogitHistogram::default();
+        }
+        let mut counts = vec![0u64; LOGIT_HIST_BINS];
+        let width = (max - min) / LOGIT_HIST_BINS as f32;
+        for &v in row.iter().filter(|v| v.is_finite()) {
+            let b = if width > 0.0 {
+                (((v - min) / width) as usize).min(LOGIT_HIST_BINS - 1)
+            } else {
+                0
+            };
+            counts[b] += 1;
+        }
+        LogitHistogram { min, max, counts }
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +246,28 @@ mod tests {
             let want: Vec<u32> = idx[..5].iter().map(|&t| t as u32).collect();
             assert_eq!(le.neg[f].iter().map(|x| x.token).collect::<Vec<_>>(), want);
             assert!((le.neg[f][0].value - scores[idx[0]]).abs() < 1e-5);
+            let h = &le.hist[f];
+            assert_eq!(h.counts.iter().sum::<u64>(), vocab as u64);
+            let lo = scores.iter().copied().fold(f32::INFINITY, f32::min);
+            let hi = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert!((h.min - lo).abs() < 1e-5 && (h.max - hi).abs() < 1e-5);
+            let width = (hi - lo) / LOGIT_HIST_BINS as f32;
+            for (b, &c) in h.counts.iter().enumerate() {
+                // Brute force, away from bin edges where rounding may differ.
+                let (a, z) = (lo + b as f32 * width, lo + (b + 1) as f32 * width);
+                let inside = scores
+                    .iter()
+                    .filter(|&&v| v > a + 1e-4 && v < z - 1e-4)
+                    .count();
+                let near = scores
+                    .iter()
+                    .filter(|&&v| v >= a - 1e-4 && v <= z + 1e-4)
+                    .count();
+                assert!(
+                    inside as u64 <= c && c <= near as u64,
+                    "bin {b}: {inside} <= {c} <= {near}"
+                );
+            }
         }
         let (p, n) = top_logits(&[1.0, 3.0, -2.0, 3.0], 2);
         assert_eq!((p[0].token, p[1].token, n[0].token), (1, 3, 2));

@@ -44,7 +44,7 @@ pub mod topk;
 
 pub use batch::BatchContexts;
 pub use cooc::{CrossCooc, CrossCoocResults};
-pub use logits::{logit_effects, top_logits, LogitEffects};
+pub use logits::{logit_effects, top_logits, LogitEffects, LogitHistogram, LOGIT_HIST_BINS};
 pub use summary::row_sse;
 
 use self::batch::{BatchView, Entry};
@@ -510,6 +510,7 @@ impl SaeAccumulator {
         &self,
         f: usize,
         rows: &[&CoocRow],
+        n_fired: &[u64],
         logits: Option<&LogitEffects>,
     ) -> (FeatureRecord, Vec<ExampleRecord>, Vec<CooccurrenceRecord>) {
         let st = &self.features[f];
@@ -535,6 +536,9 @@ impl SaeAccumulator {
                 .collect(),
             logit_pos: logits.map(|l| l.pos[f].clone()).unwrap_or_default(),
             logit_neg: logits.map(|l| l.neg[f].clone()).unwrap_or_default(),
+            logit_hist: logits.map(|l| l.hist[f].counts.clone()).unwrap_or_default(),
+            logit_hist_min: logits.map_or(0.0, |l| l.hist[f].min),
+            logit_hist_max: logits.map_or(0.0, |l| l.hist[f].max),
         };
         let mut examples: Vec<ExampleRecord> = st
             .top
@@ -553,7 +557,7 @@ impl SaeAccumulator {
                 }
             }
         }
-        let cooc = cooc::partners_within(rows, f, cfg.cooc.partners)
+        let cooc = cooc::partners_within(rows, f, cfg.cooc.partners, n_fired, tokens)
             .into_iter()
             .map(|(g, c)| {
                 cooc::record(
@@ -594,13 +598,14 @@ impl SaeAccumulator {
         }
         let (summary, report) = self.summary_and_report();
         let rows: Vec<&CoocRow> = self.features.iter().map(|f| &f.cooc).collect();
+        let n_fired: Vec<u64> = self.features.iter().map(|f| f.stats.n_fired).collect();
         let step = features_per_chunk.max(1);
         for lo in (0..self.d_sae).step_by(step) {
             let hi = (lo + step).min(self.d_sae);
             let parts: Vec<_> = (lo..hi)
                 .into_par_iter()
                 .with_min_len(CHUNK)
-                .map(|f| self.feature_records(f, &rows, logits))
+                .map(|f| self.feature_records(f, &rows, &n_fired, logits))
                 .collect();
             let mut chunk = ResultsChunk::default();
             for (fr, ex, co) in parts {

@@ -1,8 +1,11 @@
 //! Live activation (`POST /api/activate`).
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 
+use crate::admission::Admission;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::live::DEFAULT_TOP_N;
@@ -26,8 +29,21 @@ pub(crate) struct ActivateRequest {
     similar_sae: Option<String>,
 }
 
-/// `POST /api/activate` — 503 without a model; the forward runs on a blocking thread, one
-/// request at a time (the model already uses every core).
+/// Live activations run one at a time (the model already uses every core); a few more wait, up
+/// to [`ACTIVATION_MAX_WAIT`] each, and the rest get 503 with `Retry-After` at once.
+pub(crate) static ACTIVATIONS: Admission = Admission::new(
+    "live activation",
+    1,
+    ACTIVATION_MAX_QUEUED,
+    ACTIVATION_MAX_WAIT,
+);
+/// Activation requests that may wait for the model.
+pub const ACTIVATION_MAX_QUEUED: usize = 8;
+/// Longest wait for the model.
+pub const ACTIVATION_MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// `POST /api/activate` — 503 without a model or when [`ACTIVATIONS`] refuses; the forward
+/// runs on a blocking thread.
 pub(crate) async fn activate(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<ActivateRequest>,
@@ -55,8 +71,7 @@ pub(crate) async fn activate(
         (Some(s), _) => live.check(&req.text, Some(std::slice::from_ref(s)), req.top_n)?,
         (None, _) => live.check(&req.text, None, req.top_n)?,
     };
-    static ONE_AT_A_TIME: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-    let _permit = ONE_AT_A_TIME.acquire().await.map_err(ApiError::internal)?;
+    let _permit = ACTIVATIONS.enter().await?;
     let snap = state.index.snapshot();
     let body = tokio::task::spawn_blocking(move || {
         let mut body = live.activate(&req.text, req.saes.as_deref(), req.top_n)?;

@@ -24,6 +24,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<views::Health>
         status: "ok",
         model_loaded: state.live.is_some(),
         format_version: snap.reader.manifest().format_version,
+        model_mismatch: state.live.as_ref().is_some_and(|l| l.model_source().1),
     })
 }
 

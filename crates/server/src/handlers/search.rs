@@ -10,6 +10,9 @@ use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
 use crate::views::{self, DEFAULT_LIMIT};
 
+/// Queries of at most this many whitespace-separated parts run in place ([`Work::Short`]).
+const SHORT_QUERY_WORDS: usize = 4;
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct SearchQuery {
     q: Option<String>,
@@ -27,10 +30,17 @@ pub(crate) async fn search(
         q.q.ok_or_else(|| ApiError::bad_request("missing_query", "parameter `q` is required"))?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     views::check_page(limit, 0)?;
-    // A tantivy query and ~2 reads per hit: under a millisecond on the demo index.
+    // A tantivy query of a few terms and ~2 reads per hit: under a millisecond on the demo
+    // index, run in place. Longer queries (OR over many words, many features) cost more per
+    // term and go to the bounded pool, so a flood of them cannot hold the workers.
+    let work = if query.split_whitespace().count() <= SHORT_QUERY_WORDS {
+        Work::Short
+    } else {
+        Work::Long
+    };
     let sae = q.sae;
     let key = format!("search\0{limit}\0{sae:?}\0{query}");
-    super::cached(state.index.snapshot(), key, Work::Short, move |snap| {
+    super::cached(state.index.snapshot(), key, work, move |snap| {
         views::search_listing(snap, &query, limit, sae.as_deref())
     })
     .await

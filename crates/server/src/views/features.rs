@@ -345,6 +345,8 @@ pub fn dashboard(snap: &Snapshot, sae: &str, feature: u32) -> ApiResult<FeatureD
             .collect(),
         logit_pos: tv(&f.logit_pos),
         logit_neg: tv(&f.logit_neg),
+        logit_hist: f.logit_hist,
+        logit_hist_range: [f.logit_hist_min, f.logit_hist_max],
         act_hist: f.act_hist,
         act_hist_edges,
         top_examples,

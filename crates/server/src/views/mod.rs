@@ -19,7 +19,8 @@ pub use features::{
 };
 pub use search::{
     hit_saes, occurrences, search, search_listing, similar_to_context, similar_to_terms,
-    MAX_HIT_SAES, MAX_QUERY_CHARS, SEARCH_FEATURES_PER_SAE, SIMILAR_SHARED_FEATURES,
+    MAX_HIT_SAES, MAX_QUERY_CHARS, MAX_QUERY_TERMS, SEARCH_FEATURES_PER_SAE,
+    SIMILAR_SHARED_FEATURES,
 };
 
 /// Largest `limit` of any list.
@@ -55,6 +56,9 @@ pub struct Health {
     pub model_loaded: bool,
     /// Format version of the served index.
     pub format_version: u32,
+    /// True when live activations come from a model whose sha256 differs from the index's
+    /// (`serve --model … --force`).
+    pub model_mismatch: bool,
 }
 
 /// `GET /api/index`.
@@ -284,6 +288,11 @@ pub struct FeatureDashboard {
     pub logit_pos: Vec<TokenValueView>,
     /// Tokens whose logits it lowers most.
     pub logit_neg: Vec<TokenValueView>,
+    /// Counts of its logit effects over the whole vocabulary, equal-width bins between
+    /// `logit_hist_range` (empty for an index written before it existed).
+    pub logit_hist: Vec<u64>,
+    /// `[lowest, highest]` logit effect: the histogram's range.
+    pub logit_hist_range: [f32; 2],
     /// The first [`DASHBOARD_TOP`] top examples.
     pub top_examples: Vec<ExampleView>,
     /// Every interval with up to [`DASHBOARD_PER_INTERVAL`] examples.

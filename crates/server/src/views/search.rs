@@ -19,6 +19,8 @@ const _: () = assert!(SEARCH_FEATURES_PER_SAE <= scopedex_store::rocks::CONTEXT_
 pub const MAX_HIT_SAES: usize = 16;
 /// Longest query accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 1000;
+/// Most terms (words, phrase words, features) in one query (400 `too_many_terms` beyond).
+pub const MAX_QUERY_TERMS: usize = 64;
 /// Shared features listed per similar context.
 pub use scopedex_store::SIMILAR_SHARED_FEATURES;
 
@@ -127,6 +129,13 @@ pub fn search_listing(
     }
     let reader = &snap.reader;
     let node = reader.parse_query(query)?;
+    let terms = node.term_count();
+    if terms > MAX_QUERY_TERMS {
+        return Err(ApiError::bad_request(
+            "too_many_terms",
+            format!("the query has {terms} terms; at most {MAX_QUERY_TERMS} are accepted"),
+        ));
+    }
     let positive = node.positive_features();
     let hits = reader.search_parsed(&node, limit)?;
     let ids: Vec<u64> = hits.iter().map(|h| h.context_id).collect();

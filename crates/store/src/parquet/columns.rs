@@ -40,6 +40,11 @@ pub(crate) fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(values))
 }
 
+/// A binary column.
+pub(crate) fn binaries<'a>(values: impl Iterator<Item = &'a [u8]>) -> ArrayRef {
+    Arc::new(arrow::array::BinaryArray::from_iter_values(values))
+}
+
 /// A `list<T>` column from per-row slices.
 pub(crate) fn list_prim<'a, T: ArrowPrimitiveType>(
     rows: impl Iterator<Item = &'a [T::Native]> + Clone,
@@ -121,6 +126,14 @@ impl<'a> Columns<'a> {
         col.as_any()
             .downcast_ref::<StringArray>()
             .ok_or_else(|| self.bad(name, format!("type {}, expected string", col.data_type())))
+    }
+
+    /// A binary column.
+    pub(crate) fn binaries(&self, name: &str) -> Result<&'a arrow::array::BinaryArray> {
+        let col = self.column(name)?;
+        col.as_any()
+            .downcast_ref::<arrow::array::BinaryArray>()
+            .ok_or_else(|| self.bad(name, format!("type {}, expected binary", col.data_type())))
     }
 
     /// A list column: its offsets (`len + 1`) and its values array.

@@ -98,6 +98,7 @@ pub fn all_schemas() -> Vec<(&'static str, SchemaRef)> {
     use crate::records::*;
     vec![
         (ContextRecord::NAME, ContextRecord::schema()),
+        (VocabRecord::NAME, VocabRecord::schema()),
         (FeatureRecord::NAME, FeatureRecord::schema()),
         (ExampleRecord::NAME, ExampleRecord::schema()),
         (CooccurrenceRecord::NAME, CooccurrenceRecord::schema()),

@@ -9,12 +9,14 @@ use arrow::datatypes::{
 };
 use arrow::error::ArrowError;
 
-use super::columns::{field, list_of, list_prim, list_struct, prim, split, strings, Columns};
+use super::columns::{
+    binaries, field, list_of, list_prim, list_struct, prim, split, strings, Columns,
+};
 use super::Table;
 use crate::error::{Error, Result};
 use crate::records::{
     ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleKind, ExampleRecord,
-    FeatureRecord, SaeSummary, TokenCount, TokenValue,
+    FeatureRecord, SaeSummary, TokenCount, TokenValue, VocabRecord,
 };
 
 fn schema_once(
@@ -155,6 +157,9 @@ impl Table for FeatureRecord {
                 field("top_tokens", token_count_type()),
                 field("logit_pos", token_value_type()),
                 field("logit_neg", token_value_type()),
+                field("logit_hist", list_of(DataType::UInt64)),
+                field("logit_hist_min", DataType::Float32),
+                field("logit_hist_max", DataType::Float32),
             ]
         })
     }
@@ -180,6 +185,9 @@ impl Table for FeatureRecord {
                 ),
                 token_values_column(rows, |r| r.logit_pos.as_slice()),
                 token_values_column(rows, |r| r.logit_neg.as_slice()),
+                list_prim::<UInt64Type>(rows.iter().map(|r| r.logit_hist.as_slice())),
+                prim::<Float32Type>(rows.iter().map(|r| r.logit_hist_min).collect()),
+                prim::<Float32Type>(rows.iter().map(|r| r.logit_hist_max).collect()),
             ],
         )
     }
@@ -205,23 +213,40 @@ impl Table for FeatureRecord {
             });
         let logit_pos = read_token_values(&c, "logit_pos")?;
         let logit_neg = read_token_values(&c, "logit_neg")?;
+        // Files written before the logit histogram existed lack its columns.
+        let n = batch.num_rows();
+        let (logit_hist, lo, hi) = if batch.column_by_name("logit_hist").is_some() {
+            (
+                c.list_prim::<UInt64Type>("logit_hist")?,
+                c.prim::<Float32Type>("logit_hist_min")?.to_vec(),
+                c.prim::<Float32Type>("logit_hist_max")?.to_vec(),
+            )
+        } else {
+            (vec![Vec::new(); n], vec![0.0; n], vec![0.0; n])
+        };
         Ok(act_hist
             .into_iter()
             .zip(top_tokens)
             .zip(logit_pos)
             .zip(logit_neg)
+            .zip(logit_hist)
             .enumerate()
             .map(
-                |(i, (((act_hist, top_tokens), logit_pos), logit_neg))| FeatureRecord {
-                    feature: feature[i],
-                    n_fired: n_fired[i],
-                    density: density[i],
-                    max_act: max_act[i],
-                    mean_act: mean_act[i],
-                    act_hist,
-                    top_tokens,
-                    logit_pos,
-                    logit_neg,
+                |(i, ((((act_hist, top_tokens), logit_pos), logit_neg), logit_hist))| {
+                    FeatureRecord {
+                        feature: feature[i],
+                        n_fired: n_fired[i],
+                        density: density[i],
+                        max_act: max_act[i],
+                        mean_act: mean_act[i],
+                        act_hist,
+                        top_tokens,
+                        logit_pos,
+                        logit_neg,
+                        logit_hist,
+                        logit_hist_min: lo[i],
+                        logit_hist_max: hi[i],
+                    }
                 },
             )
             .collect())
@@ -350,6 +375,54 @@ impl Table for CooccurrenceRecord {
                 n_both: n_both[i],
                 jaccard: jaccard[i],
                 npmi: npmi[i],
+            })
+            .collect())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// vocabulary
+
+impl Table for VocabRecord {
+    const NAME: &'static str = "vocab";
+    const ROWS_PER_GROUP: usize = 65_536;
+
+    fn schema() -> SchemaRef {
+        static S: OnceLock<SchemaRef> = OnceLock::new();
+        schema_once(&S, || {
+            vec![
+                field("token_id", DataType::UInt32),
+                field("piece", DataType::Utf8),
+                field("text", DataType::Utf8),
+                field("bytes", DataType::Binary),
+            ]
+        })
+    }
+
+    fn to_batch(rows: &[Self]) -> std::result::Result<RecordBatch, ArrowError> {
+        batch(
+            Self::schema(),
+            vec![
+                prim::<UInt32Type>(rows.iter().map(|r| r.token_id).collect()),
+                strings(rows.iter().map(|r| r.piece.as_str())),
+                strings(rows.iter().map(|r| r.text.as_str())),
+                binaries(rows.iter().map(|r| r.bytes.as_slice())),
+            ],
+        )
+    }
+
+    fn from_batch(batch: &RecordBatch, location: &str) -> Result<Vec<Self>> {
+        let c = Columns::new(batch, location);
+        let token_id = c.prim::<UInt32Type>("token_id")?;
+        let piece = c.strings("piece")?;
+        let text = c.strings("text")?;
+        let bytes = c.binaries("bytes")?;
+        Ok((0..batch.num_rows())
+            .map(|i| VocabRecord {
+                token_id: token_id[i],
+                piece: piece.value(i).to_string(),
+                text: text.value(i).to_string(),
+                bytes: bytes.value(i).to_vec(),
             })
             .collect())
     }

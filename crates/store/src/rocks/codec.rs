@@ -8,7 +8,7 @@
 //!
 //! | value | layout after the version byte |
 //! |---|---|
-//! | feature | n_fired u64, density f64, max_act f32, mean_act f32, act_hist [u64], top_tokens [(u32 token, u64 count)], logit_pos [(u32, f32)], logit_neg [(u32, f32)] |
+//! | feature | n_fired u64, density f64, max_act f32, mean_act f32, act_hist [u64], top_tokens [(u32 token, u64 count)], logit_pos [(u32, f32)], logit_neg [(u32, f32)], then (absent in older stores) logit_hist [u64], logit_hist_min f32, logit_hist_max f32 |
 //! | example | context_id u64, max_pos u32, max_act f32, acts: tag u8 = 0 dense: [f32]; tag 1 sparse: len u32, [(u16 pos, f32 value)] of the nonzeros |
 //! | cooc | other SAE names [string], partners [(u16 name index, u32 other_feature, u64 n_both, f32 jaccard, f32 npmi)], sorted by n_both desc, then name, feature |
 //! | context | doc_id string, tokens [u32], token_starts [u32] and token_ends [u32] (same count as tokens, no count of their own), text string |
@@ -151,6 +151,9 @@ impl<'a> Dec<'a> {
         let n = self.count(item_bytes)?;
         (0..n).map(|_| f(self)).collect()
     }
+    fn at_end(&self) -> bool {
+        self.pos == self.buf.len()
+    }
     fn end(self) -> Result<()> {
         if self.pos == self.buf.len() {
             Ok(())
@@ -186,6 +189,11 @@ pub(crate) fn encode_feature(r: &FeatureRecord) -> Vec<u8> {
             e.f32(t.value);
         }
     }
+    // Appended later: a value that ends before it (older stores) decodes with no histogram.
+    e.len(r.logit_hist.len());
+    r.logit_hist.iter().for_each(|&v| e.u64(v));
+    e.f32(r.logit_hist_min);
+    e.f32(r.logit_hist_max);
     e.0
 }
 
@@ -211,7 +219,16 @@ pub(crate) fn decode_feature(feature: u32, mut d: Dec<'_>) -> Result<FeatureReco
         })?,
         logit_pos: d.vec(8, token_value)?,
         logit_neg: d.vec(8, token_value)?,
+        logit_hist: Vec::new(),
+        logit_hist_min: 0.0,
+        logit_hist_max: 0.0,
     };
+    let mut r = r;
+    if !d.at_end() {
+        r.logit_hist = d.vec(8, Dec::u64)?;
+        r.logit_hist_min = d.f32()?;
+        r.logit_hist_max = d.f32()?;
+    }
     d.end()?;
     Ok(r)
 }
@@ -708,10 +725,17 @@ mod tests {
                 value: 0.1,
             }],
             logit_neg: vec![],
+            logit_hist: vec![7, 8],
+            logit_hist_min: -1.5,
+            logit_hist_max: 2.5,
         };
         let bytes = encode_feature(&f);
         assert_eq!(decode_feature(1, dec(&bytes)).unwrap(), f);
-        for cut in 1..bytes.len() {
+        // A value of an older store ends before the logit histogram: read without one.
+        let old_end = bytes.len() - (4 + 2 * 8 + 4 + 4);
+        let old = decode_feature(1, dec(&bytes[..old_end])).unwrap();
+        assert!(old.logit_hist.is_empty() && old.logit_hist_max == 0.0);
+        for cut in (1..bytes.len()).filter(|&c| c != old_end) {
             let err = decode_feature(1, dec(&bytes[..cut])).unwrap_err();
             assert!(matches!(err, Error::Corrupt { .. }), "{err}");
         }
