@@ -72,7 +72,7 @@ index_args=(--model "$model" --corpus "$corpus" --max-tokens "${DEMO_INDEX_TOKEN
   --sae "$saes:$(IFS=,; echo "${ids[*]}")")
 # The index format version is part of the key: an index of an older format is rebuilt.
 serving_key="serving-3"
-index_key=$(printf '%s\n' "${index_args[@]}" "$sae_key" "$model_sha" "index-format-2" | hash16)
+index_key=$(printf '%s\n' "${index_args[@]}" "$sae_key" "$model_sha" "index-format-3" | hash16)
 if [ -f "$index/manifest.json" ] && [ "$(cat "$index.key" 2>/dev/null)" = "$index_key" ]; then
   stage "index: reusing $index"
 else

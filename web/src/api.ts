@@ -114,6 +114,12 @@ export interface FeatureDashboard {
   top_examples: Example[];
   intervals: Interval[];
   cooccurrence: Partner[];
+  decoder_neighbours: Neighbour[];
+}
+export interface Neighbour {
+  other_sae: string;
+  other_feature: number;
+  cosine: number;
 }
 export interface FeatureMatch {
   sae: string;

@@ -291,6 +291,9 @@ test("feature page: tokens shaded by activation with exact values on hover and k
   assert.equal(await page.locator("table.logits-neg tbody tr").count(), dash.logit_neg.length);
   assert.equal(await page.locator("ul.top-tokens li").count(), dash.top_tokens.length);
   assert.equal(await page.locator(".cooc tbody a").count(), dash.cooccurrence.length);
+  // Decoder neighbours: computed for the test index's SAEs, listed closest first per SAE.
+  assert.ok(dash.decoder_neighbours.length > 0);
+  assert.equal(await page.locator("table.neighbours tbody tr").count(), dash.decoder_neighbours.length);
   // Prev/next.
   if (liveFeature > 0) assert.equal(await page.locator(`a[rel="prev"]`).getAttribute("href"), `/sae/${L2R}/feature/${liveFeature - 1}`);
   assert.equal(await page.locator(`a[rel="next"]`).getAttribute("href"), `/sae/${L2R}/feature/${liveFeature + 1}`);

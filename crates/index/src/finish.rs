@@ -11,6 +11,7 @@ use scopedex_store::{CooccurrenceRecord, IndexWriter};
 use crate::accum::{logit_effects, ResultsChunk};
 use crate::checkpoint::write_state;
 use crate::error::{Error, Result};
+use crate::neighbours::{comparable, neighbours_of, unit_decoder};
 use crate::pass::{AttachedSae, PassState};
 
 /// Features finished per chunk (bounds the memory of dense example windows).
@@ -42,8 +43,22 @@ pub fn finish_into(
         c.sort_by_key(|r| r.feature); // stable: per-pair order kept
     }
     let mut warnings = Vec::new();
-    for ((s, acc), cross) in saes.iter().zip(state.saes).zip(cross) {
+    // Decoder neighbours: unit decoder rows of every SAE compared with another (or itself).
+    let with: Vec<Vec<usize>> = (0..saes.len()).map(|i| comparable(saes, i)).collect();
+    let mut unit: Vec<Option<Vec<f32>>> = vec![None; saes.len()];
+    for (i, s) in saes.iter().enumerate() {
+        if with.iter().any(|w| w.contains(&i)) {
+            unit[i] = Some(unit_decoder(s)?);
+        } else {
+            tracing::info!(
+                sae = %s.id,
+                "decoder neighbours skipped: d_sae² × d is beyond a CPU's budget (a GPU job)"
+            );
+        }
+    }
+    for (i, ((s, acc), cross)) in saes.iter().zip(state.saes).zip(cross).enumerate() {
         let _span = tracing::info_span!("finish", sae = %s.id).entered();
+        writer.write_neighbours(&s.id, &neighbours_of(i, saes, &unit, &with[i]))?;
         let directions: Vec<f32> = s.sae.decoder_directions()?.flatten_all()?.to_vec1()?;
         let logits = logit_effects(&directions, &unembedding, d_model, logit_top_n)?;
         drop(directions);

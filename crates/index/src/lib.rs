@@ -11,6 +11,7 @@ mod error;
 mod finish;
 mod job;
 mod merge;
+pub mod neighbours;
 mod pass;
 mod shard;
 

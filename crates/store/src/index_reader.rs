@@ -182,6 +182,13 @@ impl IndexReader {
         self.inner.rocks.examples(sae, &prefix, limit, offset)
     }
 
+    /// Decoder-cosine neighbours of a feature, closest first (same SAE and other SAEs of the
+    /// same width at its layer); empty for an index written before they were computed.
+    pub fn neighbours(&self, sae: &str, feature: u32) -> Result<Vec<crate::NeighbourRecord>> {
+        self.check(sae, feature)?;
+        self.inner.rocks.neighbours(sae, feature)
+    }
+
     /// Co-occurring partners of one feature, strongest (`n_both`) first; only those in
     /// `other_sae` when given (which must be an SAE of this index). At most `limit`.
     pub fn cooccurrence(

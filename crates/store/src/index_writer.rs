@@ -16,7 +16,7 @@ use crate::manifest::Manifest;
 use crate::parquet::{ActivationWriter, ActivationWriterOptions, TableWriter};
 use crate::records::{
     ActivationEntry, ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleRecord,
-    FeatureRecord, SaeSummary, VocabRecord,
+    FeatureRecord, NeighbourRecord, SaeSummary, VocabRecord,
 };
 use crate::{fsutil, publish, rocks, similar, text};
 
@@ -73,6 +73,7 @@ struct SaeTables {
     features: Option<TableWriter<FeatureRecord>>,
     examples: Option<TableWriter<ExampleRecord>>,
     cooc: Option<TableWriter<CooccurrenceRecord>>,
+    neighbours: Option<TableWriter<NeighbourRecord>>,
     context_features: Option<TableWriter<ContextFeaturesRecord>>,
     last_context_features: Option<u64>,
     summary: Option<SaeSummary>,
@@ -258,6 +259,21 @@ impl IndexWriter {
         open_lazily(&mut t.cooc, path)?.write(batch)
     }
 
+    /// Appends decoder-cosine neighbours of features of `sae`, grouped by feature (a
+    /// feature's rows in one call, closest first).
+    pub fn write_neighbours(&mut self, sae: &str, batch: &[NeighbourRecord]) -> Result<()> {
+        for r in batch {
+            let other = self.manifest.sae(&r.other_sae)?;
+            Self::check_feature(&other.id, other.d_sae, r.other_feature)?;
+        }
+        let path = self.tmp.neighbours(sae);
+        let t = self.sae(sae)?;
+        for r in batch {
+            Self::check_feature(sae, t.d_sae, r.feature)?;
+        }
+        open_lazily(&mut t.neighbours, path)?.write(batch)
+    }
+
     /// Appends the active features of `sae` per context. Context ids must be strictly
     /// increasing across calls (per SAE); each record's `features`, `max_acts` and `max_pos`
     /// of equal length, every feature below `d_sae`. Contexts without a record have none.
@@ -352,6 +368,8 @@ impl IndexWriter {
             report.parquet_bytes += b;
             let (n, b) = finish_or_empty(t.cooc, self.tmp.cooccurrence(&id))?;
             counts.cooccurrence = n;
+            report.parquet_bytes += b;
+            let (_, b) = finish_or_empty(t.neighbours, self.tmp.neighbours(&id))?;
             report.parquet_bytes += b;
             let (n, b) = finish_or_empty(t.context_features, self.tmp.context_features(&id))?;
             counts.context_features = n;

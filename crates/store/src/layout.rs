@@ -14,6 +14,8 @@ pub const FEATURES_FILE: &str = "features.parquet";
 pub const EXAMPLES_FILE: &str = "examples.parquet";
 /// `saes/{sae}/cooccurrence.parquet`
 pub const COOCCURRENCE_FILE: &str = "cooccurrence.parquet";
+/// `saes/{sae}/neighbours.parquet`
+pub const NEIGHBOURS_FILE: &str = "neighbours.parquet";
 /// `saes/{sae}/summary.parquet`
 pub const SUMMARY_FILE: &str = "summary.parquet";
 /// `saes/{sae}/context_features.parquet`
@@ -76,6 +78,11 @@ impl IndexLayout {
     /// `saes/{sae}/cooccurrence.parquet`
     pub fn cooccurrence(&self, sae: &str) -> PathBuf {
         self.sae_dir(sae).join(COOCCURRENCE_FILE)
+    }
+
+    /// `saes/{sae}/neighbours.parquet`
+    pub fn neighbours(&self, sae: &str) -> PathBuf {
+        self.sae_dir(sae).join(NEIGHBOURS_FILE)
     }
 
     /// `saes/{sae}/summary.parquet`

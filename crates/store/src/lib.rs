@@ -70,8 +70,8 @@ pub use query::{
 };
 pub use records::{
     ActivationEntry, ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleKind,
-    ExampleRecord, FeatureOccurrence, FeatureRecord, SaeSummary, TokenCount, TokenValue,
-    VocabRecord,
+    ExampleRecord, FeatureOccurrence, FeatureRecord, NeighbourRecord, SaeSummary, TokenCount,
+    TokenValue, VocabRecord,
 };
 pub use rocks::ContextFeaturesView;
 pub use similar::{

@@ -136,6 +136,20 @@ pub struct CooccurrenceRecord {
     pub npmi: f32,
 }
 
+/// A feature whose decoder direction is among the closest to another's (cosine similarity of
+/// `W_dec` rows), in the same SAE or another SAE of the same width at the same layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeighbourRecord {
+    /// Feature index in the SAE.
+    pub feature: u32,
+    /// SAE id of the neighbour (this SAE's id for same-SAE neighbours).
+    pub other_sae: String,
+    /// The neighbour's feature index.
+    pub other_feature: u32,
+    /// Cosine similarity of the two decoder directions.
+    pub cosine: f32,
+}
+
 /// One token of the vocabulary that made the index (`vocab.parquet`), so tokens render with
 /// no model at hand.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

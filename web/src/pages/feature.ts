@@ -250,6 +250,30 @@ export async function featurePage(ctx: PageCtx): Promise<void> {
           partnerTable(`Same SAE (${d.sae})`, same, false, "cooc-same"),
           partnerTable("Other SAEs", other, true, "cooc-other"),
         ),
+        h(
+          "section",
+          { class: "card neighbours", "aria-labelledby": "nb-h" },
+          h("h2", { id: "nb-h" }, "Closest decoder directions"),
+          d.decoder_neighbours.length
+            ? h(
+                "table",
+                { class: "neighbours" },
+                h("thead", null, h("tr", null, h("th", { scope: "col" }, "Feature"), h("th", { scope: "col", class: "n", title: "cosine similarity of the decoder directions" }, "Cosine"))),
+                h(
+                  "tbody",
+                  null,
+                  d.decoder_neighbours.map((n) =>
+                    h(
+                      "tr",
+                      null,
+                      h("td", null, link(featureHref(n.other_sae, n.other_feature), n.other_sae === d.sae ? `#${n.other_feature}` : `${n.other_sae} #${n.other_feature}`)),
+                      h("td", { class: "n" }, num(n.cosine, 3)),
+                    ),
+                  ),
+                ),
+              )
+            : h("p", { class: "muted" }, "Not computed for this index."),
+        ),
       )
     ),
   );

@@ -317,6 +317,16 @@ pub fn dashboard(snap: &Snapshot, sae: &str, feature: u32) -> ApiResult<FeatureD
         }
     }
     let cooc = cooccurrence(snap, sae, feature, None, DASHBOARD_COOC)?.partners;
+    let decoder_neighbours = snap
+        .reader
+        .neighbours(sae, feature)?
+        .into_iter()
+        .map(|n| super::Neighbour {
+            other_sae: n.other_sae,
+            other_feature: n.other_feature,
+            cosine: n.cosine,
+        })
+        .collect();
     let tv = |v: &[scopedex_store::TokenValue]| -> Vec<TokenValueView> {
         v.iter()
             .map(|t| TokenValueView {
@@ -352,5 +362,6 @@ pub fn dashboard(snap: &Snapshot, sae: &str, feature: u32) -> ApiResult<FeatureD
         top_examples,
         intervals,
         cooccurrence: cooc,
+        decoder_neighbours,
     })
 }

@@ -237,6 +237,17 @@ pub struct Partner {
     pub npmi: f32,
 }
 
+/// A feature with a close decoder direction.
+#[derive(Debug, Clone, Serialize)]
+pub struct Neighbour {
+    /// Its SAE.
+    pub other_sae: String,
+    /// Its id.
+    pub other_feature: u32,
+    /// Cosine similarity of the two decoder directions.
+    pub cosine: f32,
+}
+
 /// `GET .../cooccurrence` and `scopedex cooc --json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cooccurrence {
@@ -299,6 +310,9 @@ pub struct FeatureDashboard {
     pub intervals: Vec<Interval>,
     /// The strongest [`DASHBOARD_COOC`] partners.
     pub cooccurrence: Vec<Partner>,
+    /// Features with the closest decoder directions (same SAE first, then same-width SAEs at
+    /// the same layer), closest first per SAE.
+    pub decoder_neighbours: Vec<Neighbour>,
 }
 
 fn serialize_shared_str<S: serde::Serializer>(s: &Arc<str>, to: S) -> Result<S::Ok, S::Error> {

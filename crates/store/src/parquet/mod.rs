@@ -102,6 +102,7 @@ pub fn all_schemas() -> Vec<(&'static str, SchemaRef)> {
         (FeatureRecord::NAME, FeatureRecord::schema()),
         (ExampleRecord::NAME, ExampleRecord::schema()),
         (CooccurrenceRecord::NAME, CooccurrenceRecord::schema()),
+        (NeighbourRecord::NAME, NeighbourRecord::schema()),
         (SaeSummary::NAME, SaeSummary::schema()),
         (ContextFeaturesRecord::NAME, ContextFeaturesRecord::schema()),
         (ActivationEntry::NAME, ActivationEntry::schema()),

@@ -16,7 +16,7 @@ use super::Table;
 use crate::error::{Error, Result};
 use crate::records::{
     ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleKind, ExampleRecord,
-    FeatureRecord, SaeSummary, TokenCount, TokenValue, VocabRecord,
+    FeatureRecord, NeighbourRecord, SaeSummary, TokenCount, TokenValue, VocabRecord,
 };
 
 fn schema_once(
@@ -375,6 +375,54 @@ impl Table for CooccurrenceRecord {
                 n_both: n_both[i],
                 jaccard: jaccard[i],
                 npmi: npmi[i],
+            })
+            .collect())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// decoder neighbours
+
+impl Table for NeighbourRecord {
+    const NAME: &'static str = "neighbours";
+    const ROWS_PER_GROUP: usize = 65_536;
+
+    fn schema() -> SchemaRef {
+        static S: OnceLock<SchemaRef> = OnceLock::new();
+        schema_once(&S, || {
+            vec![
+                field("feature", DataType::UInt32),
+                field("other_sae", DataType::Utf8),
+                field("other_feature", DataType::UInt32),
+                field("cosine", DataType::Float32),
+            ]
+        })
+    }
+
+    fn to_batch(rows: &[Self]) -> std::result::Result<RecordBatch, ArrowError> {
+        batch(
+            Self::schema(),
+            vec![
+                prim::<UInt32Type>(rows.iter().map(|r| r.feature).collect()),
+                strings(rows.iter().map(|r| r.other_sae.as_str())),
+                prim::<UInt32Type>(rows.iter().map(|r| r.other_feature).collect()),
+                prim::<Float32Type>(rows.iter().map(|r| r.cosine).collect()),
+            ],
+        )
+    }
+
+    fn from_batch(batch: &RecordBatch, location: &str) -> Result<Vec<Self>> {
+        let c = Columns::new(batch, location);
+        let feature = c.prim::<UInt32Type>("feature")?;
+        let other_sae = c.strings("other_sae")?;
+        let other_feature = c.prim::<UInt32Type>("other_feature")?;
+        let cosine = c.prim::<Float32Type>("cosine")?;
+        Ok((0..batch.num_rows())
+            .map(|i| NeighbourRecord {
+                feature: feature[i],
+                other_sae: other_sae.value(i).to_string(),
+                other_feature: other_feature[i],
+                cosine: cosine[i],
             })
             .collect())
     }

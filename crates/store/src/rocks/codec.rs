@@ -19,7 +19,7 @@
 use crate::error::{Error, Result};
 use crate::records::{
     ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleKind, ExampleRecord,
-    FeatureRecord, SaeSummary, TokenCount, TokenValue,
+    FeatureRecord, NeighbourRecord, SaeSummary, TokenCount, TokenValue,
 };
 use crate::similar::{SharedFeature, SimilarContext, SimilarList};
 
@@ -345,6 +345,47 @@ pub(crate) fn decode_cooc(feature: u32, mut d: Dec<'_>) -> Result<Vec<Cooccurren
             n_both: d.u64()?,
             jaccard: d.f32()?,
             npmi: d.f32()?,
+        })
+    })?;
+    d.end()?;
+    Ok(out)
+}
+
+/// Encodes one feature's decoder neighbours (in serving order): SAE names, then
+/// `(u16 name index, u32 feature, f32 cosine)`.
+pub(crate) fn encode_neighbours(list: &[NeighbourRecord]) -> Vec<u8> {
+    let mut names: Vec<&str> = Vec::new();
+    for p in list {
+        if !names.contains(&p.other_sae.as_str()) {
+            names.push(&p.other_sae);
+        }
+    }
+    let mut e = Enc::new(8 + names.iter().map(|n| n.len() + 4).sum::<usize>() + list.len() * 10);
+    e.len(names.len());
+    names.iter().for_each(|n| e.str(n));
+    e.len(list.len());
+    for p in list {
+        let idx = names.iter().position(|n| *n == p.other_sae).unwrap_or(0);
+        e.u16(idx as u16);
+        e.u32(p.other_feature);
+        e.f32(p.cosine);
+    }
+    e.0
+}
+
+pub(crate) fn decode_neighbours(feature: u32, mut d: Dec<'_>) -> Result<Vec<NeighbourRecord>> {
+    let names = d.vec(4, Dec::str)?;
+    let out = d.vec(10, |d| {
+        let idx = usize::from(d.u16()?);
+        let other_sae = names
+            .get(idx)
+            .ok_or_else(|| d.err(format!("SAE name index {idx} of {}", names.len())))?
+            .clone();
+        Ok(NeighbourRecord {
+            feature,
+            other_sae,
+            other_feature: d.u32()?,
+            cosine: d.f32()?,
         })
     })?;
     d.end()?;

@@ -14,6 +14,7 @@
 //! | `features` | `{sae}\0{feature:u32}` | feature statistics |
 //! | `examples` | `{sae}\0{feature:u32}{kind:u16}{rank:u16}` | one example; kind 0 = top, i + 1 = interval_i |
 //! | `cooc` | `{sae}\0{feature:u32}` | all partners of the feature, strongest first |
+//! | `neighbours` | `{sae}\0{feature:u32}` | decoder-cosine neighbours, closest first |
 //! | `contexts` | `{context_id:u64}` | one context (tokens, offsets, text) |
 //! | `meta` | `summary\0{sae}` | SAE summary; `serving_version` → u32 LE |
 //! | `context_features` | `{sae}\0{context_id:u64}` | strongest features of the SAE in the context |
@@ -63,8 +64,10 @@ pub const CF_CONTEXT_TOP: &str = "context_top";
 pub const CONTEXT_TOP_FEATURES: usize = 8;
 /// Column family of the precomputed "more like this" lists.
 pub const CF_SIMILAR: &str = "similar";
+/// Column family of decoder-cosine neighbours per feature.
+pub const CF_NEIGHBOURS: &str = "neighbours";
 /// All column families (besides RocksDB's `default`, unused).
-pub const COLUMN_FAMILIES: [&str; 8] = [
+pub const COLUMN_FAMILIES: [&str; 9] = [
     CF_FEATURES,
     CF_EXAMPLES,
     CF_COOC,
@@ -73,10 +76,15 @@ pub const COLUMN_FAMILIES: [&str; 8] = [
     CF_CONTEXT_FEATURES,
     CF_CONTEXT_TOP,
     CF_SIMILAR,
+    CF_NEIGHBOURS,
 ];
 /// Column families a reader accepts being absent (added later; see the module docs).
-pub(crate) const OPTIONAL_COLUMN_FAMILIES: [&str; 3] =
-    [CF_CONTEXT_FEATURES, CF_CONTEXT_TOP, CF_SIMILAR];
+pub(crate) const OPTIONAL_COLUMN_FAMILIES: [&str; 4] = [
+    CF_CONTEXT_FEATURES,
+    CF_CONTEXT_TOP,
+    CF_SIMILAR,
+    CF_NEIGHBOURS,
+];
 
 /// Version of the key layout and value encoding, stored under `meta/serving_version`.
 pub(crate) const SERVING_VERSION: u32 = 2;

@@ -8,7 +8,7 @@ use super::*;
 use crate::error::{Error, Result};
 use crate::records::{
     ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleRecord, FeatureRecord,
-    SaeSummary,
+    NeighbourRecord, SaeSummary,
 };
 
 /// Block cache shared by all column families of one reader.
@@ -155,6 +155,19 @@ impl RocksReader {
         Ok(self
             .get_with(CF_COOC, &feature_key(sae, feature), |d| {
                 codec::decode_cooc(feature, d)
+            })?
+            .unwrap_or_default())
+    }
+
+    /// Decoder-cosine neighbours of a feature (empty when none were stored, or the store
+    /// predates the column family).
+    pub(crate) fn neighbours(&self, sae: &str, feature: u32) -> Result<Vec<NeighbourRecord>> {
+        if self.db.cf_handle(CF_NEIGHBOURS).is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .get_with(CF_NEIGHBOURS, &feature_key(sae, feature), |d| {
+                codec::decode_neighbours(feature, d)
             })?
             .unwrap_or_default())
     }

@@ -11,7 +11,7 @@ use crate::manifest::Manifest;
 use crate::parquet::TableReader;
 use crate::records::{
     ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleRecord, FeatureRecord,
-    SaeSummary,
+    NeighbourRecord, SaeSummary,
 };
 
 /// Puts per write batch: large enough to amortise, small enough to bound memory.
@@ -156,6 +156,31 @@ fn load_sae(l: &mut Loader, layout: &IndexLayout, sae: &str) -> Result<()> {
     let cooc = layout.cooccurrence(sae);
     if cooc.exists() {
         load_cooc(l, sae, &cooc)?;
+    }
+    let neighbours = layout.neighbours(sae);
+    if neighbours.exists() {
+        // Written grouped by feature, closest first.
+        let mut group: Vec<NeighbourRecord> = Vec::new();
+        let put = |l: &mut Loader, group: &mut Vec<NeighbourRecord>| -> Result<()> {
+            if let Some(f) = group.first().map(|g| g.feature) {
+                l.put(
+                    CF_NEIGHBOURS,
+                    &feature_key(sae, f),
+                    &codec::encode_neighbours(group),
+                )?;
+            }
+            group.clear();
+            Ok(())
+        };
+        for batch in TableReader::<NeighbourRecord>::open(&neighbours)? {
+            for r in batch? {
+                if group.first().is_some_and(|g| g.feature != r.feature) {
+                    put(l, &mut group)?;
+                }
+                group.push(r);
+            }
+        }
+        put(l, &mut group)?;
     }
     let context_features = layout.context_features(sae);
     if context_features.exists() {
