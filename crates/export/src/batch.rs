@@ -39,9 +39,9 @@ impl Num {
     }
 }
 
-/// Top-level object of `batch-{i}.json`.
+/// Top-level object of `batch-{i}.json`; token strings borrow from the [`Vocab`] (`'v`).
 #[derive(Debug, Clone, Serialize)]
-pub struct Batch {
+pub struct Batch<'v> {
     /// Neuronpedia model id.
     pub model_id: String,
     /// Layer the SAE reads (parsed from its hook; 0 if none).
@@ -51,13 +51,13 @@ pub struct Batch {
     /// Suffix of the source id (`null` when none).
     pub sae_id_suffix: Option<String>,
     /// The features of the batch, ascending.
-    pub features: Vec<Feature>,
+    pub features: Vec<Feature<'v>>,
 }
 
 /// One feature (NeuronpediaDashboardFeature.to_dict); fields as there, mapping in the crate doc.
 #[allow(missing_docs)]
 #[derive(Debug, Clone, Serialize)]
-pub struct Feature {
+pub struct Feature<'v> {
     pub feature_index: u32,
     pub neuron_alignment_indices: Vec<u32>,
     pub neuron_alignment_values: Vec<f64>,
@@ -68,9 +68,9 @@ pub struct Feature {
     pub correlated_features_indices: Vec<u32>,
     pub correlated_features_l1: Vec<f64>,
     pub correlated_features_pearson: Vec<f64>,
-    pub neg_str: Vec<String>,
+    pub neg_str: Vec<&'v str>,
     pub neg_values: Vec<f64>,
-    pub pos_str: Vec<String>,
+    pub pos_str: Vec<&'v str>,
     pub pos_values: Vec<f64>,
     pub frac_nonzero: Num,
     pub freq_hist_data_bar_values: Vec<f64>,
@@ -81,18 +81,18 @@ pub struct Feature {
     pub n_tokens_in_prompt: u32,
     pub dataset: String,
     pub decoder_weights_dist: Vec<f64>,
-    pub activations: Vec<Activation>,
+    pub activations: Vec<Activation<'v>>,
     pub vector: Vec<f64>,
 }
 
 /// One example context (NeuronpediaDashboardActivation.to_dict, no DFA).
 #[allow(missing_docs)]
 #[derive(Debug, Clone, Serialize)]
-pub struct Activation {
+pub struct Activation<'v> {
     pub bin_min: Num,
     pub bin_max: Num,
     pub bin_contains: Num,
-    pub tokens: Vec<String>,
+    pub tokens: Vec<&'v str>,
     pub values: Vec<f64>,
     pub qualifying_token_index: i64,
 }
@@ -215,9 +215,9 @@ pub struct Extras {
 
 /// A feature and what is kept beside it.
 #[derive(Debug, Clone)]
-pub struct Built {
+pub struct Built<'v> {
     /// The SAEDashboard feature.
-    pub feature: Feature,
+    pub feature: Feature<'v>,
     /// scopedex's extra statistics.
     pub extras: Extras,
 }
@@ -242,14 +242,14 @@ pub struct FeatureInputs<'a> {
 }
 
 /// Builds one feature from the index (and the export's other sources).
-pub fn build_feature(
+pub fn build_feature<'v>(
     reader: &IndexReader,
     cx: &FeatureContext,
     src: &Sources<'_>,
-    vocab: &Vocab,
+    vocab: &'v Vocab,
     f: u32,
     scratch: &mut Scratch,
-) -> Result<Built> {
+) -> Result<Built<'v>> {
     let rec = reader.feature(&cx.sae, f)?;
     let examples = reader.examples(&cx.sae, f, None, usize::MAX, 0)?;
     let cooc = reader.cooccurrence(&cx.sae, f, Some(&cx.sae), usize::MAX)?;
@@ -292,15 +292,15 @@ pub fn build_feature(
 }
 
 /// Builds one feature from its records (pure; [`build_feature`] reads them).
-pub fn assemble_feature(
+pub fn assemble_feature<'v>(
     cx: &FeatureContext,
-    vocab: &Vocab,
+    vocab: &'v Vocab,
     f: u32,
     inp: FeatureInputs<'_>,
-) -> Built {
+) -> Built<'v> {
     let rec = inp.rec;
-    let strs = |ids: &mut dyn Iterator<Item = u32>| -> Vec<String> {
-        ids.map(|t| vocab.token_str(t).to_string()).collect()
+    let strs = |ids: &mut dyn Iterator<Item = u32>| -> Vec<&'v str> {
+        ids.map(|t| vocab.token_str(t)).collect()
     };
     let (cooc_idx, cooc_jac, cooc_npmi) = correlated(f, inp.cooc);
     let (hist_values, hist_heights) = match (inp.log_values, rec, &cx.summary) {

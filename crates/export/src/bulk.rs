@@ -176,9 +176,9 @@ pub struct Feature<'a> {
     pub correlated_features_indices: &'a [u32],
     pub correlated_features_pearson: &'a [f64],
     pub correlated_features_l1: &'a [f64],
-    pub neg_str: &'a [String],
+    pub neg_str: &'a [&'a str],
     pub neg_values: &'a [f64],
-    pub pos_str: &'a [String],
+    pub pos_str: &'a [&'a str],
     pub pos_values: &'a [f64],
     pub frac_nonzero: Num,
     pub freq_hist_data_bar_heights: &'a [u64],
@@ -192,7 +192,7 @@ pub struct Feature<'a> {
 #[derive(Serialize)]
 pub struct Activation<'a> {
     pub id: String,
-    pub tokens: &'a [String],
+    pub tokens: &'a [&'a str],
     pub index: u32,
     pub layer: &'a str,
     pub modelId: &'a str,
@@ -265,7 +265,7 @@ fn jsonl_row(w: &mut dyn Write, row: &impl Serialize) -> std::io::Result<()> {
 #[allow(clippy::too_many_arguments)]
 pub fn write_metadata(
     dir: &Path,
-    b: &batch::Batch,
+    b: &batch::Batch<'_>,
     source_id: &str,
     meta: &BulkMeta,
     sizes: &ModelSizes,
@@ -385,7 +385,7 @@ fn gz(path: &Path, rows: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> 
 pub fn write_batch(
     dir: &Path,
     name: &str,
-    b: &batch::Batch,
+    b: &batch::Batch<'_>,
     extras: &[Extras],
     source_id: &str,
     meta: &BulkMeta,
@@ -401,7 +401,7 @@ pub fn write_batch(
 fn write_activations(
     dir: &Path,
     name: &str,
-    b: &batch::Batch,
+    b: &batch::Batch<'_>,
     source_id: &str,
     meta: &BulkMeta,
     cuid: &PseudoCuid,
@@ -452,7 +452,7 @@ fn write_activations(
 fn write_features(
     dir: &Path,
     name: &str,
-    b: &batch::Batch,
+    b: &batch::Batch<'_>,
     extras: &[Extras],
     source_id: &str,
     meta: &BulkMeta,

@@ -305,7 +305,7 @@ pub fn parse(query: &str, cx: &mut QueryContext<'_>) -> Result<Node, QueryError>
         || {
             err(
                 0,
-                "the query has no searchable term (words need letters or digits)",
+                "the query has no searchable term (a word needs letters or digits, and words over 40 bytes are not indexed)",
             )
         },
         Ok,
