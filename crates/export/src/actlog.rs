@@ -189,17 +189,19 @@ impl ActivationLog {
         scratch.xy.resize(self.d_sae, 0.0);
         scratch.touched.clear();
         let range = self.feat_start[fi]..self.feat_start[fi + 1];
+        let xy = &mut scratch.xy[..];
         for (&p, &x) in self.feat_pos[range.clone()]
             .iter()
             .zip(&self.feat_val[range])
         {
+            let x = f64::from(x);
             let (a, b) = (self.pos_start[p as usize], self.pos_start[p as usize + 1]);
             for (&j, &y) in self.pos_feat[a..b].iter().zip(&self.pos_val[a..b]) {
-                let slot = &mut scratch.xy[j as usize];
+                let slot = &mut xy[j as usize];
                 if *slot == 0.0 {
                     scratch.touched.push(j);
                 }
-                *slot += f64::from(x) * f64::from(y);
+                *slot += x * f64::from(y);
                 if *slot == 0.0 {
                     // Keep "touched" exact when a product is exactly cancelled.
                     *slot = f64::MIN_POSITIVE;

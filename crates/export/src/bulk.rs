@@ -16,13 +16,12 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use serde::Serialize;
 
 use crate::atomic::write_atomic;
 use crate::batch::{self, Extras, Num};
 use crate::error::{Error, Result};
+use crate::gz::GzWriter;
 
 /// The script's fallback creator id (used when none is given).
 pub const FALLBACK_CREATOR_ID: &str = "clkht01d40000jv08hvalcvly";
@@ -366,14 +365,14 @@ pub fn write_metadata(
 }
 
 /// Writes `path` gzipped (level 5, as the script), streaming: `rows` writes JSON text through
-/// a 256 KiB buffer into the encoder, which writes into the file's buffer.
+/// a 256 KiB buffer into the encoder ([`crate::gz`]), which writes into the file's buffer.
 ///
-/// The buffer in front of the encoder matters: serde_json writes each token separately, and
-/// flate2 runs (and clears its 32 KiB output buffer) on every `write` it gets, so unbuffered
-/// rows spent most of the export in `memset`.
+/// The buffer in front of the encoder matters: serde_json writes each token separately, and an
+/// encoder runs on every `write` it gets (flate2's also clears its 32 KiB output buffer each
+/// time: unbuffered, the export spent most of its time in `memset`).
 fn gz(path: &Path, rows: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
     write_atomic(path, |w| {
-        let mut enc = BufWriter::with_capacity(1 << 18, GzEncoder::new(w, Compression::new(5)));
+        let mut enc = BufWriter::with_capacity(1 << 18, GzWriter::new(w, 5));
         rows(&mut enc)?;
         enc.into_inner().map_err(|e| e.into_error())?.finish()?;
         Ok(())

@@ -54,6 +54,7 @@ pub mod bulk;
 pub mod decoder;
 mod error;
 pub mod extras;
+pub mod gz;
 pub mod hist;
 pub mod names;
 pub mod range;

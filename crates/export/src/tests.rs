@@ -407,3 +407,47 @@ fn model_ids_are_made_neuronpedia_like() {
     );
     assert!(!tmp.path().join("o").exists(), "nothing written on refusal");
 }
+
+#[test]
+fn with_an_activation_log_histograms_and_partners_come_from_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = FixtureSpec {
+        activation_l0: 6,
+        ..FixtureSpec::default()
+    };
+    fixture::write_index(&tmp.path().join("idx"), &spec).unwrap();
+    let reader = IndexReader::open(tmp.path().join("idx")).unwrap();
+    let out = tmp.path().join("out");
+    let report = export(&reader, &ExportOptions::new("L2R-8x", &out)).unwrap();
+    let prov = &report.provenance;
+    assert!(prov.activation_histogram.starts_with("exact"), "{prov:?}");
+    assert!(prov.correlated_features.starts_with("Pearson"), "{prov:?}");
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(out.join("batch-0.json")).unwrap()).unwrap();
+    assert!(validate::validate(&schema(), &v).is_empty());
+    let mut values: std::collections::HashMap<u32, Vec<f64>> = Default::default();
+    for i in 0..spec.contexts {
+        for e in spec.activations_of_context("L2R-8x", 40, i) {
+            if e.pos > 0 && e.value > 0.0 {
+                values.entry(e.feature).or_default().push(e.value.into());
+            }
+        }
+    }
+    let mut with_partners = 0;
+    for fv in v["features"].as_array().unwrap() {
+        let f = fv["feature_index"].as_u64().unwrap() as u32;
+        // The log keeps bf16 precision: bin the rounded values.
+        let vals: Vec<f64> = values.get(&f).map_or(Vec::new(), |v| {
+            v.iter()
+                .map(|&x| f64::from(scopedex_store::round_mantissa(x as f32, 7)))
+                .collect()
+        });
+        let (want_v, want_h) = hist::equal_width(&vals);
+        assert_eq!(fv["freq_hist_data_bar_heights"], serde_json::json!(want_h));
+        assert_eq!(fv["freq_hist_data_bar_values"], serde_json::json!(want_v));
+        let idx = fv["correlated_features_indices"].as_array().unwrap();
+        with_partners += usize::from(!idx.is_empty());
+        assert!(idx.iter().all(|j| j.as_u64().unwrap() as u32 != f));
+    }
+    assert!(with_partners > 30, "{with_partners}");
+}
