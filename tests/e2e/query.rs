@@ -317,3 +317,35 @@ fn query_commands_on_a_real_index() {
     let first = &by_feature["hits"][0]["matches"][0];
     assert_eq!(first["feature"].as_u64().unwrap().to_string(), f);
 }
+
+/// `scopedex search … | head`: a reader that has gone is not an error (exit 0, no panic text).
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = fixture_index(tmp.path());
+    for args in [
+        vec!["search", index.to_str().unwrap(), "even", "--limit", "1000"],
+        vec![
+            "top",
+            index.to_str().unwrap(),
+            "L1R-8x",
+            "3",
+            "--limit",
+            "1000",
+            "--json",
+        ],
+    ] {
+        let mut child = Command::new(scopedex_bin())
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read end before the command writes.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

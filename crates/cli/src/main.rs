@@ -9,6 +9,7 @@ mod cmd;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    exit_quietly_on_closed_pipe();
     let args = args::Cli::parse();
     init_logging(args.verbose);
     match cmd::run(args.command) {
@@ -18,6 +19,24 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(cmd::exit_code(&err))
         }
     }
+}
+
+/// `scopedex search … | head`: once the reader has gone, stop with exit 0 (as ripgrep does)
+/// instead of the panic `println!` raises on a closed pipe.
+fn exit_quietly_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 fn init_logging(verbose: u8) {
