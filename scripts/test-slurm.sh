@@ -67,6 +67,7 @@ run_array() { # out [requeue]: submit the array and the dependent merge, wait fo
     done
     [ -d "$OUT.shards/shard-1.checkpoint" ] || { echo "test-slurm: task 1 wrote no checkpoint" >&2; exit 1; }
     scontrol requeue "${array}_1"
+    # Slurm holds a requeued job for about 2 minutes (reason BeginTime) before it runs again.
     echo "test-slurm: requeued task ${array}_1 mid-run"
   fi
   merge=$(sbatch --parsable --dependency=afterok:"$array" --export=ALL,MERGE=1 --cpus-per-task=1 \

@@ -167,7 +167,10 @@ fn export_neuronpedia_batches_and_bulk_match_the_index() {
         ("activation_histogram", "exact"),
         ("bin_contains", "exact"),
         ("correlated_features", "Pearson"),
-        ("decoder_cosine", "cosine"),
+        (
+            "decoder_cosine",
+            "cosine of W_dec rows, same-SAE neighbours stored in the index",
+        ),
         ("logit_histogram", "the index's"),
         ("layers_source", "manifest"),
     ] {

@@ -189,10 +189,14 @@ pub struct FeatureContext {
 pub struct Sources<'a> {
     /// The sparse activation log.
     pub log: Option<&'a ActivationLog>,
-    /// Decoder-cosine neighbours of the features from `neighbours_from` on.
+    /// Decoder-cosine neighbours of the features from `neighbours_from` on, computed from the
+    /// SAE's weights.
     pub neighbours: Option<&'a [Vec<(u32, f32)>]>,
     /// First feature of `neighbours`.
     pub neighbours_from: u32,
+    /// Read each feature's same-SAE decoder neighbours from the index (which stores them)
+    /// instead.
+    pub index_neighbours: bool,
 }
 
 /// scopedex's statistics kept beside a feature (they have no SAEDashboard field): written to
@@ -270,10 +274,24 @@ pub fn build_feature<'v>(
         })
         .collect::<Result<_>>()?;
     let partners = src.log.map(|log| log.correlated(f, scratch));
-    let neighbours = src.neighbours.and_then(|n| {
-        f.checked_sub(src.neighbours_from)
-            .and_then(|i| n.get(i as usize))
-            .map(Vec::as_slice)
+    let stored: Option<Vec<(u32, f32)>> = if src.index_neighbours {
+        Some(
+            reader
+                .neighbours(&cx.sae, f)?
+                .into_iter()
+                .filter(|n| n.other_sae == cx.sae && n.other_feature != f)
+                .map(|n| (n.other_feature, n.cosine))
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let neighbours = stored.as_deref().or_else(|| {
+        src.neighbours.and_then(|n| {
+            f.checked_sub(src.neighbours_from)
+                .and_then(|i| n.get(i as usize))
+                .map(Vec::as_slice)
+        })
     });
     Ok(assemble_feature(
         cx,

@@ -1,5 +1,6 @@
 //! Decoder-cosine neighbours: for each exported feature, the features whose decoder directions
-//! (`W_dec` rows) point the most the same way, from the SAE's weights.
+//! (`W_dec` rows) point the most the same way, from the SAE's weights — for indexes that do
+//! not store them (newer ones do, with the same definition, and the export reads those).
 //!
 //! The SAE is loaded from the manifest's `source_path` (`PATH`, or `PATH:ID` for a Llama Scope
 //! repo folder), as `index` recorded it. Rows are normalised to unit length (a zero row has no

@@ -36,8 +36,9 @@
 //! | `tokens` / `values` | the example's context window minus position 0 when it is BOS (SAEDashboard's full-prompt window starts at position 1) / the activation per token, 5 decimals |
 //! | `qualifying_token_index` | the example's `max_pos` minus 1 (SAEDashboard's `-1`): an index into `tokens`; without a BOS nothing is dropped and it is `max_pos` |
 //!
-//! Bulk rows also carry `topkCosSimIndices` / `topkCosSimValues`: decoder-cosine neighbours
-//! from the SAE's weights ([`decoder`]); `model.jsonl` gets `layers` (manifest, else derived
+//! Bulk rows also carry `topkCosSimIndices` / `topkCosSimValues`: same-SAE decoder-cosine
+//! neighbours, as the index stores them, or (older indexes) computed from the SAE's weights
+//! ([`decoder`]); `model.jsonl` gets `layers` (manifest, else derived
 //! from the hook names, [`names::model_layers`]), `neuronsPerLayer` (the SAE's `d_sae`) and
 //! `dimension` (`d_model`).
 //!
@@ -327,21 +328,41 @@ pub fn export_neuronpedia(
             prov.correlated_features = format!("missing: {no_log}; lists left empty");
         }
     }
+    // Decoder neighbours: the index's own (newer indexes store them), else from the weights.
+    let probe = range.start..range.end.min(range.start.saturating_add(64));
+    let mut index_neighbours = false;
+    for f in probe {
+        if !reader.neighbours(&entry.id, f)?.is_empty() {
+            index_neighbours = true;
+            break;
+        }
+    }
     let neighbours = if !opts.decoder_cosine {
         prov.decoder_cosine = "skipped (decoder cosine disabled)".into();
+        index_neighbours = false;
+        None
+    } else if index_neighbours {
+        prov.decoder_cosine = format!(
+            "cosine of W_dec rows, same-SAE neighbours stored in the index (best {} per \
+             feature)",
+            decoder::DECODER_NEIGHBOURS
+        );
         None
     } else {
         match decoder::Decoder::load(entry) {
             Ok(d) => {
                 prov.decoder_cosine = format!(
-                    "cosine of W_dec rows of the SAE at {:?}, best {} per feature",
+                    "cosine of W_dec rows of the SAE at {:?} (the index stores none), best {} \
+                     per feature",
                     entry.source_path,
                     decoder::DECODER_NEIGHBOURS
                 );
                 Some(d.neighbours(range.clone()))
             }
             Err(why) => {
-                prov.decoder_cosine = format!("missing: {why}; lists left empty");
+                prov.decoder_cosine = format!(
+                    "missing: the index stores no decoder neighbours and {why}; lists left empty"
+                );
                 None
             }
         }
@@ -355,6 +376,7 @@ pub fn export_neuronpedia(
         log: log.as_ref(),
         neighbours: neighbours.as_deref(),
         neighbours_from: range.start,
+        index_neighbours,
     };
 
     let created_at = scopedex_store::now_rfc3339();

@@ -305,14 +305,21 @@ pub(crate) fn decode_example(
     })
 }
 
-/// Encodes one feature's partners; `partners` must already be in serving order.
-pub(crate) fn encode_cooc(partners: &[CooccurrenceRecord]) -> Vec<u8> {
-    let mut names: Vec<&str> = Vec::new();
-    for p in partners {
-        if !names.contains(&p.other_sae.as_str()) {
-            names.push(&p.other_sae);
+/// The distinct SAE names of a list, in first-seen order: partner and neighbour values store
+/// each name once and refer to it by position.
+fn name_table<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut table: Vec<&str> = Vec::new();
+    for n in names {
+        if !table.contains(&n) {
+            table.push(n);
         }
     }
+    table
+}
+
+/// Encodes one feature's partners; `partners` must already be in serving order.
+pub(crate) fn encode_cooc(partners: &[CooccurrenceRecord]) -> Vec<u8> {
+    let names = name_table(partners.iter().map(|p| p.other_sae.as_str()));
     let mut e =
         Enc::new(8 + names.iter().map(|n| n.len() + 4).sum::<usize>() + partners.len() * 22);
     e.len(names.len());
@@ -354,12 +361,7 @@ pub(crate) fn decode_cooc(feature: u32, mut d: Dec<'_>) -> Result<Vec<Cooccurren
 /// Encodes one feature's decoder neighbours (in serving order): SAE names, then
 /// `(u16 name index, u32 feature, f32 cosine)`.
 pub(crate) fn encode_neighbours(list: &[NeighbourRecord]) -> Vec<u8> {
-    let mut names: Vec<&str> = Vec::new();
-    for p in list {
-        if !names.contains(&p.other_sae.as_str()) {
-            names.push(&p.other_sae);
-        }
-    }
+    let names = name_table(list.iter().map(|p| p.other_sae.as_str()));
     let mut e = Enc::new(8 + names.iter().map(|n| n.len() + 4).sum::<usize>() + list.len() * 10);
     e.len(names.len());
     names.iter().for_each(|n| e.str(n));
