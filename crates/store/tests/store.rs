@@ -738,3 +738,47 @@ fn context_features_are_validated_when_written() {
         Err(Error::UnknownSae { .. })
     ));
 }
+
+/// The vocabulary table: read back as written; ids that are not `0..n` in order, or a
+/// truncated file, are errors naming the file (never a half-rendered index).
+#[test]
+fn vocabulary_round_trip_and_bad_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_spec, r) = fixture_index(dir.path());
+    let out = r.dir().to_path_buf();
+    drop(r);
+    assert_eq!(read_vocab(&out).unwrap(), None, "the fixture writes none");
+    let vocab: Vec<VocabRecord> = (0..300u32)
+        .map(|i| VocabRecord {
+            token_id: i,
+            piece: format!("Ġt{i}"),
+            text: format!(" t{i}"),
+            bytes: format!(" t{i}").into_bytes(),
+        })
+        .collect();
+    let write = |rows: &[VocabRecord]| {
+        let mut w = parquet::TableWriter::<VocabRecord>::create(out.join("vocab.parquet")).unwrap();
+        w.write(rows).unwrap();
+        w.finish().unwrap();
+    };
+    write(&vocab);
+    assert_eq!(
+        IndexReader::open(&out).unwrap().vocab().unwrap(),
+        Some(vocab.clone())
+    );
+
+    let mut gap = vocab.clone();
+    gap.remove(7);
+    write(&gap);
+    let err = read_vocab(&out).unwrap_err().to_string();
+    assert!(
+        err.contains("vocab.parquet") && err.contains("row 7"),
+        "{err}"
+    );
+
+    write(&vocab);
+    let bytes = std::fs::read(out.join("vocab.parquet")).unwrap();
+    std::fs::write(out.join("vocab.parquet"), &bytes[..bytes.len() / 2]).unwrap();
+    let err = read_vocab(&out).unwrap_err().to_string();
+    assert!(err.contains("vocab.parquet"), "{err}");
+}
