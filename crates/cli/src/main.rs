@@ -5,6 +5,7 @@
 //! input (unknown file, malformed argument), 1 any other failure.
 mod args;
 mod cmd;
+mod progress;
 
 use clap::Parser;
 

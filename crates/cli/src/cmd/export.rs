@@ -114,6 +114,7 @@ fn neuronpedia(args: NeuronpediaArgs) -> anyhow::Result<()> {
         .progress_chars("=> "),
     );
     pb.enable_steady_tick(Duration::from_millis(250));
+    crate::progress::report_when_piped(&pb, "features");
     let result = scopedex_export::export_neuronpedia(&reader, &vocab, &opts, &pb);
     pb.finish_and_clear();
     let report = match result {

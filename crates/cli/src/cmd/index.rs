@@ -43,6 +43,7 @@ fn bar(total: Option<u64>) -> Bar {
         ),
     };
     pb.enable_steady_tick(Duration::from_millis(250));
+    crate::progress::report_when_piped(&pb, "tokens");
     Bar(pb)
 }
 

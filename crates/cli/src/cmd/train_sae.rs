@@ -167,6 +167,7 @@ pub fn run(args: TrainSaeArgs) -> anyhow::Result<()> {
         .progress_chars("=> "),
     );
     pb.enable_steady_tick(Duration::from_millis(250));
+    crate::progress::report_when_piped(&pb, "training tokens");
     let bar = Bar(pb);
     let (trained, report) = match (&mut replay, &mut model_source) {
         (Some((rs, _)), _) => scopedex_train::train(rs, &targets, &cfg, &bar)?,

@@ -1,0 +1,47 @@
+//! Progress where no terminal shows the bar: indicatif draws nothing when stderr is a file or a
+//! pipe (a Slurm or CI log, `| tee`), so a long stage would log nothing for many minutes. There,
+//! [`report_when_piped`] prints the bar's state as one plain line every [`EVERY`].
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::ProgressBar;
+
+/// How often a piped run prints its progress (`SCOPEDEX_PROGRESS_SECS` overrides).
+pub const EVERY: Duration = Duration::from_secs(30);
+
+fn every() -> Duration {
+    std::env::var("SCOPEDEX_PROGRESS_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .map_or(EVERY, Duration::from_secs)
+}
+
+/// When stderr is not a terminal, prints `what`'s progress (position, total, rate, ETA, the
+/// bar's message) every [`EVERY`] (or `SCOPEDEX_PROGRESS_SECS`) until the bar is finished.
+pub fn report_when_piped(pb: &ProgressBar, what: &'static str) {
+    if std::io::stderr().is_terminal() {
+        return;
+    }
+    let pb = pb.clone();
+    let every = every();
+    let started = std::time::Instant::now();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(every);
+        if pb.is_finished() {
+            return;
+        }
+        let pos = pb.position();
+        let total = pb.length().map(|l| format!("/{l}")).unwrap_or_default();
+        let eta = match pb.length() {
+            Some(l) if l > pos && pos > 0 => format!(", ETA {} s", pb.eta().as_secs()),
+            _ => String::new(),
+        };
+        eprintln!(
+            "[{:>5} s] {what}: {pos}{total} ({:.0}/s{eta}) {}",
+            started.elapsed().as_secs(),
+            pb.per_sec(),
+            pb.message()
+        );
+    });
+}
