@@ -43,7 +43,7 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
             Error::Usage(_) => true,
-            Error::Store(e) => e.is_caller_error(),
+            Error::Store(e) => e.is_user_error(),
             _ => false,
         }
     }

@@ -77,8 +77,9 @@ impl Error {
             | Error::NonFinite { .. }
             | Error::NothingIndexed(_) => true,
             Error::Sae(e) => e.is_user_error(),
-            Error::Store(e) => e.is_caller_error(),
-            Error::Model(_) | Error::Corpus(_) => true,
+            Error::Store(e) => e.is_user_error(),
+            Error::Model(e) => e.is_user_error(),
+            Error::Corpus(_) => true,
             _ => false,
         }
     }

@@ -95,6 +95,14 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
 }
 
+impl Error {
+    /// True when the caller's input is at fault (a file, a field, a hook name, a text) — what
+    /// the CLI reports with exit code 2; a tensor fault in the runtime is not.
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, Error::Candle(_) | Error::NotCaptured(_))
+    }
+}
+
 /// A candle error's message without the backtrace candle attaches (which reads "disabled
 /// backtrace", or a page of frames, after the message a user needs).
 pub fn candle_message(e: &candle_core::Error) -> String {

@@ -422,8 +422,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("broken.gguf");
         std::fs::write(&path, b"GGUF\x03\x00").unwrap();
-        let err = summarize(&path).unwrap_err().to_string();
+        let err = summarize(&path).unwrap_err();
+        assert!(err.is_user_error(), "a bad file is the user's input: {err}");
+        let err = err.to_string();
         assert!(err.contains("broken.gguf"), "{err}");
+        let runtime = Error::Candle(candle_core::Error::Msg("shape mismatch".into()));
+        assert!(!runtime.is_user_error());
     }
 
     /// A GGUF (v3) with the given u64 metadata and one f32 tensor header `token_embd.weight`

@@ -183,7 +183,7 @@ impl Error {
 
     /// True for errors caused by the caller's input (unknown SAE, feature out of range, bad
     /// query, invalid input) rather than by the index or the machine: map these to 4xx.
-    pub fn is_caller_error(&self) -> bool {
+    pub fn is_user_error(&self) -> bool {
         matches!(
             self,
             Error::UnknownSae { .. }

@@ -255,7 +255,7 @@ mod tests {
         for name in ["user", "file", "other", "foreign"] {
             let err = check_replaceable(&p(name)).unwrap_err();
             assert!(matches!(err, Error::NotOurs { .. }), "{name}: {err}");
-            assert!(err.is_caller_error());
+            assert!(err.is_user_error());
         }
         // Refused at the swap too, and the user's directory is untouched.
         let tmp = tmp_path(&p("user")).unwrap();

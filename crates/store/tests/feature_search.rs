@@ -435,7 +435,7 @@ fn bad_queries_are_errors_with_positions() {
     ] {
         match world.reader.search(q, 10) {
             Err(e @ Error::Query { .. }) => {
-                assert!(e.is_caller_error());
+                assert!(e.is_user_error());
                 let Error::Query { position, .. } = &e else {
                     unreachable!()
                 };

@@ -175,7 +175,7 @@ fn caller_errors_are_typed() {
     let (_, r) = fixture_index(dir.path());
     match r.feature("L9X", 0) {
         Err(e @ Error::UnknownSae { .. }) => {
-            assert!(e.is_caller_error());
+            assert!(e.is_user_error());
             assert!(e.to_string().contains("L1R-8x, L2R-8x"), "{e}");
         }
         other => panic!("{other:?}"),
@@ -240,7 +240,7 @@ fn search_finds_the_right_contexts() {
 
     match r.search("text:(unclosed", 10) {
         Err(e @ Error::Query { .. }) => {
-            assert!(e.is_caller_error());
+            assert!(e.is_user_error());
             assert!(e.to_string().contains("unclosed"), "{e}");
         }
         other => panic!("{other:?}"),
@@ -712,7 +712,7 @@ fn context_features_are_validated_when_written() {
     let err = w
         .write_context_features("L1R-8x", &[rec(3, vec![], vec![])])
         .unwrap_err();
-    assert!(err.is_caller_error(), "{err}");
+    assert!(err.is_user_error(), "{err}");
     w.write_context_features("L2R-8x", &[rec(0, vec![], vec![])])
         .unwrap();
     let err = w

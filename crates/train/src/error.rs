@@ -45,7 +45,8 @@ impl Error {
     /// Whether the error is the caller's (bad settings or input) rather than a fault.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::InvalidConfig(_) | Error::NoData(_) | Error::Model(_) => true,
+            Error::InvalidConfig(_) | Error::NoData(_) => true,
+            Error::Model(e) => e.is_user_error(),
             Error::Sae(e) => e.is_user_error(),
             _ => false,
         }

@@ -90,16 +90,18 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Maps an error to the process exit code: 2 for bad input, 1 otherwise.
+/// Maps an error to the process exit code: 2 for bad input (every library crate's
+/// `is_user_error`), 1 otherwise.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     let user_error = err.chain().any(|e| {
-        e.downcast_ref::<scopedex_model::Error>().is_some()
+        e.downcast_ref::<scopedex_model::Error>()
+            .is_some_and(|e| e.is_user_error())
             || e.downcast_ref::<scopedex_sae::Error>()
                 .is_some_and(|e| e.is_user_error())
             || e.downcast_ref::<scopedex_index::Error>()
                 .is_some_and(|e| e.is_user_error())
             || e.downcast_ref::<scopedex_store::Error>().is_some_and(|e| {
-                e.is_caller_error()
+                e.is_user_error()
                     || matches!(
                         e,
                         scopedex_store::Error::MissingIndex { .. }
