@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use scopedex_model::{CapturePlan, HookPoint, Llama};
+use scopedex_model::{Backend, CapturePlan, HookPoint, Model};
 
 const BATCH: usize = 16;
 const SEQ: usize = 128;
@@ -85,7 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         env_usize("SCOPEDEX_BENCH_SEQ", SEQ),
     );
     let t0 = Instant::now();
-    let model = Llama::load(&model_path, &dev)?;
+    let model = Model::load(&model_path, &Backend::on(&dev))?;
     let load_s = t0.elapsed().as_secs_f64();
     let cfg = model.config().clone();
     let threads = candle_core::utils::get_num_threads();

@@ -40,6 +40,12 @@ fn exit_quietly_on_closed_pipe() {
     }));
 }
 
+/// Where every command runs the model and the SAEs: the one place the device is chosen (the
+/// CPU, f32, with the fused kernels).
+fn backend() -> scopedex_model::Backend {
+    scopedex_model::Backend::cpu()
+}
+
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn,scopedex=info",

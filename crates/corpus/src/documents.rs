@@ -4,24 +4,11 @@
 //! Bad input never ends the stream in the default mode: each bad record or file becomes a
 //! [`Skip`] in the [`SkipReport`]. With [`CorpusSpec::strict`], the first one is returned as
 //! [`Error::BadInput`] and the stream ends.
+use crate::document::Document;
 use crate::readers::{self, Limits, Source};
 use crate::skip::{Skip, SkipReport};
 use crate::spec::{CorpusFile, CorpusSpec};
 use crate::{Error, Result};
-
-/// One document of the corpus.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Document {
-    /// `{file id prefix}:{record index}`: the file's path relative to the argument that found it,
-    /// and the record's 0-based index (line number for JSONL and `.txt` lines, element or row
-    /// index for `.json` and `.parquet`, `0` for a whole `.txt` file).
-    pub doc_id: String,
-    /// The text, as stored in the file (a `.txt` file's UTF-8 BOM excepted).
-    pub text: String,
-    /// The record's other fields (JSONL only), e.g. SlimPajama's `{"meta": {"redpajama_set_name":
-    /// ...}}`; `None` when there are none.
-    pub meta: Option<serde_json::Value>,
-}
 
 /// Streaming iterator over the corpus's documents. See the [module docs](self).
 pub struct Documents {

@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod context;
+mod document;
 mod documents;
 mod error;
 #[doc(hidden)]
@@ -30,7 +31,8 @@ mod spec;
 mod stream;
 
 pub use context::{Context, ContextConfig};
-pub use documents::{Document, Documents};
+pub use document::Document;
+pub use documents::Documents;
 pub use error::{Error, Result};
 pub use readers::{MAX_DOC_BYTES, MAX_JSON_FILE_BYTES};
 pub use skip::{Location, Skip, SkipKind, SkipReport};

@@ -5,7 +5,7 @@
 //! consecutive as the writer requires.
 use std::path::Path;
 
-use scopedex_model::Llama;
+use scopedex_model::Model;
 use scopedex_store::{CooccurrenceRecord, IndexWriter};
 
 use crate::accum::{logit_effects, ResultsChunk};
@@ -25,7 +25,7 @@ pub fn save_state(index_tmp_dir: &Path, state: &PassState) -> Result<()> {
 /// Finishes every accumulator of `state` into `writer`; returns warnings for the user.
 pub fn finish_into(
     writer: &mut IndexWriter,
-    model: &Llama,
+    model: &Model,
     saes: &[AttachedSae],
     state: PassState,
     logit_top_n: usize,

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 use scopedex_corpus::{Context, ContextConfig, CorpusSpec};
-use scopedex_model::{load_tokenizer, Config, Llama};
+use scopedex_model::{load_tokenizer, Backend, Config, Model};
 use scopedex_sae::{Sae, SaeId};
 use scopedex_store::{
     sha256_file, ActivationEntry, ActivationWriterOptions, ContextRecord, CorpusFile,
@@ -135,6 +135,8 @@ pub struct IndexOptions {
     pub checkpoint_every: usize,
     /// Keep the accumulator state (`state/`) even in a single-pass run, so it can be merged.
     pub keep_state: bool,
+    /// Where the model and the SAEs run.
+    pub backend: Backend,
 }
 
 /// Progress events for a bar (the CLI owns the display).
@@ -182,11 +184,14 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
     let load_started = Instant::now();
     // Before any work: a mistyped --out must not cost a pass, or the user's files.
     scopedex_store::check_replaceable(&opts.out)?;
-    let device = Device::Cpu;
     // The SAEs' hooks decide how many blocks to hold: check them against the model's config,
     // then load just the blocks they reach.
-    let saes = load_saes(&opts.saes, &Llama::read_config(&opts.model)?, &device)?;
-    let model = Llama::load_blocks(&opts.model, &device, blocks_needed(&saes))?;
+    let saes = load_saes(
+        &opts.saes,
+        &Model::read_config(&opts.model)?,
+        opts.backend.device(),
+    )?;
+    let model = Model::load_blocks(&opts.model, &opts.backend, blocks_needed(&saes))?;
     let tokenizer = load_tokenizer(&opts.model)?;
     let manifest = build_manifest(opts, &model, &tokenizer, &saes)?;
     let fingerprint = RunFingerprint::of(&manifest, &opts.accum, opts.shard)?;
@@ -397,7 +402,7 @@ fn write_spill(writer: &mut IndexWriter, saes: &[AttachedSae], spill: &Spill) ->
 /// The manifest of a run (contexts are counted by the writer).
 pub(crate) fn build_manifest(
     opts: &IndexOptions,
-    model: &Llama,
+    model: &Model,
     tokenizer: &scopedex_model::ModelTokenizer,
     saes: &[AttachedSae],
 ) -> Result<Manifest> {

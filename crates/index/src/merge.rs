@@ -8,8 +8,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
-use scopedex_model::Llama;
+use scopedex_model::{Backend, Model};
 use scopedex_store::parquet::Table;
 use scopedex_store::{
     ActivationReader, ActivationWriterOptions, ContextFeaturesRecord, ContextRecord, IndexLayout,
@@ -65,15 +64,17 @@ pub fn run_merge(
     let state = state.expect("invariant: shards is not empty");
 
     let first = &manifests[0];
-    let device = Device::Cpu;
-    // Merging runs no forward: logit effects need only the embedding and unembedding.
-    let model = Llama::load_blocks(Path::new(&first.model.path), &device, 0)?;
+    // Merging runs no forward: logit effects need only the embedding and unembedding, on the
+    // CPU whatever device the shards ran on.
+    let backend = Backend::cpu();
+    let device = backend.device();
+    let model = Model::load_blocks(Path::new(&first.model.path), &backend, 0)?;
     let specs = first
         .saes
         .iter()
         .map(|s| s.source_path.parse::<SaeSpec>())
         .collect::<Result<Vec<_>>>()?;
-    let saes = load_saes(&specs, model.config(), &device)?;
+    let saes = load_saes(&specs, model.config(), device)?;
     for (s, entry) in saes.iter().zip(&first.saes) {
         if s.id != entry.id || s.sae.source_sha256() != entry.source_sha256 {
             return Err(Error::InvalidInput(format!(

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use candle_core::Tensor;
-use scopedex_model::{CapturePlan, Config, HookPoint, Llama};
+use scopedex_model::{CapturePlan, Config, HookPoint, Model};
 use scopedex_sae::{Sae, SparseCodes};
 use scopedex_store::ContextFeaturesRecord;
 
@@ -248,7 +248,7 @@ pub fn context_features(
 /// `context_ids[i]` and `tokens[i]` describe context `i`; all positions (BOS included) are fed
 /// to the accumulators, which skip BOS when configured to.
 pub fn process_batch(
-    model: &Llama,
+    model: &Model,
     saes: &[AttachedSae],
     state: &mut PassState,
     context_ids: &[u64],

@@ -1,5 +1,5 @@
-//! Model configuration: the HF `config.json` mirror ([`LlamaConfig`]) and the resolved
-//! [`Config`] the forward runs on, also built from GGUF metadata.
+//! The resolved model configuration the forward runs on, built by a family
+//! ([`crate::families`]) from an HF `config.json` or from GGUF metadata.
 //!
 //! Invariants of a [`Config`] (checked by [`Config::validate`]): `n_heads * head_dim` is the
 //! attention width, `n_heads` is a multiple of `n_kv_heads`, `head_dim` is even (RoPE pairs).
@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::families::Family;
 use crate::{Error, Result};
 
 /// Llama 3.1's RoPE frequency scaling (`rope_scaling` with `rope_type: "llama3"`).
@@ -25,70 +26,6 @@ pub struct RopeScaling {
     pub original_max_position_embeddings: usize,
 }
 
-/// The subset of an HF `config.json` of a `LlamaForCausalLM` that the forward needs.
-#[derive(Debug, Clone, Deserialize)]
-pub struct LlamaConfig {
-    /// `architectures`, e.g. `["LlamaForCausalLM"]`.
-    #[serde(default)]
-    pub architectures: Vec<String>,
-    /// `model_type`, e.g. `llama`.
-    #[serde(default)]
-    pub model_type: Option<String>,
-    /// Width of the residual stream.
-    pub hidden_size: usize,
-    /// Width of the MLP.
-    pub intermediate_size: usize,
-    /// Vocabulary size.
-    pub vocab_size: usize,
-    /// Number of blocks.
-    pub num_hidden_layers: usize,
-    /// Number of query heads.
-    pub num_attention_heads: usize,
-    /// Number of key/value heads (defaults to `num_attention_heads`).
-    pub num_key_value_heads: Option<usize>,
-    /// Per-head width (defaults to `hidden_size / num_attention_heads`).
-    pub head_dim: Option<usize>,
-    /// RMSNorm epsilon.
-    #[serde(default = "default_eps")]
-    pub rms_norm_eps: f64,
-    /// RoPE base.
-    #[serde(default = "default_rope_theta")]
-    pub rope_theta: f32,
-    /// RoPE scaling (Llama 3.1).
-    pub rope_scaling: Option<serde_json::Value>,
-    /// transformers ≥ 5 spelling: `rope_theta` and the scaling fields in one object.
-    pub rope_parameters: Option<serde_json::Value>,
-    /// Maximum context length.
-    #[serde(default = "default_max_position")]
-    pub max_position_embeddings: usize,
-    /// Whether the LM head shares the embedding matrix.
-    #[serde(default)]
-    pub tie_word_embeddings: bool,
-    /// `bos_token_id`.
-    pub bos_token_id: Option<serde_json::Value>,
-    /// `eos_token_id` (a number or a list of numbers).
-    pub eos_token_id: Option<serde_json::Value>,
-    /// `hidden_act`; only `silu` is supported.
-    #[serde(default)]
-    pub hidden_act: Option<String>,
-    /// `attention_bias`; must be false.
-    #[serde(default)]
-    pub attention_bias: bool,
-    /// `mlp_bias`; must be false.
-    #[serde(default)]
-    pub mlp_bias: bool,
-}
-
-fn default_eps() -> f64 {
-    1e-5
-}
-fn default_rope_theta() -> f32 {
-    10_000.0
-}
-fn default_max_position() -> usize {
-    4096
-}
-
 /// The first token id of a `bos_token_id` / `eos_token_id` value (a number or a list).
 pub(crate) fn first_id(v: &Option<serde_json::Value>) -> Option<u32> {
     match v.as_ref()? {
@@ -104,6 +41,8 @@ pub(crate) fn first_id(v: &Option<serde_json::Value>) -> Option<u32> {
 /// The resolved configuration the forward runs on.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Config {
+    /// The model family, which decides the block structure.
+    pub family: Family,
     /// Number of blocks.
     pub n_layers: usize,
     /// Width of the residual stream.
@@ -221,87 +160,5 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    /// Resolves an HF `config.json`, rejecting architectures the forward does not implement.
-    pub fn from_hf(c: &LlamaConfig, path: &Path) -> Result<Config> {
-        let unsupported = |what: &str, detail: String| Error::Unsupported {
-            path: path.to_path_buf(),
-            what: what.to_string(),
-            detail,
-        };
-        if let Some(mt) = &c.model_type {
-            if mt != "llama" {
-                return Err(unsupported("model_type", mt.clone()));
-            }
-        }
-        if let Some(a) = c.architectures.iter().find(|a| *a != "LlamaForCausalLM") {
-            return Err(unsupported("architecture", a.clone()));
-        }
-        if let Some(act) = &c.hidden_act {
-            if act != "silu" {
-                return Err(unsupported("hidden_act", act.clone()));
-            }
-        }
-        if c.attention_bias || c.mlp_bias {
-            return Err(unsupported("bias", "attention_bias/mlp_bias = true".into()));
-        }
-        let mut rope_theta = c.rope_theta;
-        let mut scaling = c.rope_scaling.clone();
-        if let Some(rp) = c.rope_parameters.as_ref().filter(|v| v.is_object()) {
-            if let Some(theta) = rp.get("rope_theta").and_then(|t| t.as_f64()) {
-                rope_theta = theta as f32;
-            }
-            if scaling.is_none() {
-                scaling = Some(rp.clone());
-            }
-        }
-        let rope_scaling = match &scaling {
-            None | Some(serde_json::Value::Null) => None,
-            Some(v) => {
-                let kind = v
-                    .get("rope_type")
-                    .or_else(|| v.get("type"))
-                    .and_then(|t| t.as_str())
-                    .unwrap_or("");
-                if kind == "default" {
-                    None
-                } else if kind != "llama3" {
-                    return Err(unsupported("rope_scaling type", kind.to_string()));
-                } else {
-                    Some(RopeScaling::deserialize(v).map_err(|e| Error::BadConfig {
-                        path: path.to_path_buf(),
-                        field: "rope_scaling".into(),
-                        detail: e.to_string(),
-                    })?)
-                }
-            }
-        };
-        if c.num_attention_heads == 0 {
-            return Err(Error::BadConfig {
-                path: path.to_path_buf(),
-                field: "num_attention_heads".into(),
-                detail: "must be > 0".into(),
-            });
-        }
-        let cfg = Config {
-            n_layers: c.num_hidden_layers,
-            d_model: c.hidden_size,
-            n_heads: c.num_attention_heads,
-            n_kv_heads: c.num_key_value_heads.unwrap_or(c.num_attention_heads),
-            head_dim: c.head_dim.unwrap_or(c.hidden_size / c.num_attention_heads),
-            d_mlp: c.intermediate_size,
-            vocab_size: c.vocab_size,
-            rms_norm_eps: c.rms_norm_eps,
-            rope_theta,
-            rope_scaling,
-            rope_freq_factors: None,
-            tied_embeddings: c.tie_word_embeddings,
-            max_position: c.max_position_embeddings,
-            bos_token_id: first_id(&c.bos_token_id),
-            eos_token_id: first_id(&c.eos_token_id),
-        };
-        cfg.validate(path)?;
-        Ok(cfg)
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use crate::{CapturePlan, Error, HookPoint, Llama, ModelTokenizer, Result};
+use crate::{CapturePlan, Error, HookPoint, Model, ModelTokenizer, Result};
 
 /// Activations of many texts, padding excluded.
 #[derive(Debug, Clone)]
@@ -29,7 +29,7 @@ impl Activations {
     /// Tokenizes `texts` (BOS + text, truncated to `ctx_len`), runs them in batches and gathers
     /// the activations at `hooks`. Texts that yield no token are skipped.
     pub fn collect(
-        model: &Llama,
+        model: &Model,
         tokenizer: &ModelTokenizer,
         texts: &[&str],
         hooks: &BTreeSet<HookPoint>,

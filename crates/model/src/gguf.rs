@@ -14,6 +14,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{DType, Device, Tensor};
 
 use crate::config::Config;
+use crate::families::Family;
 use crate::weights::WeightSource;
 use crate::{Error, Result};
 
@@ -167,18 +168,24 @@ fn value_usize(v: &Value) -> Option<usize> {
     }
 }
 
-/// Resolves the [`Config`] of a `llama` GGUF file from its metadata and tensor table.
+/// Resolves the [`Config`] of a GGUF file by its family (`general.architecture`).
 pub(crate) fn config_from_content(path: &Path, content: &Content) -> Result<Config> {
     check_tensor_sizes(path, content)?;
     let m = Meta { path, content };
     let arch = m.string("general.architecture")?;
-    if arch != "llama" {
-        return Err(Error::Unsupported {
-            path: path.to_path_buf(),
-            what: "architecture (general.architecture)".into(),
-            detail: arch.to_string(),
-        });
-    }
+    let family = Family::from_gguf_architecture(arch)
+        .ok_or_else(|| Family::unknown(path, "architecture (general.architecture)", arch))?;
+    let cfg = family.config_from_gguf(&m)?;
+    cfg.validate(path)?;
+    Ok(cfg)
+}
+
+/// The config from the keys every llama.cpp architecture shares (`{arch}.block_count`,
+/// `{arch}.embedding_length`, ...) and the tensor table (vocabulary from `token_embd.weight`,
+/// tied when `output.weight` is absent); a family adds or checks its own keys.
+pub(crate) fn standard_config(m: &Meta, family: Family) -> Result<Config> {
+    let (path, content) = (m.path, m.content);
+    let arch = m.string("general.architecture")?;
     let key = |k: &str| format!("{arch}.{k}");
     let d_model = m.usize(&key("embedding_length"))?;
     let n_heads = m.usize(&key("attention.head_count"))?;
@@ -212,7 +219,8 @@ pub(crate) fn config_from_content(path: &Path, content: &Content) -> Result<Conf
     let tokenizer_id = |k: &str| -> Result<Option<u32>> {
         Ok(m.opt_usize(k)?.and_then(|x| u32::try_from(x).ok()))
     };
-    let cfg = Config {
+    Ok(Config {
+        family,
         n_layers: m.usize(&key("block_count"))?,
         d_model,
         n_heads,
@@ -230,19 +238,7 @@ pub(crate) fn config_from_content(path: &Path, content: &Content) -> Result<Conf
         max_position: m.opt_usize(&key("context_length"))?.unwrap_or(4096),
         bos_token_id: tokenizer_id("tokenizer.ggml.bos_token_id")?,
         eos_token_id: tokenizer_id("tokenizer.ggml.eos_token_id")?,
-    };
-    if let Some(t) = m.opt(&key("rope.scaling.type")) {
-        let kind = t.to_string().map(String::as_str).unwrap_or("?");
-        if kind != "none" {
-            return Err(Error::Unsupported {
-                path: path.to_path_buf(),
-                what: format!("rope scaling ({})", key("rope.scaling.type")),
-                detail: kind.to_string(),
-            });
-        }
-    }
-    cfg.validate(path)?;
-    Ok(cfg)
+    })
 }
 
 /// Checks that every tensor's declared size fits in memory arithmetic (its element count and
@@ -285,6 +281,7 @@ pub(crate) struct GgufSource {
     path: PathBuf,
     content: Content,
     reader: BufReader<File>,
+    family: Family,
     n_heads: usize,
     n_kv_heads: usize,
 }
@@ -306,6 +303,7 @@ impl GgufSource {
             path: path.to_path_buf(),
             content,
             reader,
+            family: cfg.family,
             n_heads: cfg.n_heads,
             n_kv_heads: cfg.n_kv_heads,
         };
@@ -337,8 +335,9 @@ impl GgufSource {
     }
 }
 
-/// The llama.cpp name of an HF tensor name, or `None` if it has no GGUF counterpart.
-fn gguf_name(hf: &str) -> Option<String> {
+/// The llama.cpp name of an HF tensor name in the naming most architectures share (Llama and
+/// its relatives), or `None` if it has no GGUF counterpart.
+pub(crate) fn standard_tensor_name(hf: &str) -> Option<String> {
     match hf {
         "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
         "model.norm.weight" => return Some("output_norm.weight".into()),
@@ -385,15 +384,20 @@ impl WeightSource for GgufSource {
     }
 
     fn has(&self, name: &str) -> bool {
-        gguf_name(name).is_some_and(|g| self.content.tensor_infos.contains_key(&g))
+        self.family
+            .gguf_tensor_name(name)
+            .is_some_and(|g| self.content.tensor_infos.contains_key(&g))
     }
 
     fn load_raw(&mut self, name: &str, device: &Device) -> Result<Tensor> {
-        let g = gguf_name(name).ok_or_else(|| Error::BadTensor {
-            path: self.path.clone(),
-            tensor: name.to_string(),
-            detail: "has no GGUF counterpart".into(),
-        })?;
+        let g = self
+            .family
+            .gguf_tensor_name(name)
+            .ok_or_else(|| Error::BadTensor {
+                path: self.path.clone(),
+                tensor: name.to_string(),
+                detail: "has no GGUF counterpart".into(),
+            })?;
         if !self.content.tensor_infos.contains_key(&g) {
             return Err(Error::BadTensor {
                 path: self.path.clone(),
@@ -402,9 +406,10 @@ impl WeightSource for GgufSource {
             });
         }
         let t = self.read(&g, &Device::Cpu)?;
-        let t = if name.ends_with("q_proj.weight") {
+        let permuted = self.family.gguf_permutes_qk();
+        let t = if permuted && name.ends_with("q_proj.weight") {
             unpermute(&t, self.n_heads)?
-        } else if name.ends_with("k_proj.weight") {
+        } else if permuted && name.ends_with("k_proj.weight") {
             unpermute(&t, self.n_kv_heads)?
         } else {
             t

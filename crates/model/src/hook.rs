@@ -2,7 +2,7 @@
 //!
 //! Hook names follow TransformerLens (as SAELens and Llama Scope configs spell them), so a hook
 //! parsed from an SAE config names the same tensor here. A [`CapturePlan`] is an explicit
-//! argument of [`crate::Llama::forward_capture`]; there is no global hook registry.
+//! argument of [`crate::Model::forward_capture`]; there is no global hook registry.
 //!
 //! Invariant: every tensor in [`Captured::hooks`] is f32 `[B, T_max, d_model]`, with the rows of
 //! padding positions (`t >= lengths[b]`) set to zero.
@@ -135,7 +135,7 @@ impl CapturePlan {
     }
 }
 
-/// The output of [`crate::Llama::forward_capture`].
+/// The output of [`crate::Model::forward_capture`].
 #[derive(Debug, Clone)]
 pub struct Captured {
     /// Number of real (non-padding) tokens of each sequence of the batch.

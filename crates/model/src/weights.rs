@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
-use crate::config::{Config, LlamaConfig};
+use crate::config::Config;
+use crate::families::Family;
 use crate::{Error, Result};
 
 /// A store of named model weights.
@@ -150,14 +151,32 @@ pub(crate) fn read_text(path: &Path) -> Result<String> {
     })
 }
 
-/// Reads and resolves `dir/config.json`.
+/// Reads `dir/config.json` and resolves it by its family (`model_type`, else `architectures`).
 pub(crate) fn read_hf_config(dir: &Path) -> Result<Config> {
     let path = dir.join("config.json");
     let text = read_text(&path)?;
-    let raw: LlamaConfig = serde_json::from_str(&text).map_err(|e| Error::BadConfig {
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::BadConfig {
         path: path.clone(),
         field: "(json)".into(),
         detail: e.to_string(),
     })?;
-    Config::from_hf(&raw, &path)
+    let family = match json.get("model_type").and_then(|v| v.as_str()) {
+        Some(mt) => {
+            Family::from_model_type(mt).ok_or_else(|| Family::unknown(&path, "model_type", mt))?
+        }
+        None => {
+            let arch = json
+                .get("architectures")
+                .and_then(|a| a.get(0))
+                .and_then(|a| a.as_str())
+                .ok_or_else(|| Error::BadConfig {
+                    path: path.clone(),
+                    field: "model_type".into(),
+                    detail: "is missing (and no `architectures` names the model class)".into(),
+                })?;
+            Family::from_hf_architecture(arch)
+                .ok_or_else(|| Family::unknown(&path, "architecture", arch))?
+        }
+    };
+    family.config_from_hf(&json, &path)
 }

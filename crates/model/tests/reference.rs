@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Tensor};
-use scopedex_model::{load_tokenizer, CapturePlan, Error, HookPoint, Llama};
+use scopedex_model::{load_tokenizer, Backend, CapturePlan, Error, HookPoint, Model};
 
 /// Relative L2 error tolerance of every hook tensor, as issue 3 sets it.
 const REL_TOL: f64 = 1e-4;
@@ -30,9 +30,9 @@ fn tiny_dir() -> PathBuf {
 }
 
 /// The SmolLM2 model, loaded once for every test of this file.
-fn smollm2() -> &'static Llama {
-    static MODEL: OnceLock<Llama> = OnceLock::new();
-    MODEL.get_or_init(|| Llama::load(&gguf_path(), &Device::Cpu).expect("load SmolLM2 GGUF"))
+fn smollm2() -> &'static Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL.get_or_init(|| Model::load(&gguf_path(), &Backend::cpu()).expect("load SmolLM2 GGUF"))
 }
 
 struct Fixture {
@@ -236,7 +236,7 @@ fn batch_with_unequal_lengths_equals_single_runs() {
 fn tiny_llama31_hf_checkpoint_matches_transformers() {
     let dir = tiny_dir();
     let fx = fixture(&dir.join("reference.safetensors"));
-    let model = Llama::load(&dir, &Device::Cpu).unwrap();
+    let model = Model::load(&dir, &Backend::cpu()).unwrap();
     let cfg = model.config();
     assert_eq!((cfg.n_heads, cfg.n_kv_heads, cfg.head_dim), (4, 2, 16));
     assert!(cfg.rope_scaling.is_some());
@@ -278,7 +278,7 @@ fn forward_stops_after_the_deepest_hook() {
 
 #[test]
 fn a_model_loaded_to_a_depth_matches_the_full_model_and_refuses_deeper_hooks() {
-    let short = Llama::load_blocks(&gguf_path(), &Device::Cpu, 4).unwrap();
+    let short = Model::load_blocks(&gguf_path(), &Backend::cpu(), 4).unwrap();
     assert_eq!(short.blocks_loaded(), 4);
     assert_eq!(short.config().n_layers, 30);
     let ids: &[u32] = &[1, 504, 3136, 282, 1837, 30];
@@ -309,7 +309,7 @@ fn a_model_loaded_to_a_depth_matches_the_full_model_and_refuses_deeper_hooks() {
         assert!(err.contains("only 4 were loaded"), "{err}");
     }
     // The unembedding is there without any block (logit effects at merge time).
-    let none = Llama::load_blocks(&gguf_path(), &Device::Cpu, 0).unwrap();
+    let none = Model::load_blocks(&gguf_path(), &Backend::cpu(), 0).unwrap();
     assert_eq!(none.unembedding().unwrap().dims(), &[49152, 576]);
 }
 
@@ -364,7 +364,7 @@ fn truncated_gguf_is_an_error_naming_the_file() {
     ] {
         let p = dir.path().join(name);
         std::fs::write(&p, &bytes[..len]).unwrap();
-        let err = Llama::load(&p, &Device::Cpu).unwrap_err().to_string();
+        let err = Model::load(&p, &Backend::cpu()).unwrap_err().to_string();
         assert!(err.contains(name), "{err}");
     }
 }
@@ -386,12 +386,12 @@ fn copy_tiny(edit: impl Fn(&mut serde_json::Value)) -> tempfile::TempDir {
 #[test]
 fn hf_config_errors_name_the_file_and_field() {
     let dir = copy_tiny(|c| c["model_type"] = "mistral".into());
-    let err = Llama::load(dir.path(), &Device::Cpu).unwrap_err();
+    let err = Model::load(dir.path(), &Backend::cpu()).unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err}");
     assert!(err.to_string().contains("config.json") && err.to_string().contains("mistral"));
 
     let dir = copy_tiny(|c| c["hidden_size"] = 96.into());
-    let err = Llama::load(dir.path(), &Device::Cpu)
+    let err = Model::load(dir.path(), &Backend::cpu())
         .unwrap_err()
         .to_string();
     assert!(
@@ -400,7 +400,7 @@ fn hf_config_errors_name_the_file_and_field() {
     );
 
     let dir = copy_tiny(|c| c["rope_scaling"]["rope_type"] = "yarn".into());
-    let err = Llama::load(dir.path(), &Device::Cpu)
+    let err = Model::load(dir.path(), &Backend::cpu())
         .unwrap_err()
         .to_string();
     assert!(err.contains("yarn"), "{err}");
@@ -408,7 +408,7 @@ fn hf_config_errors_name_the_file_and_field() {
     let dir = copy_tiny(|c| {
         c.as_object_mut().unwrap().remove("hidden_size");
     });
-    let err = Llama::load(dir.path(), &Device::Cpu)
+    let err = Model::load(dir.path(), &Backend::cpu())
         .unwrap_err()
         .to_string();
     assert!(
@@ -421,7 +421,7 @@ fn hf_config_errors_name_the_file_and_field() {
 fn dump_activations_writes_valid_rows_in_text_order() {
     use scopedex_model::dump::Activations;
     let dir = tiny_dir();
-    let model = Llama::load(&dir, &Device::Cpu).unwrap();
+    let model = Model::load(&dir, &Backend::cpu()).unwrap();
     let tok = load_tokenizer(&dir).unwrap();
     let texts = ["hello world", "", "rope scaling at position forty", "x"];
     let hooks =

@@ -22,7 +22,8 @@ use rayon::prelude::*;
 
 use crate::codes::SparseCodes;
 use crate::error::{Error, Result};
-use crate::sae::{Activation, Sae};
+use crate::params::Activation;
+use crate::sae::Sae;
 
 const BLOCK: usize = 32;
 

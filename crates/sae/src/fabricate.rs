@@ -7,7 +7,9 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::llamascope::{write_llama_scope, DatasetNorm, LlamaScopeHyperparams, LlamaScopeTensors};
+use crate::formats::llamascope::{
+    write_llama_scope, DatasetNorm, LlamaScopeHyperparams, LlamaScopeTensors,
+};
 use crate::Result;
 
 /// What to fabricate.

@@ -10,8 +10,10 @@
 //! # let _ = y; Ok(()) }
 //! ```
 //!
-//! Module map: `id` (ids and hooks), `llamascope` / `saelens` (formats, resolved into one set of
-//! f32 parameters in `sae`), `encode` (GEMM + fused selection), `metrics`, `codes` (CSR output),
+//! Module map: `id` (ids and hooks), `params` (activation, format tag and the resolved parameter
+//! bundle: the leaf shared by loaders and `sae`), `formats/{llamascope,saelens}` (on-disk
+//! layouts, each resolved into `params::Resolved`), `sae` (the loaded SAE: detection, fold,
+//! accessors, decode), `encode` (GEMM + fused selection), `metrics`, `codes` (CSR output),
 //! `weights` (safetensors reading), `json` (config fields with named errors).
 #![warn(missing_docs)]
 
@@ -19,21 +21,22 @@ mod codes;
 mod encode;
 mod error;
 mod fabricate;
+mod formats;
 mod id;
 mod json;
-mod llamascope;
 mod metrics;
+mod params;
 mod sae;
-mod saelens;
 mod weights;
 
 pub use codes::SparseCodes;
 pub use error::{Error, Result};
 pub use fabricate::{fabricate_llama_scope, FabricateSpec};
-pub use id::{Position, SaeId};
-pub use llamascope::{
+pub use formats::llamascope::{
     list_repo, write_llama_scope, DatasetNorm, LlamaScopeHyperparams, LlamaScopeTensors,
 };
+pub use id::{Position, SaeId};
 pub use metrics::{reconstruction_metrics, ReconstructionMetrics};
-pub use sae::{Activation, Sae, SaeFormat, ThresholdKind};
+pub use params::{Activation, SaeFormat, ThresholdKind};
+pub use sae::Sae;
 pub use weights::read_tensor;

@@ -8,9 +8,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use candle_core::Device;
 use scopedex_index::{load_saes, AttachedSae, SaeSpec};
-use scopedex_model::{load_tokenizer, CapturePlan, Llama, ModelTokenizer};
+use scopedex_model::{load_tokenizer, Backend, CapturePlan, Model, ModelTokenizer};
 use scopedex_store::{ContextFeaturesRecord, Manifest};
 
 use crate::error::{ApiError, ApiResult};
@@ -36,7 +35,7 @@ pub const MAX_ANSWER_FEATURES: usize = 131_072;
 
 /// The model, tokenizer and SAEs of one index.
 pub struct LiveModel {
-    model: Llama,
+    model: Model,
     tokenizer: ModelTokenizer,
     tokens: Arc<TokenTable>,
     saes: Vec<AttachedSae>,
@@ -53,9 +52,12 @@ impl std::fmt::Debug for LiveModel {
     }
 }
 
-/// Where the live model comes from when the index's recorded path will not do.
+/// Where the live model comes from when the index's recorded path will not do, and where it
+/// runs.
 #[derive(Debug, Clone, Default)]
 pub struct ModelOverride {
+    /// The device and kernels the live model runs on (the CPU by default).
+    pub backend: Backend,
     /// A copy of the index's model at another path (`--model`): checked against the sha256
     /// the manifest recorded.
     pub model: Option<std::path::PathBuf>,
@@ -117,7 +119,7 @@ impl LiveModel {
     pub fn load_with(manifest: &Manifest, over: &ModelOverride) -> scopedex_index::Result<Self> {
         let (model_path, forced) = model_path(manifest, over)?;
         let _span = tracing::info_span!("load_live_model", model = %model_path.display()).entered();
-        let model = Llama::load(&model_path, &Device::Cpu)?;
+        let model = Model::load(&model_path, &over.backend)?;
         let tokenizer = if over.model.is_some() {
             load_tokenizer(&model_path)?
         } else {

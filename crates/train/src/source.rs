@@ -4,9 +4,8 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::Device;
 use scopedex_corpus::{Context, ContextConfig, ContextStream, CorpusSpec};
-use scopedex_model::{load_tokenizer, CapturePlan, HookPoint, Llama};
+use scopedex_model::{load_tokenizer, Backend, CapturePlan, HookPoint, Model};
 
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -35,7 +34,7 @@ pub trait ActivationSource {
 /// `batch_contexts` at a time up to the deepest hook; BOS rows are dropped (their activations
 /// are outliers that the index excludes too).
 pub struct ModelSource {
-    model: Llama,
+    model: Model,
     stream: ContextStream,
     pending: VecDeque<Context>,
     hooks: Vec<HookPoint>,
@@ -54,6 +53,7 @@ impl ModelSource {
         hooks: &[String],
         ctx_len: usize,
         batch_contexts: usize,
+        backend: &Backend,
     ) -> Result<ModelSource> {
         let hook_points = hooks
             .iter()
@@ -63,7 +63,7 @@ impl ModelSource {
         // Only the blocks up to the deepest hook are loaded; `validate` below still checks the
         // hooks against the model's full depth.
         let depth = plan.blocks_needed(usize::MAX);
-        let model = Llama::load_blocks(model_path, &Device::Cpu, depth)?;
+        let model = Model::load_blocks(model_path, backend, depth)?;
         let tokenizer = load_tokenizer(model_path)?;
         plan.validate(model.config().n_layers)?;
         let cfg = ContextConfig::new(ctx_len, tokenizer.bos_id);

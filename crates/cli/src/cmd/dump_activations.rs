@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use scopedex_model::dump::Activations;
-use scopedex_model::{load_tokenizer, HookPoint, Llama};
+use scopedex_model::{load_tokenizer, HookPoint, Model};
 
 /// Runs the subcommand: one text per line of `input`, BOS prepended, truncated to `ctx_len`.
 pub fn run(
@@ -20,8 +20,8 @@ pub fn run(
         .with_context(|| format!("cannot read input file {}", input.display()))?;
     let lines: Vec<&str> = text.lines().collect();
     let tokenizer = load_tokenizer(model)?;
-    let llama = Llama::load(model, &candle_core::Device::Cpu)?;
-    let acts = Activations::collect(&llama, &tokenizer, &lines, &hooks, ctx_len)?;
+    let model = Model::load(model, &crate::backend())?;
+    let acts = Activations::collect(&model, &tokenizer, &lines, &hooks, ctx_len)?;
     acts.save(out)?;
     tracing::info!(
         tokens = acts.tokens.len(),

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use crate::documents::Document;
+use crate::document::Document;
 use crate::skip::{Location, Skip, SkipKind};
 use crate::spec::{CorpusFile, Format};
 

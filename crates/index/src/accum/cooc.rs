@@ -25,9 +25,11 @@ use scopedex_sae::SparseCodes;
 use scopedex_store::records::CooccurrenceRecord;
 use serde::{Deserialize, Serialize};
 
-use super::batch::{BatchView, Entry};
+use super::batch::{BatchContexts, BatchView, Entry};
+use super::config::{AccumConfig, CoocConfig};
+use super::persist::{self, MAGIC_CROSS};
+use super::results::SketchReport;
 use super::sketch::{count_runs, MgBuf, MisraGries};
-use super::{AccumConfig, BatchContexts, CoocConfig, SketchReport, MAGIC_CROSS};
 use crate::error::{Error, Result};
 
 /// Top partners of one feature, `(partner, n_both)`.
@@ -523,12 +525,12 @@ impl CrossCooc {
 
     /// Compact binary form of the whole state (for checkpoints and shards).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        super::encode(MAGIC_CROSS, self)
+        persist::encode(MAGIC_CROSS, self)
     }
 
     /// Inverse of [`CrossCooc::to_bytes`]; checks the shapes.
     pub fn from_bytes(bytes: &[u8]) -> Result<CrossCooc> {
-        let c: CrossCooc = super::decode(MAGIC_CROSS, bytes)?;
+        let c: CrossCooc = persist::decode(MAGIC_CROSS, bytes)?;
         let ok = c.n_a.len() == c.d_a
             && c.n_b.len() == c.d_b
             && match &c.state {

@@ -2,7 +2,7 @@
 //! product is one row-major GEMM `x[N, in] · W^T`.
 use candle_core::{Device, Tensor};
 
-use crate::cpu_kernels;
+use crate::backend::Backend;
 use crate::weights::WeightSource;
 use crate::Result;
 
@@ -19,6 +19,17 @@ impl Linear {
         Ok(Linear {
             wt: w.t()?.contiguous()?,
         })
+    }
+
+    /// Loads the weight `name`, `[d_out, d_in]`.
+    pub(crate) fn load(
+        src: &mut dyn WeightSource,
+        name: &str,
+        d_out: usize,
+        d_in: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        Self::from_weight(&src.load(name, &[d_out, d_in], device)?)
     }
 
     /// Loads the weights `names` (each `[out_i, in]`) and concatenates them along `out`, so
@@ -41,14 +52,13 @@ impl Linear {
         Self::from_weight(&w)
     }
 
-    /// x: f32 `[N, in]` → `[N, out]`.
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // A BLAS sgemm on CPU f32 when one is installed (2x candle's kernel), candle otherwise.
-        Ok(scopedex_linalg::matmul(x, &self.wt)?)
-    }
-
-    /// CPU f32 only: `init + x W^T`, `init` `[N, out]` or zeros (see [`cpu_kernels::linear`]).
-    pub(crate) fn forward_cpu(&self, x: &Tensor, init: Option<&Tensor>) -> Result<Tensor> {
-        cpu_kernels::linear(x, &self.wt, init)
+    /// `residual + x W^T` for x: f32 `[N, in]` (`residual` `[N, out]`, zero when `None`).
+    pub(crate) fn forward(
+        &self,
+        be: &Backend,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        be.linear(x, &self.wt, residual)
     }
 }

@@ -7,6 +7,8 @@
 use candle_core::{Device, Tensor};
 
 use crate::config::Config;
+#[cfg(test)]
+use crate::families::Family;
 use crate::Result;
 
 /// Inverse frequencies, `head_dim / 2` values, computed in f32 as transformers does.
@@ -81,6 +83,7 @@ mod tests {
 
     fn cfg(scaling: Option<RopeScaling>) -> Config {
         Config {
+            family: Family::Llama,
             n_layers: 1,
             d_model: 128,
             n_heads: 1,

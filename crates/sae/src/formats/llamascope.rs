@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::id::{Position, SaeId};
 use crate::json::Fields;
-use crate::sae::{Activation, Resolved, SaeFormat, ThresholdKind};
+use crate::params::{Activation, Resolved, SaeFormat, ThresholdKind};
 use crate::weights::{first_non_finite, transpose_scaled, WeightsFile};
 
 /// The config file of a Llama Scope SAE folder.

@@ -20,7 +20,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::id::{Position, SaeId};
 use crate::json::Fields;
-use crate::sae::{Activation, Resolved, SaeFormat, ThresholdKind};
+use crate::params::{Activation, Resolved, SaeFormat, ThresholdKind};
 use crate::weights::WeightsFile;
 
 /// The config file of a SAELens SAE folder.

@@ -1,47 +1,46 @@
-//! The Llama decoder ([Touvron et al. 2023](https://arxiv.org/abs/2302.13971); Llama 3.1's
-//! RoPE scaling from [Grattafiori et al. 2024](https://arxiv.org/abs/2407.21783)), following
-//! HF transformers' `modeling_llama.py`: embeddings, blocks of RMSNorm → GQA attention with
-//! RoPE → residual → RMSNorm → SwiGLU MLP → residual, final RMSNorm, LM head (tied or not).
+//! The decoder every family runs: embedding, packing, the family's blocks up to the deepest
+//! hook, hook capture, final norm and logits.
 //!
-//! [`Llama::forward_capture`] runs a right-padded batch through blocks `0..=L` where L is the
-//! deepest hooked layer (every block, the final norm and the LM head when logits are asked for)
-//! and returns the hooked activations. All weights are f32 on the model's device.
+//! [`Model::forward_capture`] runs a batch through blocks `0..=L` where L is the deepest hooked
+//! layer (every block, the final norm and the LM head when logits are asked for) and returns
+//! the hooked activations. Weights are f32 on the backend's device.
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 
-use crate::attention::AttnCtx;
-use crate::block::{Block, BlockHooks, RmsNorm};
+use crate::backend::Backend;
 use crate::config::Config;
+use crate::families::Family;
 use crate::gguf::GgufSource;
 use crate::hook::{CapturePlan, Captured, HookPoint};
+use crate::layers::block::{BlockHooks, DecoderBlock};
+use crate::layers::norm::RmsNorm;
+use crate::layers::rope;
 use crate::weights::{read_hf_config, SafetensorsSource, WeightSource};
-use crate::{rope, Error, Result};
+use crate::{Error, Result};
 
-/// A loaded Llama-family model.
+/// A loaded language model of any supported [`Family`].
 #[derive(Debug, Clone)]
-pub struct Llama {
+pub struct Model {
     cfg: Config,
-    device: Device,
+    backend: Backend,
     /// f32 `[vocab, d_model]`.
     embed_tokens: Tensor,
-    blocks: Vec<Block>,
-    norm: RmsNorm,
+    blocks: Vec<std::sync::Arc<dyn DecoderBlock>>,
+    final_norm: RmsNorm,
     /// f32 `[vocab, d_model]`; the same tensor as `embed_tokens` when tied.
     lm_head: Tensor,
     inv_freq: Vec<f32>,
-    /// Run the fused CPU kernels when on the CPU (`cpu_kernels::enabled()`; tests flip it to
-    /// compare against candle's ops).
-    pub(crate) fused_cpu: bool,
     span: tracing::Span,
 }
 
-impl Llama {
+impl Model {
     /// Loads a GGUF file, or an HF directory (`config.json` + `model.safetensors` or sharded
-    /// `model.safetensors.index.json`), dequantizing/converting every weight to f32 on `device`.
-    pub fn load(path: &Path, device: &Device) -> Result<Llama> {
-        Self::load_blocks(path, device, usize::MAX)
+    /// `model.safetensors.index.json`), dequantizing/converting every weight to f32 on the
+    /// backend's device.
+    pub fn load(path: &Path, backend: &Backend) -> Result<Model> {
+        Self::load_blocks(path, backend, usize::MAX)
     }
 
     /// The configuration of the model at `path` (GGUF header or HF `config.json`), without
@@ -54,54 +53,40 @@ impl Llama {
         }
     }
 
-    /// Like [`Llama::load`], but loads only the first `max_blocks` blocks (plus embedding, final
+    /// Like [`Model::load`], but loads only the first `max_blocks` blocks (plus embedding, final
     /// norm and unembedding). A job that hooks layer 6 of a 30-layer model then holds a quarter
-    /// of the weights; [`Llama::forward_capture`] refuses hooks (and logits) beyond them.
-    pub fn load_blocks(path: &Path, device: &Device, max_blocks: usize) -> Result<Llama> {
+    /// of the weights; [`Model::forward_capture`] refuses hooks (and logits) beyond them.
+    pub fn load_blocks(path: &Path, backend: &Backend, max_blocks: usize) -> Result<Model> {
         let _span = tracing::info_span!("load_model", path = %path.display()).entered();
         if path.is_dir() {
             let cfg = read_hf_config(path)?;
             let mut src = SafetensorsSource::open(path)?;
-            Self::from_source(&mut src, cfg, device, max_blocks)
+            Self::from_source(&mut src, cfg, backend, max_blocks)
         } else {
             let (mut src, cfg) = GgufSource::open(path)?;
-            Self::from_source(&mut src, cfg, device, max_blocks)
+            Self::from_source(&mut src, cfg, backend, max_blocks)
         }
     }
 
     /// Builds the model (its first `max_blocks` blocks) from a weight source answering in HF
     /// names.
-    pub(crate) fn from_source(
+    fn from_source(
         src: &mut dyn WeightSource,
         cfg: Config,
-        device: &Device,
+        backend: &Backend,
         max_blocks: usize,
-    ) -> Result<Llama> {
-        let embed_tokens = src.load(
-            "model.embed_tokens.weight",
-            &[cfg.vocab_size, cfg.d_model],
-            device,
-        )?;
-        let blocks = (0..cfg.n_layers.min(max_blocks))
-            .map(|i| Block::load(src, i, &cfg, device))
-            .collect::<Result<Vec<_>>>()?;
-        let norm = RmsNorm::load(src, "model.norm.weight", &cfg, device)?;
-        let lm_head = if cfg.tied_embeddings && !src.has("lm_head.weight") {
-            embed_tokens.clone()
-        } else {
-            src.load("lm_head.weight", &[cfg.vocab_size, cfg.d_model], device)?
-        };
+    ) -> Result<Model> {
+        let parts = cfg.family.load(src, &cfg, backend.device(), max_blocks)?;
         let inv_freq = rope::inv_freq(&cfg);
-        Ok(Llama {
+        Ok(Model {
+            span: tracing::span!(tracing::Level::TRACE, "model", family = cfg.family.name()),
             cfg,
-            device: device.clone(),
-            embed_tokens,
-            blocks,
-            norm,
-            lm_head,
+            backend: backend.clone(),
+            embed_tokens: parts.embed_tokens,
+            blocks: parts.blocks.into_iter().map(std::sync::Arc::from).collect(),
+            final_norm: parts.final_norm,
+            lm_head: parts.lm_head,
             inv_freq,
-            fused_cpu: crate::cpu_kernels::enabled(),
-            span: tracing::span!(tracing::Level::TRACE, "llama"),
         })
     }
 
@@ -110,14 +95,24 @@ impl Llama {
         &self.cfg
     }
 
-    /// Blocks held in memory (`config().n_layers` unless loaded with [`Llama::load_blocks`]).
+    /// The model's family.
+    pub fn family(&self) -> Family {
+        self.cfg.family
+    }
+
+    /// Blocks held in memory (`config().n_layers` unless loaded with [`Model::load_blocks`]).
     pub fn blocks_loaded(&self) -> usize {
         self.blocks.len()
     }
 
+    /// The backend the model runs on.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
     /// The device the weights live on.
-    pub fn device(&self) -> &Device {
-        &self.device
+    pub fn device(&self) -> &candle_core::Device {
+        self.backend.device()
     }
 
     /// Unembedding `W_U` as f32 `[vocab, d_model]` (the embedding matrix when tied).
@@ -130,9 +125,8 @@ impl Llama {
     /// plus last-position logits `[B, vocab]` when `plan.logits`.
     ///
     /// The batch is packed: every projection and MLP runs on the real tokens only, so a batch
-    /// of short contexts costs its tokens, not `B × T_max`. On the CPU attention does too; on
-    /// other devices it sees a padded `[B, T_max]` layout (see [`AttnCtx`]), which is a small
-    /// share of the FLOPs.
+    /// of short contexts costs its tokens, not `B × T_max`. With the fused CPU kernels attention
+    /// does too; candle's ops see a padded `[B, T_max]` layout, a small share of the FLOPs.
     pub fn forward_capture(&self, seqs: &[&[u32]], plan: &CapturePlan) -> Result<Captured> {
         let _enter = self.span.enter();
         plan.validate(self.cfg.n_layers)?;
@@ -173,12 +167,11 @@ impl Llama {
             }
             ids.extend_from_slice(s);
         }
-        let ids = Tensor::from_vec(ids, rows, &self.device)?;
+        let ids = Tensor::from_vec(ids, rows, self.device())?;
         let mut x = self.embed_tokens.index_select(&ids, 0)?; // [rows, d]
 
-        // Weights and activations are f32 (see `Llama`), so the CPU always takes the fused path.
-        let fused = self.fused_cpu && self.device.is_cpu();
-        let ctx = AttnCtx::new(&lengths, &self.inv_freq, &self.device, fused)?;
+        let be = &self.backend;
+        let ctx = be.attention_context(&lengths, &self.inv_freq)?;
         let mut hooks = BTreeMap::new();
         let mut put = |h: HookPoint, v: Option<&Tensor>| {
             if plan.hooks.contains(&h) {
@@ -194,7 +187,7 @@ impl Llama {
                 attn_out: plan.hooks.contains(&HookPoint::AttnOut(l)),
                 mlp_out: plan.hooks.contains(&HookPoint::MlpOut(l)),
             };
-            let out = block.forward(&x, &ctx, wants)?;
+            let out = block.forward(be, &x, &ctx, wants)?;
             put(HookPoint::AttnOut(l), out.attn_out.as_ref());
             put(HookPoint::Ln2Normalized(l), Some(&out.ln2));
             put(HookPoint::MlpOut(l), out.mlp_out.as_ref());
@@ -210,8 +203,8 @@ impl Llama {
                     Some((*end - 1) as u32)
                 })
                 .collect();
-            let last = Tensor::from_vec(last, b, &self.device)?;
-            let h = self.norm.forward(&x.index_select(&last, 0)?)?; // [b, d]
+            let last = Tensor::from_vec(last, b, self.device())?;
+            let h = self.final_norm.forward(be, &x.index_select(&last, 0)?)?; // [b, d]
             Some(scopedex_linalg::matmul(&h, &self.lm_head.t()?)?.to_dtype(DType::F32)?)
         } else {
             None
@@ -241,7 +234,7 @@ mod tests {
             );
             return;
         }
-        let mut model = Llama::load(&path, &Device::Cpu).unwrap();
+        let mut model = Model::load(&path, &Backend::cpu()).unwrap();
         let mut s = 12345u64;
         let seqs: Vec<Vec<u32>> = [7usize, 1, 40, 19, 33]
             .iter()
@@ -275,9 +268,9 @@ mod tests {
             ]
         }));
         for plan in [all, folded] {
-            model.fused_cpu = true;
+            model.backend = Backend::cpu();
             let fused = model.forward_capture(&refs, &plan).unwrap();
-            model.fused_cpu = false;
+            model.backend = Backend::candle_ops(&candle_core::Device::Cpu);
             let candle = model.forward_capture(&refs, &plan).unwrap();
             assert_eq!(fused.hooks.len(), plan.hooks.len());
             for (h, a) in &fused.hooks {

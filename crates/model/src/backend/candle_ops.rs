@@ -1,0 +1,144 @@
+//! The forward's non-GEMM work with candle's ops, for any device: attention on a right-padded
+//! `[B, T_max]` layout, norms and activations as candle composes them.
+//!
+//! Activations arrive packed (`[sum(lengths), ·]`, no padding); attention gathers the fused
+//! q/k/v rows into the padded layout ([`Padding`]) and the output rows back. A causal mask alone
+//! keeps every real position from seeing padding (padding only ever follows the real tokens), so
+//! no separate padding mask is needed; padding slots hold a copy of a real row, so they stay
+//! finite, and are never read back.
+use candle_core::{Device, Tensor};
+
+use super::cpu::Heads;
+use crate::Result;
+
+/// Inputs of the padded attention, shared by every block of one forward.
+pub(crate) struct Padded {
+    /// Batch size.
+    pub(crate) b: usize,
+    /// Padded sequence length.
+    pub(crate) t: usize,
+    /// f32 `[t, head_dim / 2]`.
+    pub(crate) cos: Tensor,
+    /// f32 `[t, head_dim / 2]`.
+    pub(crate) sin: Tensor,
+    /// f32 `[t, t]`: 0 where key ≤ query, −∞ above the diagonal.
+    pub(crate) mask: Tensor,
+    /// How packed rows map to the padded layout; `None` when every sequence has length `t`
+    /// (then both layouts are the same).
+    pub(crate) padding: Option<Padding>,
+}
+
+impl Padded {
+    /// The context of a batch of sequences of `lengths`, RoPE from `inv_freq`.
+    pub(crate) fn new(lengths: &[usize], inv_freq: &[f32], device: &Device) -> Result<Self> {
+        let t = lengths.iter().copied().max().unwrap_or(0);
+        let (cos, sin) = crate::layers::rope::cos_sin(inv_freq, t, device)?;
+        Ok(Padded {
+            b: lengths.len(),
+            t,
+            cos,
+            sin,
+            mask: causal_mask(t, device)?,
+            padding: Padding::new(lengths, t, device)?,
+        })
+    }
+}
+
+/// Gather indices between packed rows and the padded `[b * t]` layout.
+pub(crate) struct Padding {
+    /// u32 `[b * t]`: the packed row of each padded slot (padding slots: the sequence's first row).
+    to_padded: Tensor,
+    /// u32 `[sum(lengths)]`: the padded slot of each packed row.
+    to_packed: Tensor,
+}
+
+impl Padding {
+    pub(crate) fn new(lengths: &[usize], t: usize, device: &Device) -> Result<Option<Self>> {
+        if lengths.iter().all(|&l| l == t) {
+            return Ok(None);
+        }
+        let mut to_padded = Vec::with_capacity(lengths.len() * t);
+        let mut to_packed = Vec::with_capacity(lengths.iter().sum());
+        let mut start = 0usize;
+        for (i, &l) in lengths.iter().enumerate() {
+            for p in 0..t {
+                to_padded.push((start + if p < l { p } else { 0 }) as u32);
+            }
+            to_packed.extend((0..l).map(|p| (i * t + p) as u32));
+            start += l;
+        }
+        let n_padded = to_padded.len();
+        let n_packed = to_packed.len();
+        Ok(Some(Padding {
+            to_padded: Tensor::from_vec(to_padded, n_padded, device)?,
+            to_packed: Tensor::from_vec(to_packed, n_packed, device)?,
+        }))
+    }
+}
+
+/// Attention on the padded layout: qkv `[rows, (nh + 2 nkv)·hd]` packed → `[rows, nh·hd]`
+/// packed.
+pub(crate) fn padded_attention(qkv: &Tensor, ctx: &Padded, heads: Heads) -> Result<Tensor> {
+    let (b, t, hd) = (ctx.b, ctx.t, heads.head_dim);
+    let (nh, nkv) = (heads.n_heads, heads.n_kv_heads);
+    let rep = nh / nkv;
+    let qkv = match &ctx.padding {
+        Some(p) => qkv.index_select(&p.to_padded, 0)?,
+        None => qkv.clone(),
+    };
+    // [b*t, heads*hd] → [b, heads, t, hd]
+    let split = |start: usize, heads: usize| -> Result<Tensor> {
+        Ok(qkv
+            .narrow(1, start * hd, heads * hd)?
+            .reshape((b, t, heads, hd))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    };
+    let q = split(0, nh)?;
+    let k = split(nh, nkv)?;
+    let v = split(nh + nkv, nkv)?;
+    let q = candle_nn::rotary_emb::rope(&q, &ctx.cos, &ctx.sin)?;
+    let k = candle_nn::rotary_emb::rope(&k, &ctx.cos, &ctx.sin)?;
+    // GQA without copying k/v: query head h uses kv head h / rep, so group the `rep` query
+    // heads of each kv head along the row axis.
+    let q = q.reshape((b, nkv, rep * t, hd))?;
+    let scale = 1.0 / (hd as f64).sqrt();
+    let scores = (q.matmul(&k.t()?)? * scale)?; // [b, nkv, rep*t, t]
+    let scores = scores
+        .reshape((b, nkv, rep, t, t))?
+        .broadcast_add(&ctx.mask)?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, nkv, rep * t, t))?;
+    let out = probs.matmul(&v)?; // [b, nkv, rep*t, hd]
+    let out = out
+        .reshape((b, nh, t, hd))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((b * t, nh * hd))?;
+    Ok(match &ctx.padding {
+        Some(p) => out.index_select(&p.to_packed, 0)?,
+        None => out,
+    })
+}
+
+/// The causal mask: f32 `[t, t]`, 0 on and below the diagonal, −∞ above.
+pub(crate) fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(mask, (t, t), device)?)
+}
+
+/// `(x / rms(x), x / rms(x) · w)`: the normalized input (TransformerLens' `hook_normalized`)
+/// and the norm's output.
+pub(crate) fn rms_norm_pair(x: &Tensor, w: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
+    let normalized = candle_nn::ops::rms_norm(x, &w.ones_like()?, eps)?;
+    let scaled = normalized.broadcast_mul(w)?;
+    Ok((normalized, scaled))
+}
+
+/// `silu(gate) * up` of a fused `[rows, 2·d_mlp]` gate|up tensor.
+pub(crate) fn silu_mul(gu: &Tensor, d_mlp: usize) -> Result<Tensor> {
+    let gate = gu.narrow(1, 0, d_mlp)?;
+    let up = gu.narrow(1, d_mlp, d_mlp)?;
+    Ok((candle_nn::ops::silu(&gate)? * up)?)
+}

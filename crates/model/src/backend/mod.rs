@@ -1,0 +1,205 @@
+//! Where and how the forward's tensor work runs, chosen once when a model is loaded.
+//!
+//! A layer calls these operations and has one forward; the backend decides how each runs:
+//! - [`Backend::cpu`]: f32 on the CPU with scopedex's fused kernels ([`cpu`]): one parallel
+//!   pass per element-wise step, attention on packed rows, projections that accumulate into
+//!   the residual stream.
+//! - any other device (or `SCOPEDEX_CPU_KERNELS=off`): candle's ops ([`candle_ops`]), with
+//!   attention on a padded layout.
+use candle_core::{Device, Tensor};
+
+pub(crate) mod candle_ops;
+pub(crate) mod cpu;
+
+pub(crate) use cpu::Heads;
+
+use crate::Result;
+
+/// The device a model runs on and the kernels it runs with.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    device: Device,
+    kernels: Kernels,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernels {
+    /// [`cpu`]: CPU f32 only.
+    FusedCpu,
+    /// [`candle_ops`]: any device.
+    Candle,
+}
+
+impl Default for Backend {
+    fn default() -> Self {
+        Backend::cpu()
+    }
+}
+
+impl Backend {
+    /// The CPU, f32, with the fused kernels (candle's ops when `SCOPEDEX_CPU_KERNELS=off`, for
+    /// A/B measurements and for bisecting a numerical difference).
+    pub fn cpu() -> Self {
+        Backend::on(&Device::Cpu)
+    }
+
+    /// The backend for `device`: the fused kernels on the CPU (unless turned off), candle's
+    /// ops elsewhere.
+    pub fn on(device: &Device) -> Self {
+        let kernels = if device.is_cpu() && cpu::enabled() {
+            Kernels::FusedCpu
+        } else {
+            Kernels::Candle
+        };
+        Backend {
+            device: device.clone(),
+            kernels,
+        }
+    }
+
+    /// candle's ops on `device`, even on the CPU (the reference the fused kernels are tested
+    /// against).
+    pub fn candle_ops(device: &Device) -> Self {
+        Backend {
+            device: device.clone(),
+            kernels: Kernels::Candle,
+        }
+    }
+
+    /// The device the weights and activations live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A short description for logs and `scopedex info`.
+    pub fn describe(&self) -> String {
+        let device = match &self.device {
+            Device::Cpu => "cpu".to_string(),
+            other => format!("{other:?}").to_lowercase(),
+        };
+        match self.kernels {
+            Kernels::FusedCpu => format!("{device} f32 (fused kernels)"),
+            Kernels::Candle => format!("{device} f32 (candle ops)"),
+        }
+    }
+
+    fn fused(&self) -> bool {
+        self.kernels == Kernels::FusedCpu
+    }
+
+    /// The attention inputs shared by every block of one forward over sequences of `lengths`.
+    pub(crate) fn attention_context(&self, lengths: &[usize], inv_freq: &[f32]) -> Result<AttnCtx> {
+        if self.fused() {
+            let t = lengths.iter().copied().max().unwrap_or(0);
+            let (cos, sin) = crate::layers::rope::cos_sin_vecs(inv_freq, t);
+            return Ok(AttnCtx::Packed(Packed {
+                lengths: lengths.to_vec(),
+                cos,
+                sin,
+            }));
+        }
+        Ok(AttnCtx::Padded(candle_ops::Padded::new(
+            lengths,
+            inv_freq,
+            &self.device,
+        )?))
+    }
+
+    /// Causal attention of the fused qkv rows `[rows, (nh + 2 nkv)·hd]` → `[rows, nh·hd]`.
+    pub(crate) fn attention(&self, qkv: &Tensor, ctx: &AttnCtx, heads: Heads) -> Result<Tensor> {
+        match ctx {
+            AttnCtx::Packed(p) => cpu::causal_attention(qkv, &p.lengths, heads, &p.cos, &p.sin),
+            AttnCtx::Padded(p) => candle_ops::padded_attention(qkv, p, heads),
+        }
+    }
+
+    /// RMSNorm with gain `w` of `x: [rows, d]`.
+    pub(crate) fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
+        if self.fused() {
+            return cpu::rms_norm(x, w, eps);
+        }
+        Ok(candle_nn::ops::rms_norm(x, w, eps)?)
+    }
+
+    /// `(h / rms(h), h / rms(h) · w)`.
+    pub(crate) fn rms_norm_pair(
+        &self,
+        h: &Tensor,
+        w: &Tensor,
+        eps: f32,
+    ) -> Result<(Tensor, Tensor)> {
+        if self.fused() {
+            return cpu::rms_norm_pair(h, w, eps);
+        }
+        candle_ops::rms_norm_pair(h, w, eps)
+    }
+
+    /// `(h, h / rms(h), h / rms(h) · w)` for `h = x + a`.
+    pub(crate) fn add_rms_norm(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        w: &Tensor,
+        eps: f32,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        if self.fused() {
+            return cpu::add_rms_norm(x, a, w, eps);
+        }
+        let h = (x + a)?;
+        let (normalized, scaled) = candle_ops::rms_norm_pair(&h, w, eps)?;
+        Ok((h, normalized, scaled))
+    }
+
+    /// `residual + x · wt` (`residual` zero when `None`) for `x: [m, k]`, `wt: [k, n]`. The
+    /// fused kernels accumulate into a copy of the residual, which spares a separate add.
+    pub(crate) fn linear(
+        &self,
+        x: &Tensor,
+        wt: &Tensor,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        if self.fused() {
+            return cpu::linear(x, wt, residual);
+        }
+        // A BLAS sgemm on CPU f32 when one is installed (2x candle's kernel), candle otherwise.
+        let y = scopedex_linalg::matmul(x, wt)?;
+        Ok(match residual {
+            Some(r) => (r + y)?,
+            None => y,
+        })
+    }
+
+    /// `x + y`.
+    pub(crate) fn add(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        if self.fused() {
+            return cpu::add(x, y);
+        }
+        Ok((x + y)?)
+    }
+
+    /// SwiGLU's middle: `silu(gate) · up` of a fused `[rows, 2·d_mlp]` gate|up tensor.
+    pub(crate) fn silu_mul(&self, gu: &Tensor, d_mlp: usize) -> Result<Tensor> {
+        if self.fused() {
+            return cpu::silu_mul(gu, d_mlp);
+        }
+        candle_ops::silu_mul(gu, d_mlp)
+    }
+}
+
+/// Per-forward attention inputs, in the layout the backend's attention reads.
+pub(crate) enum AttnCtx {
+    /// The fused CPU kernel's: packed rows.
+    Packed(Packed),
+    /// candle's: a padded `[B, T_max]` layout.
+    Padded(candle_ops::Padded),
+}
+
+/// Inputs of the fused CPU attention.
+pub(crate) struct Packed {
+    /// Rows of each packed sequence.
+    lengths: Vec<usize>,
+    /// f32 `[max(lengths), head_dim / 2]`, row-major.
+    cos: Vec<f32>,
+    /// f32 `[max(lengths), head_dim / 2]`, row-major.
+    sin: Vec<f32>,
+}

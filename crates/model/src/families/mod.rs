@@ -1,0 +1,165 @@
+//! The model families scopedex runs, one file each, and the registry that picks one from a
+//! checkpoint: `model_type` (or `architectures`) in an HF `config.json`, `general.architecture`
+//! in a GGUF file.
+//!
+//! A family owns what differs between architectures: how its config resolves, how its tensors
+//! are named in GGUF files, and which blocks its weights build. Everything else (embedding,
+//! packing, hook capture, early stop, logits) is the one decoder in [`crate::Model`].
+use std::fmt;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use crate::config::Config;
+use crate::gguf::Meta;
+use crate::layers::block::DecoderBlock;
+use crate::layers::norm::RmsNorm;
+use crate::weights::WeightSource;
+use crate::{Error, Result};
+
+mod llama;
+
+/// A model family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// Llama 2 / 3 / 3.1 and the models built the same way (SmolLM2, ...).
+    Llama,
+}
+
+impl Family {
+    /// Every family, in the order errors list them.
+    pub const ALL: &'static [Family] = &[Family::Llama];
+
+    /// The family's name (its HF `model_type`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Llama => "llama",
+        }
+    }
+
+    /// The family of an HF `model_type`.
+    pub(crate) fn from_model_type(model_type: &str) -> Option<Family> {
+        Family::ALL
+            .iter()
+            .copied()
+            .find(|f| f.hf_model_types().contains(&model_type))
+    }
+
+    /// The family of an HF `architectures` entry (`LlamaForCausalLM`).
+    pub(crate) fn from_hf_architecture(arch: &str) -> Option<Family> {
+        Family::ALL
+            .iter()
+            .copied()
+            .find(|f| f.hf_architectures().contains(&arch))
+    }
+
+    /// The family of a GGUF `general.architecture`.
+    pub(crate) fn from_gguf_architecture(arch: &str) -> Option<Family> {
+        Family::ALL
+            .iter()
+            .copied()
+            .find(|f| f.gguf_architectures().contains(&arch))
+    }
+
+    fn hf_model_types(self) -> &'static [&'static str] {
+        match self {
+            Family::Llama => llama::HF_MODEL_TYPES,
+        }
+    }
+
+    fn hf_architectures(self) -> &'static [&'static str] {
+        match self {
+            Family::Llama => llama::HF_ARCHITECTURES,
+        }
+    }
+
+    fn gguf_architectures(self) -> &'static [&'static str] {
+        match self {
+            Family::Llama => llama::GGUF_ARCHITECTURES,
+        }
+    }
+
+    /// An error for a checkpoint whose `field` names no family we run, listing those we do.
+    pub(crate) fn unknown(path: &Path, field: &str, value: &str) -> Error {
+        let names: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+        Error::Unsupported {
+            path: path.to_path_buf(),
+            what: field.to_string(),
+            detail: format!("`{value}` (supported families: {})", names.join(", ")),
+        }
+    }
+
+    /// Resolves an HF `config.json` (already parsed) of this family.
+    pub(crate) fn config_from_hf(self, json: &serde_json::Value, path: &Path) -> Result<Config> {
+        match self {
+            Family::Llama => llama::config_from_hf(json, path),
+        }
+    }
+
+    /// Resolves the config of a GGUF file of this family.
+    pub(crate) fn config_from_gguf(self, meta: &Meta) -> Result<Config> {
+        match self {
+            Family::Llama => llama::config_from_gguf(meta),
+        }
+    }
+
+    /// The GGUF name of an HF tensor name, `None` when the file has no counterpart.
+    pub(crate) fn gguf_tensor_name(self, hf: &str) -> Option<String> {
+        match self {
+            Family::Llama => crate::gguf::standard_tensor_name(hf),
+        }
+    }
+
+    /// Whether llama.cpp's converter permuted this family's q/k rows for interleaved-pair RoPE
+    /// (its `LlamaModel` does; the others keep HF's rotate-half order).
+    pub(crate) fn gguf_permutes_qk(self) -> bool {
+        match self {
+            Family::Llama => true,
+        }
+    }
+
+    /// Builds the decoder's parts (its first `max_blocks` blocks) from HF-named weights.
+    pub(crate) fn load(
+        self,
+        src: &mut dyn WeightSource,
+        cfg: &Config,
+        device: &Device,
+        max_blocks: usize,
+    ) -> Result<Parts> {
+        match self {
+            Family::Llama => llama::load(src, cfg, device, max_blocks),
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a family's weights build: the pieces [`crate::Model`] runs.
+pub(crate) struct Parts {
+    /// f32 `[vocab, d_model]`.
+    pub(crate) embed_tokens: Tensor,
+    pub(crate) blocks: Vec<Box<dyn DecoderBlock>>,
+    pub(crate) final_norm: RmsNorm,
+    /// f32 `[vocab, d_model]`; the same tensor as `embed_tokens` when tied.
+    pub(crate) lm_head: Tensor,
+}
+
+/// The unembedding: `lm_head.weight`, or the embedding when the checkpoint ties them (a tied
+/// checkpoint may omit `lm_head.weight`).
+pub(crate) fn lm_head(
+    src: &mut dyn WeightSource,
+    cfg: &Config,
+    embed_tokens: &Tensor,
+    device: &Device,
+) -> Result<Tensor> {
+    if cfg.tied_embeddings && !src.has("lm_head.weight") {
+        Ok(embed_tokens.clone())
+    } else {
+        src.load("lm_head.weight", &[cfg.vocab_size, cfg.d_model], device)
+    }
+}
