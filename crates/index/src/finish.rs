@@ -59,12 +59,29 @@ pub fn finish_into(
     for (i, ((s, acc), cross)) in saes.iter().zip(state.saes).zip(cross).enumerate() {
         let _span = tracing::info_span!("finish", sae = %s.id).entered();
         writer.write_neighbours(&s.id, &neighbours_of(i, saes, &unit, &with[i]))?;
-        let directions: Vec<f32> = s.sae.decoder_directions()?.flatten_all()?.to_vec1()?;
-        let logits = logit_effects(&directions, &unembedding, d_model, logit_top_n)?;
-        drop(directions);
+        // Logit effects read the decoder as residual-stream directions; an SAE writing
+        // elsewhere (`attn.hook_z`) has none to show.
+        let logits = if s.sae.d_out() == d_model {
+            let directions: Vec<f32> = s.sae.decoder_directions()?.flatten_all()?.to_vec1()?;
+            Some(logit_effects(
+                &directions,
+                &unembedding,
+                d_model,
+                logit_top_n,
+            )?)
+        } else {
+            tracing::info!(
+                sae = %s.id,
+                hook = %s.hook_out,
+                "logit effects skipped: the decoder does not write to the residual stream"
+            );
+            None
+        };
         let mut cross = cross.into_iter().peekable();
-        let (summary, sketch) =
-            acc.finish_streaming(Some(&logits), FEATURES_PER_CHUNK, |chunk: ResultsChunk| {
+        let (summary, sketch) = acc.finish_streaming(
+            logits.as_ref(),
+            FEATURES_PER_CHUNK,
+            |chunk: ResultsChunk| {
                 let hi = chunk.features.last().map(|f| f.feature).unwrap_or(0);
                 let mut cooc = chunk.cooccurrence;
                 while let Some(r) = cross.next_if(|r| r.feature <= hi) {
@@ -75,7 +92,8 @@ pub fn finish_into(
                 writer.write_examples(&s.id, &chunk.examples)?;
                 writer.write_cooccurrence(&s.id, &cooc)?;
                 Ok::<(), Error>(())
-            })?;
+            },
+        )?;
         if !sketch.cooc_exact {
             tracing::info!(
                 max_error = sketch.cooc_max_error,

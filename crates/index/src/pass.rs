@@ -43,7 +43,7 @@ impl AttachedSae {
         };
         let hook_in = parse(sae.hook_in())?;
         let hook_out = parse(sae.hook_out())?;
-        sae.check_d_model(model.d_model)
+        sae.check_hook_widths(model.hook_width(hook_in), model.hook_width(hook_out))
             .map_err(|e| Error::InvalidInput(format!("SAE {id}: {e}")))?;
         Ok(AttachedSae {
             id,

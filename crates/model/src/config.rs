@@ -74,6 +74,21 @@ pub struct Config {
     pub bos_token_id: Option<u32>,
     /// EOS token id, if known from the model file.
     pub eos_token_id: Option<u32>,
+    /// Attention scores are scaled by `query_pre_attn_scalar^-0.5` when set (Gemma), else by
+    /// `head_dim^-0.5`.
+    pub query_pre_attn_scalar: Option<f64>,
+    /// Soft-cap of the attention scores, `cap · tanh(s / cap)` (Gemma 2).
+    pub attn_softcap: Option<f32>,
+    /// Soft-cap of the logits (Gemma 2).
+    pub final_softcap: Option<f32>,
+    /// Width of the sliding window of the layers that use one (Gemma).
+    pub sliding_window: Option<usize>,
+    /// Per layer, whether its attention is within the sliding window (empty: none is).
+    pub sliding_layers: Vec<bool>,
+    /// RoPE base of the sliding-window layers when it differs from `rope_theta` (Gemma 3).
+    pub rope_local_theta: Option<f32>,
+    /// Linear RoPE scaling of the global layers: positions divided by this factor (Gemma 3 4B+).
+    pub rope_linear_factor: Option<f32>,
 }
 
 /// Bounds on header values (far above any released model: Llama-3.1-405B has 126 layers,
@@ -83,6 +98,51 @@ const MAX_DIM: usize = 1 << 20;
 const MAX_VOCAB: usize = 1 << 24;
 
 impl Config {
+    /// A config of `family` with every size zero and every option unset, for a family to fill
+    /// in (`Config { d_model, .., ..Config::empty(family) }`); [`Config::validate`] rejects the
+    /// zeros left.
+    pub(crate) fn empty(family: Family) -> Config {
+        Config {
+            family,
+            n_layers: 0,
+            d_model: 0,
+            n_heads: 0,
+            n_kv_heads: 0,
+            head_dim: 0,
+            d_mlp: 0,
+            vocab_size: 0,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            rope_scaling: None,
+            rope_freq_factors: None,
+            tied_embeddings: false,
+            max_position: 4096,
+            bos_token_id: None,
+            eos_token_id: None,
+            query_pre_attn_scalar: None,
+            attn_softcap: None,
+            final_softcap: None,
+            sliding_window: None,
+            sliding_layers: Vec::new(),
+            rope_local_theta: None,
+            rope_linear_factor: None,
+        }
+    }
+
+    /// The width of the activations at `hook`: `n_heads · head_dim` for `attn.hook_z`,
+    /// `d_model` for every other hook.
+    pub fn hook_width(&self, hook: crate::HookPoint) -> usize {
+        match hook {
+            crate::HookPoint::AttnZ(_) => self.n_heads * self.head_dim,
+            _ => self.d_model,
+        }
+    }
+
+    /// Whether layer `l` attends within the sliding window.
+    pub fn is_sliding(&self, l: usize) -> bool {
+        self.sliding_window.is_some() && self.sliding_layers.get(l).copied().unwrap_or(false)
+    }
+
     /// Checks the invariants of the module doc; `path` names the file in errors.
     pub fn validate(&self, path: &Path) -> Result<()> {
         let bad = |field: &str, detail: String| Error::BadConfig {
@@ -128,6 +188,27 @@ impl Config {
                     self.n_kv_heads, self.n_heads
                 ),
             ));
+        }
+        if !self.sliding_layers.is_empty() && self.sliding_layers.len() != self.n_layers {
+            return Err(bad(
+                "layer_types",
+                format!(
+                    "lists {} layers, the model has {}",
+                    self.sliding_layers.len(),
+                    self.n_layers
+                ),
+            ));
+        }
+        if self.sliding_window == Some(0) {
+            return Err(bad("sliding_window", "must be > 0".into()));
+        }
+        for (field, cap) in [
+            ("attn_logit_softcapping", self.attn_softcap),
+            ("final_logit_softcapping", self.final_softcap),
+        ] {
+            if cap.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
+                return Err(bad(field, format!("= {cap:?} must be a positive number")));
+            }
         }
         if self.head_dim % 2 != 0 {
             return Err(bad("head_dim", format!("= {} must be even", self.head_dim)));

@@ -63,7 +63,8 @@ pub enum Error {
     /// A hook name does not parse as one of the known TransformerLens hook points.
     #[error(
         "unknown hook name `{0}` (expected blocks.{{L}}.hook_resid_pre, blocks.{{L}}.hook_resid_post, \
-         blocks.{{L}}.hook_attn_out, blocks.{{L}}.hook_mlp_out or blocks.{{L}}.ln2.hook_normalized)"
+         blocks.{{L}}.hook_attn_out, blocks.{{L}}.attn.hook_z, blocks.{{L}}.hook_mlp_out, \
+         blocks.{{L}}.mlp.hook_in or blocks.{{L}}.ln2.hook_normalized)"
     )]
     UnknownHook(String),
     /// A hook names a layer the model does not have.

@@ -238,6 +238,7 @@ pub(crate) fn standard_config(m: &Meta, family: Family) -> Result<Config> {
         max_position: m.opt_usize(&key("context_length"))?.unwrap_or(4096),
         bos_token_id: tokenizer_id("tokenizer.ggml.bos_token_id")?,
         eos_token_id: tokenizer_id("tokenizer.ggml.eos_token_id")?,
+        ..Config::empty(family)
     })
 }
 
@@ -354,11 +355,34 @@ pub(crate) fn standard_tensor_name(hf: &str) -> Option<String> {
         "mlp.gate_proj.weight" => "ffn_gate.weight",
         "mlp.up_proj.weight" => "ffn_up.weight",
         "mlp.down_proj.weight" => "ffn_down.weight",
+        "self_attn.q_proj.bias" => "attn_q.bias",
+        "self_attn.k_proj.bias" => "attn_k.bias",
+        "self_attn.v_proj.bias" => "attn_v.bias",
+        "self_attn.q_norm.weight" => "attn_q_norm.weight",
+        "self_attn.k_norm.weight" => "attn_k_norm.weight",
         "input_layernorm.weight" => "attn_norm.weight",
         "post_attention_layernorm.weight" => "ffn_norm.weight",
         _ => return None,
     };
     Some(format!("blk.{layer}.{short}"))
+}
+
+/// The llama.cpp name of a Gemma 2/3 HF tensor: its four block norms have their own names
+/// (`post_attention_layernorm` is a post-norm there, not the pre-MLP norm).
+pub(crate) fn gemma_tensor_name(hf: &str) -> Option<String> {
+    let rest = hf.strip_prefix("model.layers.");
+    if let Some((layer, name)) = rest.and_then(|r| r.split_once('.')) {
+        let short = match name {
+            "post_attention_layernorm.weight" => Some("post_attention_norm.weight"),
+            "pre_feedforward_layernorm.weight" => Some("ffn_norm.weight"),
+            "post_feedforward_layernorm.weight" => Some("post_ffw_norm.weight"),
+            _ => None,
+        };
+        if let Some(short) = short {
+            return Some(format!("blk.{layer}.{short}"));
+        }
+    }
+    standard_tensor_name(hf)
 }
 
 /// Undoes llama.cpp's `permute` of q/k rows: GGUF row `(h, i, j)` of shape
@@ -381,6 +405,10 @@ fn unpermute(w: &Tensor, n_head: usize) -> Result<Tensor> {
 impl WeightSource for GgufSource {
     fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn is_gguf(&self) -> bool {
+        true
     }
 
     fn has(&self, name: &str) -> bool {

@@ -4,8 +4,9 @@
 //! parsed from an SAE config names the same tensor here. A [`CapturePlan`] is an explicit
 //! argument of [`crate::Model::forward_capture`]; there is no global hook registry.
 //!
-//! Invariant: every tensor in [`Captured::hooks`] is f32 `[B, T_max, d_model]`, with the rows of
-//! padding positions (`t >= lengths[b]`) set to zero.
+//! Invariant: every tensor in [`Captured::hooks`] is f32 `[sum(lengths), width]`, the real tokens
+//! packed sequence by sequence; `width` is `d_model` except for `attn.hook_z`
+//! (`n_heads · head_dim`, see [`crate::Model::hook_width`]).
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
@@ -21,9 +22,18 @@ pub enum HookPoint {
     ResidPre(usize),
     /// `blocks.{L}.hook_resid_post`: the residual stream after block L.
     ResidPost(usize),
-    /// `blocks.{L}.hook_attn_out`: attention output of block L, after `o_proj`.
+    /// `blocks.{L}.hook_attn_out`: what block L's attention adds to the residual stream (after
+    /// `o_proj`; for Gemma after its post-attention norm).
     AttnOut(usize),
-    /// `blocks.{L}.hook_mlp_out`: MLP output of block L (after `down_proj`).
+    /// `blocks.{L}.attn.hook_z`: block L's attention heads' outputs before the output
+    /// projection, heads concatenated (`[n_heads · head_dim]` wide; Gemma Scope's attention
+    /// SAEs read it).
+    AttnZ(usize),
+    /// `blocks.{L}.mlp.hook_in`: the MLP's input, i.e. the pre-MLP norm's output, gain
+    /// included (Gemma Scope 2's transcoders read it).
+    MlpIn(usize),
+    /// `blocks.{L}.hook_mlp_out`: what block L's MLP adds to the residual stream (after
+    /// `down_proj`; for Gemma after its post-MLP norm).
     MlpOut(usize),
     /// `blocks.{L}.ln2.hook_normalized`: block L's post-attention RMSNorm input divided by its
     /// RMS, before the gain (TransformerLens folds the gain into the MLP), as Llama Scope's
@@ -38,6 +48,8 @@ impl HookPoint {
             HookPoint::ResidPre(l)
             | HookPoint::ResidPost(l)
             | HookPoint::AttnOut(l)
+            | HookPoint::AttnZ(l)
+            | HookPoint::MlpIn(l)
             | HookPoint::MlpOut(l)
             | HookPoint::Ln2Normalized(l) => l,
         }
@@ -59,6 +71,8 @@ impl fmt::Display for HookPoint {
             HookPoint::ResidPre(l) => write!(f, "blocks.{l}.hook_resid_pre"),
             HookPoint::ResidPost(l) => write!(f, "blocks.{l}.hook_resid_post"),
             HookPoint::AttnOut(l) => write!(f, "blocks.{l}.hook_attn_out"),
+            HookPoint::AttnZ(l) => write!(f, "blocks.{l}.attn.hook_z"),
+            HookPoint::MlpIn(l) => write!(f, "blocks.{l}.mlp.hook_in"),
             HookPoint::MlpOut(l) => write!(f, "blocks.{l}.hook_mlp_out"),
             HookPoint::Ln2Normalized(l) => write!(f, "blocks.{l}.ln2.hook_normalized"),
         }
@@ -80,6 +94,8 @@ impl FromStr for HookPoint {
             "hook_resid_pre" => HookPoint::ResidPre(layer),
             "hook_resid_post" => HookPoint::ResidPost(layer),
             "hook_attn_out" => HookPoint::AttnOut(layer),
+            "attn.hook_z" => HookPoint::AttnZ(layer),
+            "mlp.hook_in" => HookPoint::MlpIn(layer),
             "hook_mlp_out" => HookPoint::MlpOut(layer),
             "ln2.hook_normalized" => HookPoint::Ln2Normalized(layer),
             _ => return Err(unknown()),
@@ -140,7 +156,7 @@ impl CapturePlan {
 pub struct Captured {
     /// Number of real (non-padding) tokens of each sequence of the batch.
     pub lengths: Vec<usize>,
-    /// One f32 `[sum(lengths), d_model]` tensor per captured hook: the real tokens, sequence by
+    /// One f32 `[sum(lengths), width]` tensor per captured hook: the real tokens, sequence by
     /// sequence, position by position (no padding).
     pub hooks: BTreeMap<HookPoint, Tensor>,
     /// f32 `[B, vocab]`: logits at the last real position of each sequence (`lengths[b] - 1`),
@@ -150,7 +166,7 @@ pub struct Captured {
 }
 
 impl Captured {
-    /// f32 `[sum(lengths), d_model]`: the rows of `hook`, sequence by sequence, position by
+    /// f32 `[sum(lengths), width]`: the rows of `hook`, sequence by sequence, position by
     /// position.
     pub fn valid_rows(&self, hook: HookPoint) -> Result<Tensor> {
         let t = self
@@ -160,7 +176,7 @@ impl Captured {
         Ok(t.to_dtype(DType::F32)?)
     }
 
-    /// f32 `[B, T_max, d_model]`: `hook` right-padded per sequence, padding rows zero.
+    /// f32 `[B, T_max, width]`: `hook` right-padded per sequence, padding rows zero.
     pub fn padded(&self, hook: HookPoint) -> Result<Tensor> {
         let rows = self.valid_rows(hook)?;
         let t_max = self.lengths.iter().copied().max().unwrap_or(0);
@@ -193,6 +209,8 @@ mod tests {
             HookPoint::AttnOut(3),
             HookPoint::MlpOut(29),
             HookPoint::Ln2Normalized(7),
+            HookPoint::AttnZ(4),
+            HookPoint::MlpIn(9),
         ] {
             let s = h.to_string();
             assert_eq!(s.parse::<HookPoint>().unwrap(), h, "{s}");

@@ -15,7 +15,7 @@ use crate::families::Family;
 use crate::gguf::GgufSource;
 use crate::hook::{CapturePlan, Captured, HookPoint};
 use crate::layers::block::{BlockHooks, DecoderBlock};
-use crate::layers::norm::RmsNorm;
+use crate::layers::norm::Norm;
 use crate::layers::rope;
 use crate::weights::{read_hf_config, SafetensorsSource, WeightSource};
 use crate::{Error, Result};
@@ -27,11 +27,18 @@ pub struct Model {
     backend: Backend,
     /// f32 `[vocab, d_model]`.
     embed_tokens: Tensor,
+    /// Multiplies the token embeddings (Gemma).
+    embed_scale: Option<f32>,
+    /// Learned position embeddings, f32 `[n_positions, d_model]` (GPT-2).
+    pos_embed: Option<Tensor>,
     blocks: Vec<std::sync::Arc<dyn DecoderBlock>>,
-    final_norm: RmsNorm,
+    final_norm: Norm,
     /// f32 `[vocab, d_model]`; the same tensor as `embed_tokens` when tied.
     lm_head: Tensor,
-    inv_freq: Vec<f32>,
+    /// RoPE inverse frequencies, one table per kind of layer.
+    ropes: Vec<Vec<f32>>,
+    /// The distinct sliding windows the loaded blocks use.
+    windows: Vec<usize>,
     span: tracing::Span,
 }
 
@@ -77,16 +84,22 @@ impl Model {
         max_blocks: usize,
     ) -> Result<Model> {
         let parts = cfg.family.load(src, &cfg, backend.device(), max_blocks)?;
-        let inv_freq = rope::inv_freq(&cfg);
+        let (ropes, _) = rope::tables(&cfg);
+        let mut windows: Vec<usize> = parts.blocks.iter().filter_map(|b| b.window()).collect();
+        windows.sort_unstable();
+        windows.dedup();
         Ok(Model {
             span: tracing::span!(tracing::Level::TRACE, "model", family = cfg.family.name()),
             cfg,
             backend: backend.clone(),
             embed_tokens: parts.embed_tokens,
+            embed_scale: parts.embed_scale,
+            pos_embed: parts.pos_embed,
             blocks: parts.blocks.into_iter().map(std::sync::Arc::from).collect(),
             final_norm: parts.final_norm,
             lm_head: parts.lm_head,
-            inv_freq,
+            ropes,
+            windows,
         })
     }
 
@@ -120,8 +133,14 @@ impl Model {
         Ok(self.lm_head.clone())
     }
 
+    /// The width of the activations at `hook`: `n_heads · head_dim` for `attn.hook_z`,
+    /// `d_model` for every other hook.
+    pub fn hook_width(&self, hook: HookPoint) -> usize {
+        self.cfg.hook_width(hook)
+    }
+
     /// Runs a batch (`seqs[b]` are token ids; lengths may differ, none empty) and returns the
-    /// activations at `plan.hooks`, each f32 `[sum(lengths), d_model]` (sequence by sequence),
+    /// activations at `plan.hooks`, each f32 `[sum(lengths), width]` (sequence by sequence),
     /// plus last-position logits `[B, vocab]` when `plan.logits`.
     ///
     /// The batch is packed: every projection and MLP runs on the real tokens only, so a batch
@@ -156,6 +175,15 @@ impl Model {
                 logits: None,
             });
         }
+        if let Some(pos) = &self.pos_embed {
+            let n_positions = pos.dim(0)?;
+            if let Some(i) = lengths.iter().position(|&l| l > n_positions) {
+                return Err(Error::BadInput(format!(
+                    "sequence {i} has {} tokens, beyond the model's {n_positions} positions",
+                    lengths[i]
+                )));
+            }
+        }
         let rows: usize = lengths.iter().sum();
         let mut ids = Vec::with_capacity(rows);
         for (i, s) in seqs.iter().enumerate() {
@@ -169,9 +197,17 @@ impl Model {
         }
         let ids = Tensor::from_vec(ids, rows, self.device())?;
         let mut x = self.embed_tokens.index_select(&ids, 0)?; // [rows, d]
+        if let Some(scale) = self.embed_scale {
+            x = (x * scale as f64)?;
+        }
+        if let Some(pos) = &self.pos_embed {
+            let positions: Vec<u32> = lengths.iter().flat_map(|&l| 0..l as u32).collect();
+            let positions = Tensor::from_vec(positions, rows, self.device())?;
+            x = (x + pos.index_select(&positions, 0)?)?;
+        }
 
         let be = &self.backend;
-        let ctx = be.attention_context(&lengths, &self.inv_freq)?;
+        let ctx = be.attention_context(&lengths, &self.ropes, &self.windows)?;
         let mut hooks = BTreeMap::new();
         let mut put = |h: HookPoint, v: Option<&Tensor>| {
             if plan.hooks.contains(&h) {
@@ -184,12 +220,15 @@ impl Model {
         for (l, block) in self.blocks.iter().take(n_blocks).enumerate() {
             put(HookPoint::ResidPre(l), Some(&x));
             let wants = BlockHooks {
+                z: plan.hooks.contains(&HookPoint::AttnZ(l)),
                 attn_out: plan.hooks.contains(&HookPoint::AttnOut(l)),
                 mlp_out: plan.hooks.contains(&HookPoint::MlpOut(l)),
             };
             let out = block.forward(be, &x, &ctx, wants)?;
+            put(HookPoint::AttnZ(l), out.z.as_ref());
             put(HookPoint::AttnOut(l), out.attn_out.as_ref());
             put(HookPoint::Ln2Normalized(l), Some(&out.ln2));
+            put(HookPoint::MlpIn(l), Some(&out.mlp_in));
             put(HookPoint::MlpOut(l), out.mlp_out.as_ref());
             put(HookPoint::ResidPost(l), Some(&out.resid_post));
             x = out.resid_post;
@@ -205,7 +244,11 @@ impl Model {
                 .collect();
             let last = Tensor::from_vec(last, b, self.device())?;
             let h = self.final_norm.forward(be, &x.index_select(&last, 0)?)?; // [b, d]
-            Some(scopedex_linalg::matmul(&h, &self.lm_head.t()?)?.to_dtype(DType::F32)?)
+            let logits = scopedex_linalg::matmul(&h, &self.lm_head.t()?)?.to_dtype(DType::F32)?;
+            Some(match self.cfg.final_softcap {
+                Some(cap) => be.softcap(&logits, cap)?,
+                None => logits,
+            })
         } else {
             None
         };

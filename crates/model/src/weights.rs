@@ -21,6 +21,11 @@ pub(crate) trait WeightSource {
     fn path(&self) -> &Path;
     /// Whether the tensor (HF name) exists.
     fn has(&self, name: &str) -> bool;
+    /// Whether the weights come from a GGUF file (llama.cpp's converter changes some of them,
+    /// e.g. Gemma's norm gains).
+    fn is_gguf(&self) -> bool {
+        false
+    }
     /// Loads the tensor (HF name) as f32 on `device`, in HF orientation, without shape checks.
     fn load_raw(&mut self, name: &str, device: &Device) -> Result<Tensor>;
 

@@ -148,6 +148,23 @@ pub enum Error {
         /// The model's hidden size.
         model_d_model: usize,
     },
+    /// The SAE's input or output width differs from its hook's width in the model.
+    #[error(
+        "SAE {sae}: its {side} width {sae_width} does not match hook `{hook}`, which is \
+         {hook_width} wide in this model"
+    )]
+    HookWidthMismatch {
+        /// The SAE name.
+        sae: String,
+        /// `input` or `output`.
+        side: &'static str,
+        /// The hook name.
+        hook: String,
+        /// The SAE's width on that side.
+        sae_width: usize,
+        /// The hook's width.
+        hook_width: usize,
+    },
     /// An argument has the wrong shape (caller error).
     #[error("{what}: expected shape {expected}, got {found:?}")]
     Shape {

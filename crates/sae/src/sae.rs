@@ -308,6 +308,27 @@ impl Sae {
         Ok(())
     }
 
+    /// Checks the SAE reads `in_width`-wide activations at its input hook and writes
+    /// `out_width`-wide ones at its output hook (`d_model` for residual-stream hooks,
+    /// `n_heads · head_dim` for `attn.hook_z`).
+    pub fn check_hook_widths(&self, in_width: usize, out_width: usize) -> Result<()> {
+        for (side, hook, width, expected) in [
+            ("input", &self.hook_in, self.d_in, in_width),
+            ("output", &self.hook_out, self.d_out, out_width),
+        ] {
+            if width != expected {
+                return Err(Error::HookWidthMismatch {
+                    sae: self.name.clone(),
+                    side,
+                    hook: hook.clone(),
+                    sae_width: width,
+                    hook_width: expected,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// A warning when `mean_l0` is outside 0.5×–2× the trained k (a sign of a wrong threshold
     /// convention or of activations from the wrong hook / scale); `None` when fine or unknown.
     pub fn check_mean_l0(&self, mean_l0: f64) -> Option<String> {

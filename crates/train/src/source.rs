@@ -66,6 +66,15 @@ impl ModelSource {
         let model = Model::load_blocks(model_path, backend, depth)?;
         let tokenizer = load_tokenizer(model_path)?;
         plan.validate(model.config().n_layers)?;
+        // SAEs are trained on one width of activations, the residual stream's.
+        let d_model = model.config().d_model;
+        if let Some(h) = hook_points.iter().find(|h| model.hook_width(**h) != d_model) {
+            return Err(crate::Error::InvalidConfig(format!(
+                "hook {h} is {} wide, not the residual stream's {d_model}: train-sae trains on \
+                 residual-width hooks",
+                model.hook_width(*h)
+            )));
+        }
         let cfg = ContextConfig::new(ctx_len, tokenizer.bos_id);
         cfg.validate()?;
         let docs = corpus.documents()?;

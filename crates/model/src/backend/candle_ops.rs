@@ -8,7 +8,7 @@
 //! finite, and are never read back.
 use candle_core::{Device, Tensor};
 
-use super::cpu::Heads;
+use super::cpu::ScoreRule;
 use crate::Result;
 
 /// Inputs of the padded attention, shared by every block of one forward.
@@ -17,28 +17,39 @@ pub(crate) struct Padded {
     pub(crate) b: usize,
     /// Padded sequence length.
     pub(crate) t: usize,
-    /// f32 `[t, head_dim / 2]`.
-    pub(crate) cos: Tensor,
-    /// f32 `[t, head_dim / 2]`.
-    pub(crate) sin: Tensor,
+    /// Per RoPE table: f32 `[t, head_dim / 2]` cosines and sines.
+    pub(crate) ropes: Vec<(Tensor, Tensor)>,
     /// f32 `[t, t]`: 0 where key ≤ query, −∞ above the diagonal.
     pub(crate) mask: Tensor,
+    /// Per sliding window: the causal mask that also hides keys `window` or more positions back.
+    pub(crate) window_masks: Vec<(usize, Tensor)>,
     /// How packed rows map to the padded layout; `None` when every sequence has length `t`
     /// (then both layouts are the same).
     pub(crate) padding: Option<Padding>,
 }
 
 impl Padded {
-    /// The context of a batch of sequences of `lengths`, RoPE from `inv_freq`.
-    pub(crate) fn new(lengths: &[usize], inv_freq: &[f32], device: &Device) -> Result<Self> {
+    /// The context of a batch of sequences of `lengths`, one RoPE table per `ropes` entry
+    /// (inverse frequencies) and one mask per sliding window in `windows`.
+    pub(crate) fn new(
+        lengths: &[usize],
+        ropes: &[Vec<f32>],
+        windows: &[usize],
+        device: &Device,
+    ) -> Result<Self> {
         let t = lengths.iter().copied().max().unwrap_or(0);
-        let (cos, sin) = crate::layers::rope::cos_sin(inv_freq, t, device)?;
         Ok(Padded {
             b: lengths.len(),
             t,
-            cos,
-            sin,
-            mask: causal_mask(t, device)?,
+            ropes: ropes
+                .iter()
+                .map(|f| crate::layers::rope::cos_sin(f, t, device))
+                .collect::<Result<_>>()?,
+            mask: causal_mask(t, None, device)?,
+            window_masks: windows
+                .iter()
+                .map(|&w| Ok((w, causal_mask(t, Some(w), device)?)))
+                .collect::<Result<_>>()?,
             padding: Padding::new(lengths, t, device)?,
         })
     }
@@ -77,8 +88,15 @@ impl Padding {
 }
 
 /// Attention on the padded layout: qkv `[rows, (nh + 2 nkv)·hd]` packed → `[rows, nh·hd]`
-/// packed.
-pub(crate) fn padded_attention(qkv: &Tensor, ctx: &Padded, heads: Heads) -> Result<Tensor> {
+/// packed, scored as `rule` says, q and k rotated by RoPE table `rope` of the context (none:
+/// learned positions).
+pub(crate) fn padded_attention(
+    qkv: &Tensor,
+    ctx: &Padded,
+    rule: ScoreRule,
+    rope: Option<usize>,
+) -> Result<Tensor> {
+    let heads = rule.heads;
     let (b, t, hd) = (ctx.b, ctx.t, heads.head_dim);
     let (nh, nkv) = (heads.n_heads, heads.n_kv_heads);
     let rep = nh / nkv;
@@ -97,16 +115,33 @@ pub(crate) fn padded_attention(qkv: &Tensor, ctx: &Padded, heads: Heads) -> Resu
     let q = split(0, nh)?;
     let k = split(nh, nkv)?;
     let v = split(nh + nkv, nkv)?;
-    let q = candle_nn::rotary_emb::rope(&q, &ctx.cos, &ctx.sin)?;
-    let k = candle_nn::rotary_emb::rope(&k, &ctx.cos, &ctx.sin)?;
+    let (q, k) = match rope {
+        Some(i) => {
+            let (cos, sin) = &ctx.ropes[i];
+            (
+                candle_nn::rotary_emb::rope(&q, cos, sin)?,
+                candle_nn::rotary_emb::rope(&k, cos, sin)?,
+            )
+        }
+        None => (q, k),
+    };
     // GQA without copying k/v: query head h uses kv head h / rep, so group the `rep` query
     // heads of each kv head along the row axis.
     let q = q.reshape((b, nkv, rep * t, hd))?;
-    let scale = 1.0 / (hd as f64).sqrt();
-    let scores = (q.matmul(&k.t()?)? * scale)?; // [b, nkv, rep*t, t]
-    let scores = scores
-        .reshape((b, nkv, rep, t, t))?
-        .broadcast_add(&ctx.mask)?;
+    let mut scores = (q.matmul(&k.t()?)? * rule.scale as f64)?; // [b, nkv, rep*t, t]
+    if let Some(cap) = rule.softcap {
+        scores = ((scores / cap as f64)?.tanh()? * cap as f64)?;
+    }
+    let mask = match rule.window {
+        None => &ctx.mask,
+        Some(w) => ctx
+            .window_masks
+            .iter()
+            .find(|(mw, _)| *mw == w)
+            .map(|(_, m)| m)
+            .ok_or_else(|| candle_core::Error::Msg(format!("no mask for window {w}")))?,
+    };
+    let scores = scores.reshape((b, nkv, rep, t, t))?.broadcast_add(mask)?;
     let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, nkv, rep * t, t))?;
     let out = probs.matmul(&v)?; // [b, nkv, rep*t, hd]
     let out = out
@@ -120,10 +155,20 @@ pub(crate) fn padded_attention(qkv: &Tensor, ctx: &Padded, heads: Heads) -> Resu
     })
 }
 
-/// The causal mask: f32 `[t, t]`, 0 on and below the diagonal, −∞ above.
-pub(crate) fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
+/// The causal mask: f32 `[t, t]`, 0 on and below the diagonal, −∞ above; with a `window`,
+/// also −∞ for keys `window` or more positions before the query.
+pub(crate) fn causal_mask(t: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
+    let w = window.unwrap_or(usize::MAX);
     let mask: Vec<f32> = (0..t)
-        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .flat_map(|i| {
+            (0..t).map(move |j| {
+                if j > i || i - j >= w {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
         .collect();
     Ok(Tensor::from_vec(mask, (t, t), device)?)
 }

@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 pub(crate) mod candle_ops;
 pub(crate) mod cpu;
 
-pub(crate) use cpu::Heads;
+pub(crate) use cpu::{Heads, ScoreRule};
 
 use crate::Result;
 
@@ -87,29 +87,52 @@ impl Backend {
         self.kernels == Kernels::FusedCpu
     }
 
-    /// The attention inputs shared by every block of one forward over sequences of `lengths`.
-    pub(crate) fn attention_context(&self, lengths: &[usize], inv_freq: &[f32]) -> Result<AttnCtx> {
+    /// The attention inputs shared by every block of one forward over sequences of `lengths`:
+    /// one RoPE table per entry of `ropes` (inverse frequencies) and what the sliding `windows`
+    /// the layers use need.
+    pub(crate) fn attention_context(
+        &self,
+        lengths: &[usize],
+        ropes: &[Vec<f32>],
+        windows: &[usize],
+    ) -> Result<AttnCtx> {
         if self.fused() {
             let t = lengths.iter().copied().max().unwrap_or(0);
-            let (cos, sin) = crate::layers::rope::cos_sin_vecs(inv_freq, t);
             return Ok(AttnCtx::Packed(Packed {
                 lengths: lengths.to_vec(),
-                cos,
-                sin,
+                ropes: ropes
+                    .iter()
+                    .map(|f| crate::layers::rope::cos_sin_vecs(f, t))
+                    .collect(),
             }));
         }
         Ok(AttnCtx::Padded(candle_ops::Padded::new(
             lengths,
-            inv_freq,
+            ropes,
+            windows,
             &self.device,
         )?))
     }
 
-    /// Causal attention of the fused qkv rows `[rows, (nh + 2 nkv)·hd]` → `[rows, nh·hd]`.
-    pub(crate) fn attention(&self, qkv: &Tensor, ctx: &AttnCtx, heads: Heads) -> Result<Tensor> {
+    /// Causal attention of the fused qkv rows `[rows, (nh + 2 nkv)·hd]` → `[rows, nh·hd]`,
+    /// scored by `rule`, q and k rotated by the context's RoPE table `rope` (none: learned
+    /// positions).
+    pub(crate) fn attention(
+        &self,
+        qkv: &Tensor,
+        ctx: &AttnCtx,
+        rule: ScoreRule,
+        rope: Option<usize>,
+    ) -> Result<Tensor> {
         match ctx {
-            AttnCtx::Packed(p) => cpu::causal_attention(qkv, &p.lengths, heads, &p.cos, &p.sin),
-            AttnCtx::Padded(p) => candle_ops::padded_attention(qkv, p, heads),
+            AttnCtx::Packed(p) => {
+                let rope = rope.map(|i| cpu::Rope {
+                    cos: &p.ropes[i].0,
+                    sin: &p.ropes[i].1,
+                });
+                cpu::causal_attention(qkv, &p.lengths, rule, rope)
+            }
+            AttnCtx::Padded(p) => candle_ops::padded_attention(qkv, p, rule, rope),
         }
     }
 
@@ -184,6 +207,45 @@ impl Backend {
         }
         candle_ops::silu_mul(gu, d_mlp)
     }
+
+    /// GeGLU's middle: `gelu_tanh(gate) · up` of a fused `[rows, 2·d_mlp]` gate|up tensor.
+    pub(crate) fn gelu_tanh_mul(&self, gu: &Tensor, d_mlp: usize) -> Result<Tensor> {
+        if self.fused() {
+            return cpu::gelu_tanh_mul(gu, d_mlp);
+        }
+        let gate = gu.narrow(1, 0, d_mlp)?;
+        let up = gu.narrow(1, d_mlp, d_mlp)?;
+        Ok((gate.gelu()? * up)?)
+    }
+
+    /// GELU, tanh approximation (`gelu_new`).
+    pub(crate) fn gelu_tanh(&self, x: &Tensor) -> Result<Tensor> {
+        if self.fused() {
+            return cpu::gelu_tanh(x);
+        }
+        Ok(x.gelu()?)
+    }
+
+    /// LayerNorm of `x: [rows, d]`: `((x − mean) / sqrt(var + eps), that · w + b)`.
+    pub(crate) fn layer_norm_pair(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        eps: f32,
+    ) -> Result<(Tensor, Tensor)> {
+        let mean = x.mean_keepdim(1)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(1)?;
+        let normalized = centred.broadcast_div(&(var + eps as f64)?.sqrt()?)?;
+        let scaled = normalized.broadcast_mul(w)?.broadcast_add(b)?;
+        Ok((normalized, scaled))
+    }
+
+    /// `cap · tanh(x / cap)`.
+    pub(crate) fn softcap(&self, x: &Tensor, cap: f32) -> Result<Tensor> {
+        Ok(((x / cap as f64)?.tanh()? * cap as f64)?)
+    }
 }
 
 /// Per-forward attention inputs, in the layout the backend's attention reads.
@@ -198,8 +260,6 @@ pub(crate) enum AttnCtx {
 pub(crate) struct Packed {
     /// Rows of each packed sequence.
     lengths: Vec<usize>,
-    /// f32 `[max(lengths), head_dim / 2]`, row-major.
-    cos: Vec<f32>,
-    /// f32 `[max(lengths), head_dim / 2]`, row-major.
-    sin: Vec<f32>,
+    /// Per RoPE table: cos and sin, f32 `[max(lengths), head_dim / 2]`, row-major.
+    ropes: Vec<(Vec<f32>, Vec<f32>)>,
 }

@@ -11,10 +11,10 @@ use super::{lm_head, Family, Parts};
 use crate::backend::Heads;
 use crate::config::{first_id, Config, RopeScaling};
 use crate::gguf::Meta;
-use crate::layers::attention::Attention;
+use crate::layers::attention::{Attention, Biases};
 use crate::layers::block::{DecoderBlock, PreNormBlock};
-use crate::layers::mlp::GatedMlp;
-use crate::layers::norm::RmsNorm;
+use crate::layers::mlp::{GateAct, Mlp};
+use crate::layers::norm::{Norm, RmsNorm};
 use crate::weights::WeightSource;
 use crate::{Error, Result};
 
@@ -168,6 +168,7 @@ pub(super) fn config_from_hf(json: &serde_json::Value, path: &Path) -> Result<Co
         max_position: c.max_position_embeddings,
         bos_token_id: first_id(&c.bos_token_id),
         eos_token_id: first_id(&c.eos_token_id),
+        ..Config::empty(Family::Llama)
     };
     cfg.validate(path)?;
     Ok(cfg)
@@ -199,24 +200,46 @@ pub(super) fn load(
     device: &Device,
     max_blocks: usize,
 ) -> Result<Parts> {
+    load_pre_norm(src, cfg, device, max_blocks, Variant::default())
+}
+
+/// What Llama's relatives change in its block (each says so in its own file).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Variant {
+    /// `q_proj`, `k_proj`, `v_proj` carry biases (Qwen2).
+    pub(super) qkv_bias: bool,
+    /// Per-head RMSNorms of q and k before RoPE, `self_attn.{q,k}_norm` (Qwen3).
+    pub(super) qk_norm: bool,
+}
+
+/// A Llama-built model: HF names, pre-norm blocks of RMSNorm, attention, RMSNorm, SwiGLU.
+pub(super) fn load_pre_norm(
+    src: &mut dyn WeightSource,
+    cfg: &Config,
+    device: &Device,
+    max_blocks: usize,
+    variant: Variant,
+) -> Result<Parts> {
     let embed_tokens = src.load(
         "model.embed_tokens.weight",
         &[cfg.vocab_size, cfg.d_model],
         device,
     )?;
     let blocks = (0..cfg.n_layers.min(max_blocks))
-        .map(|i| load_block(src, i, cfg, device))
+        .map(|i| load_block(src, i, cfg, device, variant))
         .collect::<Result<Vec<_>>>()?;
-    let final_norm = RmsNorm::load(
+    let final_norm = Norm::Rms(RmsNorm::load(
         src,
         "model.norm.weight",
         cfg.d_model,
         cfg.rms_norm_eps,
         device,
-    )?;
+    )?);
     let lm_head = lm_head(src, cfg, &embed_tokens, device)?;
     Ok(Parts {
         embed_tokens,
+        embed_scale: None,
+        pos_embed: None,
         blocks,
         final_norm,
         lm_head,
@@ -228,27 +251,53 @@ fn load_block(
     i: usize,
     cfg: &Config,
     device: &Device,
+    variant: Variant,
 ) -> Result<Box<dyn DecoderBlock>> {
     let p = format!("model.layers.{i}");
-    let norm = |src: &mut dyn WeightSource, name: &str| {
+    let rms = |src: &mut dyn WeightSource, name: &str, width: usize| {
         RmsNorm::load(
             src,
             &format!("{p}.{name}.weight"),
-            cfg.d_model,
+            width,
             cfg.rms_norm_eps,
             device,
         )
     };
-    let heads = Heads {
+    let mut attn = Attention::load(
+        src,
+        &format!("{p}.self_attn"),
+        cfg.d_model,
+        heads(cfg),
+        Biases {
+            qkv: variant.qkv_bias,
+        },
+        device,
+    )?;
+    if variant.qk_norm {
+        let q_norm = rms(src, "self_attn.q_norm", cfg.head_dim)?;
+        let k_norm = rms(src, "self_attn.k_norm", cfg.head_dim)?;
+        attn = attn.with_qk_norm(q_norm, k_norm);
+    }
+    Ok(Box::new(PreNormBlock {
+        norm1: Norm::Rms(rms(src, "input_layernorm", cfg.d_model)?),
+        attn,
+        norm2: Norm::Rms(rms(src, "post_attention_layernorm", cfg.d_model)?),
+        mlp: Mlp::load_gated(
+            src,
+            &format!("{p}.mlp"),
+            cfg.d_model,
+            cfg.d_mlp,
+            GateAct::Silu,
+            device,
+        )?,
+    }))
+}
+
+/// The head layout of `cfg`.
+pub(super) fn heads(cfg: &Config) -> Heads {
+    Heads {
         n_heads: cfg.n_heads,
         n_kv_heads: cfg.n_kv_heads,
         head_dim: cfg.head_dim,
-    };
-    Ok(Box::new(PreNormBlock {
-        norm1: norm(src, "input_layernorm")?,
-        attn: Attention::load(src, &format!("{p}.self_attn"), cfg.d_model, heads, device)?,
-        norm2: norm(src, "post_attention_layernorm")?,
-        mlp: GatedMlp::load(src, &format!("{p}.mlp"), cfg.d_model, cfg.d_mlp, device)?,
-        span: tracing::span!(tracing::Level::TRACE, "block", layer = i),
-    }))
+    }
 }

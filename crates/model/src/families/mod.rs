@@ -13,11 +13,17 @@ use candle_core::{Device, Tensor};
 use crate::config::Config;
 use crate::gguf::Meta;
 use crate::layers::block::DecoderBlock;
-use crate::layers::norm::RmsNorm;
+use crate::layers::norm::Norm;
 use crate::weights::WeightSource;
 use crate::{Error, Result};
 
+mod gemma2;
+mod gemma3;
+mod gpt2;
+mod hf;
 mod llama;
+mod qwen2;
+mod qwen3;
 
 /// A model family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -25,16 +31,62 @@ mod llama;
 pub enum Family {
     /// Llama 2 / 3 / 3.1 and the models built the same way (SmolLM2, ...).
     Llama,
+    /// Qwen2 and Qwen2.5.
+    Qwen2,
+    /// Qwen3 (dense).
+    Qwen3,
+    /// Gemma 2.
+    Gemma2,
+    /// Gemma 3, text models (`gemma3_text`).
+    Gemma3,
+    /// GPT-2.
+    Gpt2,
+}
+
+/// Dispatches to the family's file: `each!(self, f(args))` calls `<family>::f(args)`.
+macro_rules! each {
+    ($family:expr, $f:ident ( $($arg:expr),* )) => {
+        match $family {
+            Family::Llama => llama::$f($($arg),*),
+            Family::Qwen2 => qwen2::$f($($arg),*),
+            Family::Qwen3 => qwen3::$f($($arg),*),
+            Family::Gemma2 => gemma2::$f($($arg),*),
+            Family::Gemma3 => gemma3::$f($($arg),*),
+            Family::Gpt2 => gpt2::$f($($arg),*),
+        }
+    };
+    ($family:expr, $c:ident) => {
+        match $family {
+            Family::Llama => llama::$c,
+            Family::Qwen2 => qwen2::$c,
+            Family::Qwen3 => qwen3::$c,
+            Family::Gemma2 => gemma2::$c,
+            Family::Gemma3 => gemma3::$c,
+            Family::Gpt2 => gpt2::$c,
+        }
+    };
 }
 
 impl Family {
     /// Every family, in the order errors list them.
-    pub const ALL: &'static [Family] = &[Family::Llama];
+    pub const ALL: &'static [Family] = &[
+        Family::Llama,
+        Family::Qwen2,
+        Family::Qwen3,
+        Family::Gemma2,
+        Family::Gemma3,
+        Family::Gpt2,
+    ];
 
     /// The family's name (its HF `model_type`).
     pub fn name(self) -> &'static str {
         match self {
             Family::Llama => "llama",
+            Family::Qwen2 => "qwen2",
+            Family::Qwen3 => "qwen3",
+            Family::Gemma2 => "gemma2",
+            Family::Gemma3 => "gemma3",
+            Family::Gpt2 => "gpt2",
         }
     }
 
@@ -63,21 +115,15 @@ impl Family {
     }
 
     fn hf_model_types(self) -> &'static [&'static str] {
-        match self {
-            Family::Llama => llama::HF_MODEL_TYPES,
-        }
+        each!(self, HF_MODEL_TYPES)
     }
 
     fn hf_architectures(self) -> &'static [&'static str] {
-        match self {
-            Family::Llama => llama::HF_ARCHITECTURES,
-        }
+        each!(self, HF_ARCHITECTURES)
     }
 
     fn gguf_architectures(self) -> &'static [&'static str] {
-        match self {
-            Family::Llama => llama::GGUF_ARCHITECTURES,
-        }
+        each!(self, GGUF_ARCHITECTURES)
     }
 
     /// An error for a checkpoint whose `field` names no family we run, listing those we do.
@@ -92,31 +138,26 @@ impl Family {
 
     /// Resolves an HF `config.json` (already parsed) of this family.
     pub(crate) fn config_from_hf(self, json: &serde_json::Value, path: &Path) -> Result<Config> {
-        match self {
-            Family::Llama => llama::config_from_hf(json, path),
-        }
+        each!(self, config_from_hf(json, path))
     }
 
     /// Resolves the config of a GGUF file of this family.
     pub(crate) fn config_from_gguf(self, meta: &Meta) -> Result<Config> {
-        match self {
-            Family::Llama => llama::config_from_gguf(meta),
-        }
+        each!(self, config_from_gguf(meta))
     }
 
     /// The GGUF name of an HF tensor name, `None` when the file has no counterpart.
     pub(crate) fn gguf_tensor_name(self, hf: &str) -> Option<String> {
         match self {
-            Family::Llama => crate::gguf::standard_tensor_name(hf),
+            Family::Gemma2 | Family::Gemma3 => crate::gguf::gemma_tensor_name(hf),
+            _ => crate::gguf::standard_tensor_name(hf),
         }
     }
 
     /// Whether llama.cpp's converter permuted this family's q/k rows for interleaved-pair RoPE
     /// (its `LlamaModel` does; the others keep HF's rotate-half order).
     pub(crate) fn gguf_permutes_qk(self) -> bool {
-        match self {
-            Family::Llama => true,
-        }
+        matches!(self, Family::Llama)
     }
 
     /// Builds the decoder's parts (its first `max_blocks` blocks) from HF-named weights.
@@ -127,9 +168,7 @@ impl Family {
         device: &Device,
         max_blocks: usize,
     ) -> Result<Parts> {
-        match self {
-            Family::Llama => llama::load(src, cfg, device, max_blocks),
-        }
+        each!(self, load(src, cfg, device, max_blocks))
     }
 }
 
@@ -143,8 +182,13 @@ impl fmt::Display for Family {
 pub(crate) struct Parts {
     /// f32 `[vocab, d_model]`.
     pub(crate) embed_tokens: Tensor,
+    /// Multiplies the token embeddings (Gemma: `sqrt(d_model)`).
+    pub(crate) embed_scale: Option<f32>,
+    /// Learned position embeddings added to the token embeddings, f32 `[n_positions, d_model]`
+    /// (GPT-2).
+    pub(crate) pos_embed: Option<Tensor>,
     pub(crate) blocks: Vec<Box<dyn DecoderBlock>>,
-    pub(crate) final_norm: RmsNorm,
+    pub(crate) final_norm: Norm,
     /// f32 `[vocab, d_model]`; the same tensor as `embed_tokens` when tied.
     pub(crate) lm_head: Tensor,
 }

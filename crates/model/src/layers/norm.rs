@@ -1,11 +1,12 @@
-//! RMSNorm with a gain: `x / sqrt(mean(x²) + eps) · w`, computed in f32.
+//! Norms over the last dimension, computed in f32: RMSNorm with a gain, and LayerNorm with a
+//! gain and a bias (GPT-2).
 use candle_core::{Device, Tensor};
 
 use crate::backend::Backend;
 use crate::weights::WeightSource;
 use crate::Result;
 
-/// An RMSNorm over the last dimension.
+/// `x / sqrt(mean(x²) + eps) · w`.
 #[derive(Debug, Clone)]
 pub(crate) struct RmsNorm {
     weight: Tensor,
@@ -21,8 +22,22 @@ impl RmsNorm {
         eps: f64,
         device: &Device,
     ) -> Result<Self> {
+        Self::load_offset(src, name, width, eps, 0.0, device)
+    }
+
+    /// Loads a `[width]` weight and uses `offset + weight` as the gain (Gemma's HF checkpoints
+    /// store `w` of a `(1 + w)` gain; its GGUF files store `1 + w`).
+    pub(crate) fn load_offset(
+        src: &mut dyn WeightSource,
+        name: &str,
+        width: usize,
+        eps: f64,
+        offset: f64,
+        device: &Device,
+    ) -> Result<Self> {
+        let w = src.load(name, &[width], device)?;
         Ok(RmsNorm {
-            weight: src.load(name, &[width], device)?,
+            weight: if offset == 0.0 { w } else { (w + offset)? },
             eps: eps as f32,
         })
     }
@@ -31,20 +46,72 @@ impl RmsNorm {
     pub(crate) fn forward(&self, be: &Backend, x: &Tensor) -> Result<Tensor> {
         be.rms_norm(x, &self.weight, self.eps)
     }
+}
 
-    /// `(h / rms(h), h / rms(h) · w)`: the normalized input before the gain
-    /// (TransformerLens' `hook_normalized`) and the norm's output, in one pass.
-    pub(crate) fn normalize_scale(&self, be: &Backend, h: &Tensor) -> Result<(Tensor, Tensor)> {
-        be.rms_norm_pair(h, &self.weight, self.eps)
+/// `(x − mean) / sqrt(var + eps) · w + b`, biased variance.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    /// Loads `{prefix}.weight` and `{prefix}.bias`, each `[width]`.
+    pub(crate) fn load(
+        src: &mut dyn WeightSource,
+        prefix: &str,
+        width: usize,
+        eps: f64,
+        device: &Device,
+    ) -> Result<Self> {
+        Ok(LayerNorm {
+            weight: src.load(&format!("{prefix}.weight"), &[width], device)?,
+            bias: src.load(&format!("{prefix}.bias"), &[width], device)?,
+            eps: eps as f32,
+        })
+    }
+}
+
+/// A block's norm.
+#[derive(Debug, Clone)]
+pub(crate) enum Norm {
+    Rms(RmsNorm),
+    Layer(LayerNorm),
+}
+
+impl Norm {
+    /// x: f32 `[N, width]` → the norm's output.
+    pub(crate) fn forward(&self, be: &Backend, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Norm::Rms(n) => n.forward(be, x),
+            Norm::Layer(n) => Ok(be.layer_norm_pair(x, &n.weight, &n.bias, n.eps)?.1),
+        }
     }
 
-    /// [`RmsNorm::normalize_scale`] of `h = x + a`, returning `h` first, in one pass.
+    /// `(normalized, output)`: the input normalized before the gain and bias
+    /// (TransformerLens' `hook_normalized`) and the norm's output, in one pass.
+    pub(crate) fn normalize_scale(&self, be: &Backend, h: &Tensor) -> Result<(Tensor, Tensor)> {
+        match self {
+            Norm::Rms(n) => be.rms_norm_pair(h, &n.weight, n.eps),
+            Norm::Layer(n) => be.layer_norm_pair(h, &n.weight, &n.bias, n.eps),
+        }
+    }
+
+    /// [`Norm::normalize_scale`] of `h = x + a`, returning `h` first.
     pub(crate) fn add_normalize_scale(
         &self,
         be: &Backend,
         x: &Tensor,
         a: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        be.add_rms_norm(x, a, &self.weight, self.eps)
+        match self {
+            Norm::Rms(n) => be.add_rms_norm(x, a, &n.weight, n.eps),
+            Norm::Layer(_) => {
+                let h = be.add(x, a)?;
+                let (normalized, scaled) = self.normalize_scale(be, &h)?;
+                Ok((h, normalized, scaled))
+            }
+        }
     }
 }

@@ -11,13 +11,38 @@ use crate::config::Config;
 use crate::families::Family;
 use crate::Result;
 
+/// The RoPE tables of a model: the global one first (the `rope_theta` base, `rope_scaling`,
+/// frequency factors and linear factor applied), then the sliding-window layers' one when
+/// their base differs (Gemma 3). Returns the tables and the table of each layer.
+pub(crate) fn tables(cfg: &Config) -> (Vec<Vec<f32>>, Vec<usize>) {
+    let mut global = inv_freq(cfg);
+    if let Some(f) = cfg.rope_linear_factor {
+        global.iter_mut().for_each(|x| *x /= f);
+    }
+    let mut tables = vec![global];
+    let mut of_layer = vec![0; cfg.n_layers];
+    if let Some(theta) = cfg.rope_local_theta {
+        tables.push(plain_inv_freq(theta, cfg.head_dim));
+        for (l, t) in of_layer.iter_mut().enumerate() {
+            if cfg.is_sliding(l) {
+                *t = 1;
+            }
+        }
+    }
+    (tables, of_layer)
+}
+
+/// `1 / theta^(2i / dim)` for `i < dim / 2`, in f32 as transformers computes it.
+fn plain_inv_freq(theta: f32, dim: usize) -> Vec<f32> {
+    (0..dim)
+        .step_by(2)
+        .map(|i| 1.0 / theta.powf(i as f32 / dim as f32))
+        .collect()
+}
+
 /// Inverse frequencies, `head_dim / 2` values, computed in f32 as transformers does.
 pub(crate) fn inv_freq(cfg: &Config) -> Vec<f32> {
-    let dim = cfg.head_dim;
-    let mut inv: Vec<f32> = (0..dim)
-        .step_by(2)
-        .map(|i| 1.0 / cfg.rope_theta.powf(i as f32 / dim as f32))
-        .collect();
+    let mut inv = plain_inv_freq(cfg.rope_theta, cfg.head_dim);
     if let Some(s) = &cfg.rope_scaling {
         let old_ctx = s.original_max_position_embeddings as f32;
         let low_freq_wavelen = old_ctx / s.low_freq_factor;
@@ -99,6 +124,7 @@ mod tests {
             max_position: 128,
             bos_token_id: None,
             eos_token_id: None,
+            ..Config::empty(Family::Llama)
         }
     }
 

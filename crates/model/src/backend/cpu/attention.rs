@@ -9,11 +9,31 @@ use super::rows::{exp, max_of, sum};
 use super::{assume_init, par_filled, rows_per_task, uninit_buffer};
 
 /// Head layout of the fused qkv rows.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Heads {
     pub(crate) n_heads: usize,
     pub(crate) n_kv_heads: usize,
     pub(crate) head_dim: usize,
+}
+
+/// How one attention layer scores: the head layout, the score scale, an optional soft-cap and
+/// an optional sliding window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ScoreRule {
+    pub(crate) heads: Heads,
+    /// Multiplies `q·k` (`1/sqrt(head_dim)` unless the family says otherwise).
+    pub(crate) scale: f32,
+    /// `cap · tanh(s / cap)` of the scaled scores (Gemma 2), before the mask.
+    pub(crate) softcap: Option<f32>,
+    /// A query sees only the last `window` positions, itself included (sliding-window layers).
+    pub(crate) window: Option<usize>,
+}
+
+/// A RoPE table: `cos`/`sin` `[≥ max(lengths), hd/2]`, row-major.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rope<'a> {
+    pub(crate) cos: &'a [f32],
+    pub(crate) sin: &'a [f32],
 }
 
 /// Query rows per attention work item. Items are (sequence, block of queries) and own disjoint
@@ -26,10 +46,10 @@ const QUERY_BLOCK: usize = 32;
 /// Causal self-attention of packed sequences.
 ///
 /// `qkv: [rows, (nh + 2·nkv)·hd]` is the fused projection output, each row `[q heads | k heads
-/// | v heads]`, sequences one after another (`lengths`). `cos`/`sin: [≥ max(lengths), hd/2]`
-/// are the RoPE tables. Returns `[rows, nh·hd]`, query head `h` attending with kv head
-/// `h / (nh / nkv)`, scores scaled by `1/sqrt(hd)`, each position seeing itself and earlier ones
-/// of its own sequence only. No padding exists, so nothing but causality is masked.
+/// | v heads]`, sequences one after another (`lengths`); `rope` rotates q and k (none: the
+/// model has learned positions). Returns `[rows, nh·hd]`, query head `h` attending with kv head
+/// `h / (nh / nkv)`, scores as `rule` says, each position seeing itself and earlier ones of its
+/// own sequence only (within the window, if any). No padding exists, so nothing else is masked.
 ///
 /// Scores and the weighted sum of each (query block, head) are two sgemm calls reading head
 /// slices of the row-major buffers through their leading dimension. A direct dot-product loop
@@ -38,15 +58,14 @@ const QUERY_BLOCK: usize = 32;
 pub(crate) fn causal_attention_slice(
     qkv: &[f32],
     lengths: &[usize],
-    heads: Heads,
-    cos: &[f32],
-    sin: &[f32],
+    rule: ScoreRule,
+    rope: Option<Rope>,
 ) -> Vec<f32> {
     let Heads {
         n_heads: nh,
         n_kv_heads: nkv,
         head_dim: hd,
-    } = heads;
+    } = rule.heads;
     assert!(nkv > 0 && nh % nkv == 0 && hd % 2 == 0 && hd > 0);
     let rep = nh / nkv;
     let half = hd / 2;
@@ -60,7 +79,9 @@ pub(crate) fn causal_attention_slice(
         rows * width,
         "qkv is not [rows, (nh + 2 nkv) hd]"
     );
-    assert!(cos.len() >= t_max * half && sin.len() >= t_max * half);
+    if let Some(r) = rope {
+        assert!(r.cos.len() >= t_max * half && r.sin.len() >= t_max * half);
+    }
 
     // 1. RoPE on every q and k head, into a scratch `[rows, (nh + nkv)·hd]`; v is read in place.
     let pos: Vec<usize> = lengths.iter().flat_map(|&l| 0..l).collect();
@@ -76,15 +97,26 @@ pub(crate) fn causal_attention_slice(
                 .zip(src.chunks_exact(width))
                 .zip(pos)
             {
-                let (c, s) = (
-                    &cos[p * half..(p + 1) * half],
-                    &sin[p * half..(p + 1) * half],
-                );
-                for (dst, src) in dst
+                let heads = dst
                     .chunks_exact_mut(hd)
-                    .zip(src[..qk_width].chunks_exact(hd))
-                {
-                    rope_head(dst, src, c, s);
+                    .zip(src[..qk_width].chunks_exact(hd));
+                match rope {
+                    Some(r) => {
+                        let (c, s) = (
+                            &r.cos[p * half..(p + 1) * half],
+                            &r.sin[p * half..(p + 1) * half],
+                        );
+                        for (dst, src) in heads {
+                            rope_head(dst, src, c, s);
+                        }
+                    }
+                    None => {
+                        for (dst, src) in heads {
+                            for (d, &x) in dst.iter_mut().zip(src) {
+                                d.write(x);
+                            }
+                        }
+                    }
                 }
             }
         });
@@ -110,7 +142,7 @@ pub(crate) fn causal_attention_slice(
             start += len;
         }
     }
-    let scale = 1.0 / (hd as f32).sqrt();
+    let scale = rule.scale;
     items.into_par_iter().for_each(|(start, i0, i1, out)| {
         // Queries i0..i1 of the sequence see keys 0..i1.
         let (qb, n_keys) = (i1 - i0, i1);
@@ -134,8 +166,13 @@ pub(crate) fn causal_attention_slice(
                 trans: false,
             };
             sgemm(qb, n_keys, hd, scale, q, k_t, 0.0, &mut p, n_keys);
+            if let Some(cap) = rule.softcap {
+                softcap(&mut p, cap);
+            }
             for (r, row) in p.chunks_exact_mut(n_keys).enumerate() {
-                softmax_causal(row, i0 + r + 1);
+                let i = i0 + r; // the query's position
+                let first = rule.window.map_or(0, |w| (i + 1).saturating_sub(w));
+                softmax_causal(row, first, i + 1);
             }
             let o = &mut out[h * hd..];
             sgemm(
@@ -167,11 +204,24 @@ fn rope_head(dst: &mut [MaybeUninit<f32>], src: &[f32], cos: &[f32], sin: &[f32]
     }
 }
 
-/// Stable softmax over `row[..valid]` in place; `row[valid..]` (future keys) set to 0 so that
-/// the block's `P·V` product ignores them.
+/// `cap · tanh(s / cap)` in place, with `tanh(y) = 1 − 2 / (e^{2y} + 1)` so the loop
+/// vectorises.
+fn softcap(scores: &mut [f32], cap: f32) {
+    let inv = 1.0 / cap;
+    for s in scores.iter_mut() {
+        let e = exp(2.0 * *s * inv);
+        *s = cap * (1.0 - 2.0 / (e + 1.0));
+    }
+}
+
+/// Stable softmax over `row[first..valid]` in place; the keys before `first` (outside the
+/// window) and from `valid` on (future keys) set to 0 so that the block's `P·V` product ignores
+/// them.
 #[inline(always)]
-fn softmax_causal(row: &mut [f32], valid: usize) {
-    let (live, masked) = row.split_at_mut(valid);
+fn softmax_causal(row: &mut [f32], first: usize, valid: usize) {
+    let (row, masked) = row.split_at_mut(valid);
+    let (before, live) = row.split_at_mut(first);
+    before.fill(0.0);
     // Separate passes, each vectorisable: a running sum inside the exp loop would serialise it.
     let max = max_of(live);
     for s in live.iter_mut() {
@@ -187,25 +237,24 @@ mod tests {
     use super::super::test_util::{randn, rel_err};
     use super::super::{causal_attention, tensor};
     use super::*;
-    use crate::backend::candle_ops::{causal_mask, padded_attention, Padded, Padding};
+    use crate::backend::candle_ops::{padded_attention, Padded};
     use candle_core::{DType, Device, Tensor};
 
     /// The candle (padded) path on the same qkv, for comparison.
-    fn reference(qkv: &Tensor, lengths: &[usize], heads: Heads, inv_freq: &[f32]) -> Tensor {
-        let t = *lengths.iter().max().unwrap();
-        let (cos, sin) = crate::layers::rope::cos_sin(inv_freq, t, &Device::Cpu).unwrap();
-        let padded = Padded {
-            b: lengths.len(),
-            t,
-            cos,
-            sin,
-            mask: causal_mask(t, &Device::Cpu).unwrap(),
-            padding: Padding::new(lengths, t, &Device::Cpu).unwrap(),
-        };
-        padded_attention(qkv, &padded, heads).unwrap()
+    fn reference(
+        qkv: &Tensor,
+        lengths: &[usize],
+        rule: ScoreRule,
+        inv_freq: Option<&[f32]>,
+    ) -> Tensor {
+        let ropes: Vec<Vec<f32>> = inv_freq.into_iter().map(<[f32]>::to_vec).collect();
+        let windows: Vec<usize> = rule.window.into_iter().collect();
+        let padded = Padded::new(lengths, &ropes, &windows, &Device::Cpu).unwrap();
+        padded_attention(qkv, &padded, rule, inv_freq.map(|_| 0)).unwrap()
     }
 
-    fn check_attention(lengths: &[usize], heads: Heads) {
+    fn check_attention(lengths: &[usize], rule: ScoreRule, with_rope: bool) {
+        let heads = rule.heads;
         let rows: usize = lengths.iter().sum();
         let w = (heads.n_heads + 2 * heads.n_kv_heads) * heads.head_dim;
         let qkv = randn(rows, w, rows as u64 + 7);
@@ -215,14 +264,18 @@ mod tests {
             .collect();
         let t = *lengths.iter().max().unwrap();
         let (cos, sin) = crate::layers::rope::cos_sin_vecs(&inv_freq, t);
-        let expected = reference(&qkv, lengths, heads, &inv_freq);
+        let rope = with_rope.then_some(Rope {
+            cos: &cos,
+            sin: &sin,
+        });
+        let expected = reference(&qkv, lengths, rule, with_rope.then_some(&inv_freq[..]));
         let qkv_v = qkv.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let out = causal_attention_slice(&qkv_v, lengths, heads, &cos, &sin);
+        let out = causal_attention_slice(&qkv_v, lengths, rule, rope);
         let out = tensor(out, rows, heads.n_heads * heads.head_dim).unwrap();
         let e = rel_err(&out, &expected);
-        assert!(e < 2e-6, "{lengths:?} {heads:?}: {e}");
+        assert!(e < 2e-6, "{lengths:?} {rule:?}: {e}");
         // The tensor entry point agrees with the slice kernel.
-        let out = causal_attention(&qkv, lengths, heads, &cos, &sin).unwrap();
+        let out = causal_attention(&qkv, lengths, rule, rope).unwrap();
         assert!(rel_err(&out, &expected) < 2e-6);
         assert_eq!(out.dtype(), DType::F32);
     }
@@ -245,11 +298,27 @@ mod tests {
             head_dim: 64,
         };
         for heads in [gqa, mha, mqa] {
-            check_attention(&[1], heads);
-            check_attention(&[5, 1, 37, 64, 70], heads);
-            check_attention(&[33, 33], heads); // equal lengths: the reference takes no padding
-            check_attention(&[1, 1, 2], heads);
-            check_attention(&[100, 31, 32], heads);
+            let plain = ScoreRule {
+                heads,
+                scale: 1.0 / (heads.head_dim as f32).sqrt(),
+                softcap: None,
+                window: None,
+            };
+            // Gemma-style: another scale, a soft-cap that binds, a window shorter than most
+            // sequences; and no RoPE (GPT-2).
+            let gemma = ScoreRule {
+                scale: 0.3,
+                softcap: Some(1.5),
+                window: Some(5),
+                ..plain
+            };
+            for (rule, rope) in [(plain, true), (gemma, true), (plain, false)] {
+                check_attention(&[1], rule, rope);
+                check_attention(&[5, 1, 37, 64, 70], rule, rope);
+                check_attention(&[33, 33], rule, rope); // equal lengths: no padding
+                check_attention(&[1, 1, 2], rule, rope);
+                check_attention(&[100, 31, 32], rule, rope);
+            }
         }
     }
 }

@@ -25,8 +25,11 @@ mod attention;
 mod rows;
 
 use attention::causal_attention_slice;
-pub(crate) use attention::Heads;
-use rows::{add_rms_norm_slice, add_slice, rms_norm_pair_slice, rms_norm_slice, silu_mul_slice};
+pub(crate) use attention::{Heads, Rope, ScoreRule};
+use rows::{
+    add_rms_norm_slice, add_slice, gelu_tanh_mul_slice, gelu_tanh_slice, rms_norm_pair_slice,
+    rms_norm_slice, silu_mul_slice,
+};
 
 /// Whether the forward on a CPU device uses these kernels. `SCOPEDEX_CPU_KERNELS=off` falls back
 /// to candle's ops (for A/B measurements and for bisecting a numerical difference).
@@ -228,15 +231,34 @@ pub(crate) fn silu_mul(gu: &Tensor, d_mlp: usize) -> Result<Tensor> {
     tensor(out, rows, d_mlp)
 }
 
+/// `gelu_tanh(gate) * up` of a fused `[rows, 2·d_mlp]` gate|up tensor.
+pub(crate) fn gelu_tanh_mul(gu: &Tensor, d_mlp: usize) -> Result<Tensor> {
+    let (rows, w) = dims2(gu)?;
+    if w != 2 * d_mlp {
+        return Err(Error::BadInput(format!(
+            "gate|up has {w} columns, expected 2 × {d_mlp}"
+        )));
+    }
+    let out = with_slice(gu, |gu| gelu_tanh_mul_slice(gu, d_mlp))?;
+    tensor(out, rows, d_mlp)
+}
+
+/// `gelu_tanh(x)` of a `[rows, d]` tensor.
+pub(crate) fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    let (rows, d) = dims2(x)?;
+    let out = with_slice(x, gelu_tanh_slice)?;
+    tensor(out, rows, d)
+}
+
 /// [`causal_attention_slice`] of a `[rows, (nh + 2 nkv)·hd]` qkv tensor → `[rows, nh·hd]`.
 pub(crate) fn causal_attention(
     qkv: &Tensor,
     lengths: &[usize],
-    heads: Heads,
-    cos: &[f32],
-    sin: &[f32],
+    rule: ScoreRule,
+    rope: Option<Rope>,
 ) -> Result<Tensor> {
     let (rows, w) = dims2(qkv)?;
+    let heads = rule.heads;
     if w != (heads.n_heads + 2 * heads.n_kv_heads) * heads.head_dim
         || rows != lengths.iter().sum::<usize>()
     {
@@ -246,9 +268,7 @@ pub(crate) fn causal_attention(
             lengths.iter().sum::<usize>()
         )));
     }
-    let out = with_slice(qkv, |qkv| {
-        causal_attention_slice(qkv, lengths, heads, cos, sin)
-    })?;
+    let out = with_slice(qkv, |qkv| causal_attention_slice(qkv, lengths, rule, rope))?;
     tensor(out, rows, heads.n_heads * heads.head_dim)
 }
 

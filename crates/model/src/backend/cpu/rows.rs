@@ -232,6 +232,58 @@ pub(crate) fn silu_mul_slice(gu: &[f32], d_mlp: usize) -> Vec<f32> {
     out
 }
 
+/// `0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³)))`: GELU's tanh approximation (`gelu_new`,
+/// `gelu_pytorch_tanh`), with `tanh(y) = 1 − 2 / (e^{2y} + 1)` so loops vectorise.
+#[inline(always)]
+pub(crate) fn gelu_tanh(g: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let y = SQRT_2_OVER_PI * (g + 0.044_715 * g * g * g);
+    let tanh = 1.0 - 2.0 / (exp(2.0 * y) + 1.0);
+    0.5 * g * (1.0 + tanh)
+}
+
+/// GeGLU's middle: `gu: [rows, 2·d_mlp]` holds `[gate | up]` per row; returns
+/// `gelu_tanh(gate) * up`, `[rows, d_mlp]`.
+pub(crate) fn gelu_tanh_mul_slice(gu: &[f32], d_mlp: usize) -> Vec<f32> {
+    assert!(d_mlp > 0 && gu.len() % (2 * d_mlp) == 0);
+    let rows = gu.len() / (2 * d_mlp);
+    let n = rows * d_mlp;
+    let mut out = uninit_buffer(n);
+    let r = rows_per_task(rows, d_mlp);
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(r * d_mlp)
+        .zip(gu.par_chunks(r * 2 * d_mlp))
+        .for_each(|(o, gu)| {
+            for (o, gu) in o.chunks_exact_mut(d_mlp).zip(gu.chunks_exact(2 * d_mlp)) {
+                let (g, u) = gu.split_at(d_mlp);
+                for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                    o.write(gelu_tanh(g) * u);
+                }
+            }
+        });
+    // SAFETY: the chunks cover `out[..n]`, every row written.
+    unsafe { assume_init(&mut out, n) };
+    out
+}
+
+/// `gelu_tanh(x)` elementwise.
+pub(crate) fn gelu_tanh_slice(x: &[f32]) -> Vec<f32> {
+    let n = x.len();
+    let mut out = uninit_buffer(n);
+    let chunk = rows_per_task(n.div_ceil(1024), 1024) * 1024;
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .for_each(|(o, x)| {
+            for (o, &x) in o.iter_mut().zip(x) {
+                o.write(gelu_tanh(x));
+            }
+        });
+    // SAFETY: the chunks cover `out[..n]`, every element written.
+    unsafe { assume_init(&mut out, n) };
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +301,22 @@ mod tests {
         assert!(exp(-1000.0) >= 0.0 && exp(-1000.0) < 1e-37);
         assert!(exp(1000.0).is_finite());
         assert!(exp(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn gelu_tanh_matches_the_formula() {
+        for i in -400..400 {
+            let g = i as f32 * 0.05;
+            let exact = {
+                let g = g as f64;
+                0.5 * g
+                    * (1.0
+                        + ((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g.powi(3))).tanh())
+            };
+            assert!(
+                (gelu_tanh(g) as f64 - exact).abs() <= 1e-6 * (1.0 + exact.abs()),
+                "{g}"
+            );
+        }
     }
 }

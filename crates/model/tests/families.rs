@@ -1,0 +1,232 @@
+//! Every model family against HF transformers: tiny random checkpoints written by
+//! `scripts/make-family-fixtures.py` (norm gains away from identity, biases, soft-caps that bind,
+//! a sliding window shorter than the sequences), every hook at every layer and the logits,
+//! relative L2 ≤ 1e-4, on both backends.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use scopedex_model::{Backend, CapturePlan, Error, Family, HookPoint, Model};
+
+const TOLERANCE: f64 = 1e-4;
+
+fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/families")
+        .join(name)
+}
+
+fn reference(dir: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu)
+        .expect("reference.safetensors")
+}
+
+fn rel_l2(ours: &Tensor, reference: &Tensor) -> f64 {
+    assert_eq!(ours.dims(), reference.dims());
+    let ours = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let reference = reference.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let (mut err, mut norm) = (0f64, 0f64);
+    for (a, b) in ours.iter().zip(&reference) {
+        err += (*a as f64 - *b as f64).powi(2);
+        norm += (*b as f64).powi(2);
+    }
+    (err / norm.max(1e-30)).sqrt()
+}
+
+/// Every hook kind at every layer.
+fn all_hooks(n_layers: usize) -> Vec<HookPoint> {
+    (0..n_layers)
+        .flat_map(|l| {
+            [
+                HookPoint::ResidPre(l),
+                HookPoint::ResidPost(l),
+                HookPoint::AttnZ(l),
+                HookPoint::AttnOut(l),
+                HookPoint::Ln2Normalized(l),
+                HookPoint::MlpIn(l),
+                HookPoint::MlpOut(l),
+            ]
+        })
+        .collect()
+}
+
+/// Runs both fixture sequences as one packed batch and compares every hook and the
+/// last-position logits with transformers'.
+fn check_family(name: &str, family: Family) {
+    let dir = fixture_dir(name);
+    let reference = reference(&dir);
+    let seqs: Vec<Vec<u32>> = (0..2)
+        .map(|i| {
+            reference[&format!("s{i}.tokens")]
+                .to_vec1::<i64>()
+                .unwrap()
+                .into_iter()
+                .map(|t| t as u32)
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+    for backend in [Backend::cpu(), Backend::candle_ops(&Device::Cpu)] {
+        let model = Model::load(&dir, &backend).unwrap();
+        assert_eq!(model.family(), family);
+        let n_layers = model.config().n_layers;
+        let plan = CapturePlan::new(all_hooks(n_layers)).with_logits();
+        let out = model.forward_capture(&refs, &plan).unwrap();
+        let mut worst = (0f64, String::new());
+        for hook in all_hooks(n_layers) {
+            let rows = out.valid_rows(hook).unwrap();
+            assert_eq!(
+                rows.dim(1).unwrap(),
+                model.hook_width(hook),
+                "{name} {hook}"
+            );
+            let mut start = 0;
+            for (i, s) in seqs.iter().enumerate() {
+                let ours = rows.narrow(0, start, s.len()).unwrap();
+                start += s.len();
+                let theirs = &reference[&format!("s{i}.{hook}")];
+                let rel = rel_l2(&ours, theirs);
+                assert!(
+                    rel <= TOLERANCE,
+                    "{name} ({}) s{i} {hook}: relative L2 {rel:e}",
+                    backend.describe()
+                );
+                if rel > worst.0 {
+                    worst = (rel, format!("s{i} {hook}"));
+                }
+            }
+        }
+        let logits = out.logits.unwrap();
+        for (i, s) in seqs.iter().enumerate() {
+            let theirs = reference[&format!("s{i}.logits")].get(s.len() - 1).unwrap();
+            let ours = logits.get(i).unwrap();
+            let rel = rel_l2(&ours, &theirs);
+            assert!(rel <= TOLERANCE, "{name} s{i} logits: relative L2 {rel:e}");
+        }
+        eprintln!(
+            "{name} ({}): worst hook {} at {:e}",
+            backend.describe(),
+            worst.1,
+            worst.0
+        );
+    }
+}
+
+#[test]
+fn qwen2_matches_transformers() {
+    check_family("qwen2", Family::Qwen2);
+}
+
+#[test]
+fn qwen3_matches_transformers() {
+    check_family("qwen3", Family::Qwen3);
+}
+
+#[test]
+fn gemma2_matches_transformers() {
+    check_family("gemma2", Family::Gemma2);
+}
+
+#[test]
+fn gemma3_matches_transformers() {
+    check_family("gemma3", Family::Gemma3);
+}
+
+#[test]
+fn gpt2_matches_transformers() {
+    check_family("gpt2", Family::Gpt2);
+}
+
+/// A config of a family scopedex does not run names the field and lists those it does.
+#[test]
+fn an_unknown_family_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"model_type": "mamba", "hidden_size": 8}"#,
+    )
+    .unwrap();
+    let err = Model::load(dir.path(), &Backend::cpu()).unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+    let msg = err.to_string();
+    for needed in [
+        "model_type",
+        "mamba",
+        "llama",
+        "gemma3",
+        "gpt2",
+        "config.json",
+    ] {
+        assert!(msg.contains(needed), "{msg}");
+    }
+}
+
+/// A checkpoint missing a tensor its family needs names the file and the tensor.
+#[test]
+fn a_missing_tensor_names_the_file_and_tensor() {
+    let src = fixture_dir("qwen3");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(src.join("config.json"), dir.path().join("config.json")).unwrap();
+    let tensors =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let kept: HashMap<String, Tensor> = tensors
+        .into_iter()
+        .filter(|(k, _)| k != "model.layers.1.self_attn.k_norm.weight")
+        .collect();
+    candle_core::safetensors::save(&kept, dir.path().join("model.safetensors")).unwrap();
+    let err = Model::load(dir.path(), &Backend::cpu()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("model.layers.1.self_attn.k_norm.weight") && msg.contains("missing"),
+        "{msg}"
+    );
+}
+
+/// The fixtures make every Gemma branch matter: with the soft-cap, the window or the
+/// `query_pre_attn_scalar` changed, the activations move far beyond the tolerance (so the
+/// comparisons above would catch a family that ignored them).
+#[test]
+fn gemma_fixture_branches_all_matter() {
+    let src = fixture_dir("gemma2");
+    let reference = reference(&src);
+    let tokens: Vec<u32> = reference["s0.tokens"]
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|t| t as u32)
+        .collect();
+    let hook = HookPoint::ResidPost(2);
+    let theirs = &reference[&format!("s0.{hook}")];
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    for (key, value) in [
+        ("attn_logit_softcapping", serde_json::Value::Null),
+        ("sliding_window", serde_json::json!(64)),
+        ("query_pre_attn_scalar", serde_json::json!(24)),
+        ("final_logit_softcapping", serde_json::Value::Null),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut changed = config.clone();
+        changed[key] = value;
+        std::fs::write(dir.path().join("config.json"), changed.to_string()).unwrap();
+        std::fs::copy(
+            src.join("model.safetensors"),
+            dir.path().join("model.safetensors"),
+        )
+        .unwrap();
+        let model = Model::load(dir.path(), &Backend::cpu()).unwrap();
+        let out = model
+            .forward_capture(&[&tokens], &CapturePlan::new([hook]).with_logits())
+            .unwrap();
+        let rel = if key == "final_logit_softcapping" {
+            let theirs = reference["s0.logits"].get(tokens.len() - 1).unwrap();
+            rel_l2(&out.logits.unwrap().get(0).unwrap(), &theirs)
+        } else {
+            rel_l2(&out.valid_rows(hook).unwrap(), theirs)
+        };
+        assert!(
+            rel > 100.0 * TOLERANCE,
+            "{key}: changing it moved {hook} by only {rel:e}"
+        );
+    }
+}

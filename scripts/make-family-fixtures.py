@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Tiny random checkpoints of every model family, with reference activations from HF transformers.
+
+Writes (committed, so tests need no torch) tests/fixtures/families/{name}/:
+  config.json, model.safetensors   the checkpoint as `save_pretrained` writes it (f32; tied
+                                   models carry no lm_head.weight)
+  reference.safetensors            for each sequence i: `s{i}.tokens` I64 [T], `s{i}.logits`
+                                   F32 [T, vocab], and `s{i}.{hook}` F32 [T, width] for every
+                                   hook below at every layer
+
+Weights are drawn so that every branch matters: norm gains away from identity, non-zero biases,
+soft-caps that bind, a sliding window shorter than the sequences, head_dim != d_model / heads.
+
+Hooks follow TransformerLens' names, computed on the HF modules (f32, eager attention):
+  blocks.L.hook_resid_pre / hook_resid_post   input / output of decoder layer L
+  blocks.L.attn.hook_z                        input of the attention output projection
+  blocks.L.hook_attn_out                      what attention adds to the residual stream
+                                              (Gemma: after post_attention_layernorm)
+  blocks.L.hook_mlp_out                       what the MLP adds (Gemma: after
+                                              post_feedforward_layernorm)
+  blocks.L.ln2.hook_normalized                the pre-MLP norm's input normalized, before its
+                                              gain (and bias): x/rms(x), or (x-mean)/std for
+                                              LayerNorm
+  blocks.L.mlp.hook_in                        the MLP's input (the pre-MLP norm's output)
+
+Usage (a venv with torch and transformers 5.x):
+  /var/cache/scopedex/venv-ref/bin/python scripts/make-family-fixtures.py
+"""
+import json
+import os
+
+import torch
+from safetensors.torch import save_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "tests", "fixtures", "families")
+VOCAB = 128
+# Two sequences longer than the sliding window (4), of unequal lengths.
+SEQUENCES = [
+    [2, 17, 99, 5, 64, 3, 127, 41, 41, 8, 77, 12, 90],
+    [2, 120, 6, 33, 58, 1, 19],
+]
+
+
+def families():
+    from transformers import (Gemma2Config, Gemma3TextConfig, GPT2Config, Qwen2Config,
+                              Qwen3Config)
+
+    common = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    yield "qwen2", Qwen2Config(**common, tie_word_embeddings=True, rope_theta=1e6)
+    yield "qwen3", Qwen3Config(**common, head_dim=24, tie_word_embeddings=False,
+                               rope_theta=1e6, rms_norm_eps=1e-6)
+    yield "gemma2", Gemma2Config(**common, head_dim=24, query_pre_attn_scalar=20,
+                                 sliding_window=4, attn_logit_softcapping=2.0,
+                                 final_logit_softcapping=3.0, rms_norm_eps=1e-6)
+    yield "gemma3", Gemma3TextConfig(
+        **{**common, "num_hidden_layers": 4}, head_dim=24, query_pre_attn_scalar=20,
+        sliding_window=4, rms_norm_eps=1e-6,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention",
+                     "full_attention"],
+        rope_parameters={
+            "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+        })
+    yield "gpt2", GPT2Config(vocab_size=VOCAB, n_embd=64, n_layer=3, n_head=4, n_positions=32,
+                             bos_token_id=VOCAB - 1, eos_token_id=VOCAB - 1)
+
+
+def randomize(model, name):
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            p.normal_(0, 0.2)
+            if "norm" in pname or "ln_" in pname:
+                # Gains near 1 (Gemma: near 0, it adds 1) but clearly away from identity.
+                if pname.endswith("weight"):
+                    base = 0.0 if name.startswith("gemma") else 1.0
+                    p.copy_(base + 0.3 * torch.randn_like(p))
+        if name.startswith("gemma"):
+            # Scale q and k so the attention soft-cap binds.
+            for layer in model.model.layers:
+                layer.self_attn.q_proj.weight.mul_(3.0)
+                layer.self_attn.k_proj.weight.mul_(3.0)
+
+
+def layers_of(model, name):
+    return model.transformer.h if name == "gpt2" else model.model.layers
+
+
+def capture(model, name, ids):
+    store = {}
+    handles = []
+
+    def out0(out):
+        return out if torch.is_tensor(out) else out[0]
+
+    def put(key, t):
+        store[key] = t[0].detach().float().clone().contiguous()
+
+    for l, layer in enumerate(layers_of(model, name)):
+        b = f"blocks.{l}"
+        if name == "gpt2":
+            attn, o_proj, ln2, mlp = layer.attn, layer.attn.c_proj, layer.ln_2, layer.mlp
+            attn_out_mod, mlp_out_mod = attn, mlp
+        else:
+            attn, o_proj, mlp = layer.self_attn, layer.self_attn.o_proj, layer.mlp
+            if name.startswith("gemma"):
+                ln2 = layer.pre_feedforward_layernorm
+                attn_out_mod, mlp_out_mod = (layer.post_attention_layernorm,
+                                             layer.post_feedforward_layernorm)
+            else:
+                ln2 = layer.post_attention_layernorm
+                attn_out_mod, mlp_out_mod = attn, mlp
+
+        handles.append(layer.register_forward_pre_hook(
+            lambda m, args, kwargs, k=f"{b}.hook_resid_pre": put(k, args[0] if args else kwargs["hidden_states"]),
+            with_kwargs=True))
+        handles.append(layer.register_forward_hook(
+            lambda m, i, o, k=f"{b}.hook_resid_post": put(k, out0(o))))
+        handles.append(o_proj.register_forward_pre_hook(
+            lambda m, i, k=f"{b}.attn.hook_z": put(k, i[0])))
+        handles.append(attn_out_mod.register_forward_hook(
+            lambda m, i, o, k=f"{b}.hook_attn_out": put(k, out0(o))))
+        handles.append(mlp_out_mod.register_forward_hook(
+            lambda m, i, o, k=f"{b}.hook_mlp_out": put(k, out0(o))))
+
+        def normalized(m, i, o, b=b):
+            x = i[0].float()
+            if name == "gpt2":
+                mu = x.mean(-1, keepdim=True)
+                var = (x - mu).pow(2).mean(-1, keepdim=True)
+                n = (x - mu) / torch.sqrt(var + m.eps)
+            else:
+                eps = getattr(m, "variance_epsilon", getattr(m, "eps", None))
+                n = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+            put(f"{b}.ln2.hook_normalized", n)
+            put(f"{b}.mlp.hook_in", out0(o))
+
+        handles.append(ln2.register_forward_hook(normalized))
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].float()
+    for h in handles:
+        h.remove()
+    return store, logits
+
+
+def main():
+    from transformers import AutoModelForCausalLM
+
+    for name, cfg in families():
+        d = os.path.join(OUT, name)
+        os.makedirs(d, exist_ok=True)
+        cfg._attn_implementation = "eager"
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, attn_implementation="eager").eval()
+        randomize(model, name)
+        model.save_pretrained(d)
+        # Reload as a user would, so the reference is what the files hold.
+        model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32,
+                                                     attn_implementation="eager").eval()
+        tensors = {}
+        for i, ids in enumerate(SEQUENCES):
+            store, logits = capture(model, name, ids)
+            tensors[f"s{i}.tokens"] = torch.tensor(ids, dtype=torch.int64)
+            tensors[f"s{i}.logits"] = logits.contiguous()
+            for k, v in store.items():
+                tensors[f"s{i}.{k}"] = v
+        save_file(tensors, os.path.join(d, "reference.safetensors"),
+                  metadata={"source": "scripts/make-family-fixtures.py",
+                            "transformers": __import__("transformers").__version__})
+        for f in os.listdir(d):
+            if f.endswith(".json") and f != "config.json":
+                os.remove(os.path.join(d, f))  # generation_config.json: not needed
+        size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+        print(f"{name}: {len(tensors)} tensors, {size} bytes in {d}")
+
+
+if __name__ == "__main__":
+    main()
