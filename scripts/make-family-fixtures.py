@@ -23,8 +23,17 @@ Hooks follow TransformerLens' names, computed on the HF modules (f32, eager atte
                                               LayerNorm
   blocks.L.mlp.hook_in                        the MLP's input (the pre-MLP norm's output)
 
-Usage (a venv with torch and transformers 5.x):
+With `--gemma3-270m GGUF`, instead writes tests/fixtures/model/gemma3_270m_reference.safetensors:
+the real Gemma 3 270M GGUF as transformers loads it (dequantized to f32): for text i `t{i}.tokens`
+(BOS + transformers' tokenizer built from the GGUF), every hook above at layers 0, 8 and 17 (the
+first four texts; the others only `blocks.17.hook_resid_post`), and
+the full last-position logits `t{i}.logits` of the first two texts (`t{i}.top_ids` /
+`t{i}.top_logits`, the 10 largest, of every text). Metadata `texts`.
+
+Usage (a venv with torch, transformers 5.x and gguf):
   /var/cache/scopedex/venv-ref/bin/python scripts/make-family-fixtures.py
+  /var/cache/scopedex/venv-ref/bin/python scripts/make-family-fixtures.py \
+      --gemma3-270m assets/models/gemma-3-270m-Q4_K_M.gguf
 """
 import json
 import os
@@ -175,5 +184,54 @@ def main():
         print(f"{name}: {len(tensors)} tensors, {size} bytes in {d}")
 
 
+GEMMA_TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Call 911 or 4.2%",
+    "def f(x):\n    return x ** 2",
+    "naïve café, 日本 🦀",
+    "a        b\t\tc\n\n\nd   ",
+    "<start_of_turn>user\nHi!<end_of_turn>",
+    "Привет, мир!",
+    "   ∑ i = n(n+1)/2",
+]
+GEMMA_LAYERS = [0, 8, 17]
+
+
+def gemma3_270m(gguf):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = os.path.split(os.path.abspath(gguf))
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
+    tensors = {}
+    for i, text in enumerate(GEMMA_TEXTS):
+        ids = [tok.bos_token_id] + tok(text, add_special_tokens=False)["input_ids"]
+        store, logits = capture(model, "gemma3", ids)
+        tensors[f"t{i}.tokens"] = torch.tensor(ids, dtype=torch.int64)
+        for k, v in store.items():
+            # Every hook of the chosen layers for the first texts; the rest keep the last
+            # layer's residual stream (the fixture stays small).
+            layer = int(k.split(".")[1])
+            if layer in GEMMA_LAYERS and (i < 4 or k == f"blocks.{GEMMA_LAYERS[-1]}.hook_resid_post"):
+                tensors[f"t{i}.{k}"] = v
+        last = logits[-1].contiguous()
+        if i < 2:
+            tensors[f"t{i}.logits"] = last
+        top = torch.topk(last, 10)
+        tensors[f"t{i}.top_ids"] = top.indices.to(torch.int64).contiguous()
+        tensors[f"t{i}.top_logits"] = top.values.contiguous()
+        print(f"text {i}: {len(ids)} tokens, argmax {top.indices[0].item()}")
+    out = os.path.join(ROOT, "tests", "fixtures", "model", "gemma3_270m_reference.safetensors")
+    save_file(tensors, out, metadata={"texts": json.dumps(GEMMA_TEXTS), "model": name,
+                                      "source": "scripts/make-family-fixtures.py --gemma3-270m"})
+    print(f"wrote {out} ({os.path.getsize(out)} bytes)")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--gemma3-270m":
+        gemma3_270m(sys.argv[2])
+    else:
+        main()

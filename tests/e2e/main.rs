@@ -4,6 +4,7 @@
 //! saying how to fetch them, rather than silently passing.
 mod assets;
 mod export;
+mod families;
 mod index;
 mod info;
 mod movable;

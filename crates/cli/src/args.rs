@@ -116,9 +116,9 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
-    /// Describe a model file (architecture, layers, width, vocabulary) as JSON.
+    /// Describe a model (family, layers, widths, hook points, vocabulary) as JSON.
     Info {
-        /// A GGUF model file.
+        /// A GGUF file or an HF directory (config.json + safetensors).
         #[arg(long)]
         model: PathBuf,
     },

@@ -65,6 +65,80 @@ impl HookPoint {
     }
 }
 
+/// One kind of hook point of a model, for `scopedex info` and documentation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HookSite {
+    /// The name pattern, `blocks.{L}.hook_resid_post`.
+    pub name: &'static str,
+    /// Width of its activations.
+    pub width: usize,
+    /// What it is in this family's modules.
+    pub meaning: &'static str,
+}
+
+/// Every kind of hook point of a model with `cfg`, with its width and meaning in its family.
+pub fn hook_sites(cfg: &crate::Config) -> Vec<HookSite> {
+    use crate::Family;
+    let gemma = matches!(cfg.family, Family::Gemma2 | Family::Gemma3);
+    let layer_norm = cfg.family == Family::Gpt2;
+    let site = |name, hook: HookPoint, meaning| HookSite {
+        name,
+        width: cfg.hook_width(hook),
+        meaning,
+    };
+    vec![
+        site(
+            "blocks.{L}.hook_resid_pre",
+            HookPoint::ResidPre(0),
+            "the residual stream entering block L (after the embedding for L = 0)",
+        ),
+        site(
+            "blocks.{L}.attn.hook_z",
+            HookPoint::AttnZ(0),
+            "the attention heads' outputs before the output projection, heads concatenated",
+        ),
+        site(
+            "blocks.{L}.hook_attn_out",
+            HookPoint::AttnOut(0),
+            if gemma {
+                "what attention adds to the residual stream: post_attention_layernorm's output"
+            } else {
+                "what attention adds to the residual stream: the output projection's output"
+            },
+        ),
+        site(
+            "blocks.{L}.ln2.hook_normalized",
+            HookPoint::Ln2Normalized(0),
+            if layer_norm {
+                "ln_2's input centred and divided by its standard deviation, before gain and bias"
+            } else if gemma {
+                "pre_feedforward_layernorm's input divided by its RMS, before the (1 + w) gain"
+            } else {
+                "post_attention_layernorm's input divided by its RMS, before the gain"
+            },
+        ),
+        site(
+            "blocks.{L}.mlp.hook_in",
+            HookPoint::MlpIn(0),
+            "the MLP's input: the pre-MLP norm's output, gain included",
+        ),
+        site(
+            "blocks.{L}.hook_mlp_out",
+            HookPoint::MlpOut(0),
+            if gemma {
+                "what the MLP adds to the residual stream: post_feedforward_layernorm's output"
+            } else {
+                "what the MLP adds to the residual stream: its down projection's output"
+            },
+        ),
+        site(
+            "blocks.{L}.hook_resid_post",
+            HookPoint::ResidPost(0),
+            "the residual stream after block L",
+        ),
+    ]
+}
+
 impl fmt::Display for HookPoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {

@@ -40,7 +40,7 @@ pub use backend::Backend;
 pub use config::{Config, RopeScaling};
 pub use error::{Error, Result};
 pub use families::Family;
-pub use hook::{CapturePlan, Captured, HookPoint};
+pub use hook::{hook_sites, CapturePlan, Captured, HookPoint, HookSite};
 pub use model::Model;
 pub use tokenizer::{load_tokenizer, ModelTokenizer};
 pub use vocab::TokenSpelling;

@@ -157,81 +157,23 @@ fn from_gguf(path: &Path) -> Result<ModelTokenizer> {
         content: &content,
     };
     let model = m.string("tokenizer.ggml.model")?;
-    if model != "gpt2" {
-        return Err(Error::Unsupported {
-            path: path.to_path_buf(),
-            what: "tokenizer (tokenizer.ggml.model)".into(),
-            detail: format!("{model} (only gpt2-style byte-level BPE is supported)"),
-        });
-    }
-    let pre_name = match m.opt("tokenizer.ggml.pre") {
-        Some(v) => v
-            .to_string()
-            .map_err(|e| m.bad("tokenizer.ggml.pre", e.to_string()))?
-            .clone(),
-        None => "default".to_string(),
-    };
-    let pre = pre_tokenizer(&pre_name).ok_or_else(|| Error::Unsupported {
-        path: path.to_path_buf(),
-        what: "pre-tokenizer (tokenizer.ggml.pre)".into(),
-        detail: pre_name.clone(),
-    })?;
+    let arch = m.string("general.architecture")?;
     let tokens = strings(&m, "tokenizer.ggml.tokens")?;
-    let merges = strings(&m, "tokenizer.ggml.merges")?;
-    let types: Vec<i64> = match m.opt("tokenizer.ggml.token_type") {
-        None => vec![1; tokens.len()],
-        Some(v) => v
-            .to_vec()
-            .map_err(|e| m.bad("tokenizer.ggml.token_type", e.to_string()))?
-            .iter()
-            .map(|t| match t {
-                Value::I32(x) => Ok(*x as i64),
-                Value::U32(x) => Ok(*x as i64),
-                Value::I8(x) => Ok(*x as i64),
-                Value::U8(x) => Ok(*x as i64),
-                Value::I64(x) => Ok(*x),
-                _ => Err(m.bad("tokenizer.ggml.token_type", "holds a non-integer")),
+    let types = token_types(&m, tokens.len())?;
+    let spec = match model {
+        "gpt2" => byte_level_spec(&m, &tokens, &types)?,
+        "llama" if arch.starts_with("gemma") => gemma_spec(&tokens, &types),
+        _ => {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                what: "tokenizer (tokenizer.ggml.model)".into(),
+                detail: format!(
+                    "{model} for architecture {arch} (supported: gpt2-style byte-level BPE, and \
+                     Gemma's SentencePiece vocabulary)"
+                ),
             })
-            .collect::<Result<_>>()?,
-    };
-    if types.len() != tokens.len() {
-        return Err(m.bad(
-            "tokenizer.ggml.token_type",
-            format!("has {} entries for {} tokens", types.len(), tokens.len()),
-        ));
-    }
-    let mut vocab = Map::with_capacity(tokens.len());
-    let mut added = Vec::new();
-    for (id, (tok, ty)) in tokens.iter().zip(&types).enumerate() {
-        vocab.insert((*tok).to_string(), json!(id));
-        if *ty == 3 || *ty == 4 {
-            added.push(
-                json!({"id": id, "content": tok, "single_word": false, "lstrip": false,
-                "rstrip": false, "normalized": false, "special": *ty == 3}),
-            );
         }
-    }
-    let merges: Vec<serde_json::Value> = merges
-        .iter()
-        .map(|s| {
-            s.split_once(' ')
-                .map(|(a, b)| json!([a, b]))
-                .ok_or_else(|| m.bad("tokenizer.ggml.merges", format!("entry `{s}` is not `a b`")))
-        })
-        .collect::<Result<_>>()?;
-    let spec = json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": null,
-        "pre_tokenizer": pre,
-        "post_processor": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-            "vocab": vocab, "merges": merges},
-    });
+    };
     let tokenizer = spec
         .to_string()
         .parse::<tokenizers::Tokenizer>()
@@ -247,4 +189,180 @@ fn from_gguf(path: &Path) -> Result<ModelTokenizer> {
         bos_id: id("tokenizer.ggml.bos_token_id")?,
         eos_id: id("tokenizer.ggml.eos_token_id")?,
     })
+}
+
+/// `tokenizer.ggml.token_type`, one per token (all normal when absent).
+fn token_types(m: &Meta, n_tokens: usize) -> Result<Vec<i64>> {
+    let types: Vec<i64> = match m.opt("tokenizer.ggml.token_type") {
+        None => vec![1; n_tokens],
+        Some(v) => v
+            .to_vec()
+            .map_err(|e| m.bad("tokenizer.ggml.token_type", e.to_string()))?
+            .iter()
+            .map(|t| match t {
+                Value::I32(x) => Ok(*x as i64),
+                Value::U32(x) => Ok(*x as i64),
+                Value::I8(x) => Ok(*x as i64),
+                Value::U8(x) => Ok(*x as i64),
+                Value::I64(x) => Ok(*x),
+                _ => Err(m.bad("tokenizer.ggml.token_type", "holds a non-integer")),
+            })
+            .collect::<Result<_>>()?,
+    };
+    if types.len() != n_tokens {
+        return Err(m.bad(
+            "tokenizer.ggml.token_type",
+            format!("has {} entries for {} tokens", types.len(), n_tokens),
+        ));
+    }
+    Ok(types)
+}
+
+/// Added tokens: CONTROL (3) as special, USER_DEFINED (4) as plain, both matched whole.
+fn added_tokens(tokens: &[String], types: &[i64]) -> Vec<serde_json::Value> {
+    tokens
+        .iter()
+        .zip(types)
+        .enumerate()
+        .filter(|(_, (_, ty))| **ty == 3 || **ty == 4)
+        .map(|(id, (tok, ty))| {
+            json!({"id": id, "content": tok, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": *ty == 3})
+        })
+        .collect()
+}
+
+/// Gemma's SentencePiece vocabulary as transformers rebuilds it from a GGUF file
+/// (`gemma_tokenizer` in its `gguf_tokenizer_mapping.py`): tokens of spaces respelled with `▁`,
+/// BPE merges derived from the vocabulary with the file order as rank (Gemma's scores do not
+/// follow its merge order), byte fallback, spaces turned into `▁` by the normalizer.
+fn gemma_spec(tokens: &[&str], types: &[i64]) -> serde_json::Value {
+    let respelled: Vec<String> = tokens
+        .iter()
+        .map(|t| {
+            if t.contains(' ') && t.trim().is_empty() {
+                "\u{2581}".repeat(t.chars().count())
+            } else {
+                (*t).to_string()
+            }
+        })
+        .collect();
+    let merges = derive_merges(&respelled);
+    let mut vocab = Map::with_capacity(respelled.len());
+    for (id, tok) in respelled.iter().enumerate() {
+        vocab.insert(tok.clone(), json!(id));
+    }
+    json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added_tokens(&respelled, types),
+        "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"},
+        "pre_tokenizer": {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": false},
+        "post_processor": null,
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "},
+            {"type": "ByteFallback"},
+            {"type": "Fuse"},
+        ]},
+        "model": {"type": "BPE", "dropout": null, "unk_token": "<unk>", "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+            "vocab": vocab, "merges": merges},
+    })
+}
+
+/// BPE merges implied by a vocabulary ranked by position (transformers' `generate_merges` with
+/// scores `-index`): every split of a token into two vocabulary tokens, ordered by the merged
+/// token's rank, then by longer left and right pieces, then by the pieces' ids.
+fn derive_merges(tokens: &[String]) -> Vec<serde_json::Value> {
+    // Python dicts: a repeated token keeps its first position, its last id.
+    let mut id_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut first_rank: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        id_of.insert(t.as_str(), i);
+        if first_rank.insert(t.as_str(), i).is_none() {
+            order.push(t.as_str());
+        }
+    }
+    struct Merge<'a> {
+        left: &'a str,
+        right: &'a str,
+        score: i64,
+        left_len: usize,
+        right_len: usize,
+    }
+    let mut merges: Vec<Merge> = Vec::new();
+    for merged in order {
+        // The score of a repeated token is its last position's.
+        let score = -(id_of[merged] as i64);
+        let start = merges.len();
+        for (cut, _) in merged.char_indices().skip(1) {
+            let (l, r) = merged.split_at(cut);
+            if let (Some(_), Some(_)) = (id_of.get(l), id_of.get(r)) {
+                merges.push(Merge {
+                    left: l,
+                    right: r,
+                    score,
+                    left_len: l.chars().count(),
+                    right_len: r.chars().count(),
+                });
+            }
+        }
+        merges[start..].sort_by_key(|m| (id_of[m.left], id_of[m.right]));
+    }
+    // Stable, descending, as Python's `sorted(..., reverse=True)`.
+    merges.sort_by(|a, b| {
+        (b.score, b.left_len, b.right_len).cmp(&(a.score, a.left_len, a.right_len))
+    });
+    merges
+        .into_iter()
+        .map(|m| json!([m.left, m.right]))
+        .collect()
+}
+
+/// gpt2-style byte-level BPE: vocabulary and merges from the metadata, the pre-tokenizer that
+/// `tokenizer.ggml.pre` names.
+fn byte_level_spec(m: &Meta, tokens: &[&str], types: &[i64]) -> Result<serde_json::Value> {
+    let path = m.path;
+    let pre_name = match m.opt("tokenizer.ggml.pre") {
+        Some(v) => v
+            .to_string()
+            .map_err(|e| m.bad("tokenizer.ggml.pre", e.to_string()))?
+            .clone(),
+        None => "default".to_string(),
+    };
+    let pre = pre_tokenizer(&pre_name).ok_or_else(|| Error::Unsupported {
+        path: path.to_path_buf(),
+        what: "pre-tokenizer (tokenizer.ggml.pre)".into(),
+        detail: pre_name.clone(),
+    })?;
+    let merges = strings(m, "tokenizer.ggml.merges")?;
+    let mut vocab = Map::with_capacity(tokens.len());
+    for (id, tok) in tokens.iter().enumerate() {
+        vocab.insert((*tok).to_string(), json!(id));
+    }
+    let owned: Vec<String> = tokens.iter().map(|t| (*t).to_string()).collect();
+    let added = added_tokens(&owned, types);
+    let merges: Vec<serde_json::Value> = merges
+        .iter()
+        .map(|s| {
+            s.split_once(' ')
+                .map(|(a, b)| json!([a, b]))
+                .ok_or_else(|| m.bad("tokenizer.ggml.merges", format!("entry `{s}` is not `a b`")))
+        })
+        .collect::<Result<_>>()?;
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": pre,
+        "post_processor": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+            "vocab": vocab, "merges": merges},
+    }))
 }

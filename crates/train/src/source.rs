@@ -68,7 +68,10 @@ impl ModelSource {
         plan.validate(model.config().n_layers)?;
         // SAEs are trained on one width of activations, the residual stream's.
         let d_model = model.config().d_model;
-        if let Some(h) = hook_points.iter().find(|h| model.hook_width(**h) != d_model) {
+        if let Some(h) = hook_points
+            .iter()
+            .find(|h| model.hook_width(**h) != d_model)
+        {
             return Err(crate::Error::InvalidConfig(format!(
                 "hook {h} is {} wide, not the residual stream's {d_model}: train-sae trains on \
                  residual-width hooks",
