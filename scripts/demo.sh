@@ -6,19 +6,34 @@
 #   3. index a slice of the nlp-corpus into out/demo-index — reused when its inputs are unchanged;
 #   4. serve the index (with the web UI, built before the binary, which embeds it) and print the
 #      URL and three example queries.
-# Every stage is cached, so a second run goes straight to serving. Environment overrides:
+# Every stage is cached, so a second run goes straight to serving. `--model gemma-3-270m` runs the
+# same demo on Gemma 3 270M (fetched on request) instead of SmolLM2. Environment overrides:
 #   DEMO_LAYER (6), DEMO_LAYER2 (3), DEMO_TRAIN_TOKENS (600000), DEMO_INDEX_TOKENS (300000),
 #   DEMO_ADDR (127.0.0.1:8080), CARGO_TARGET_DIR.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+demo_model=smollm2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model) [ $# -ge 2 ] || { echo "demo: --model needs a name (gemma-3-270m)" >&2; exit 2; }
+             demo_model="$2"; shift 2 ;;
+    *) echo "demo: unknown argument $1 (use --model gemma-3-270m)" >&2; exit 2 ;;
+  esac
+done
+case "$demo_model" in
+  smollm2) model=assets/models/SmolLM2-135M-Instruct.Q4_1.gguf; fetch_args=(); suffix="" ;;
+  gemma-3-270m) model=assets/models/gemma-3-270m-Q4_K_M.gguf; fetch_args=(--model gemma-3-270m)
+                suffix="-gemma-3-270m" ;;
+  *) echo "demo: unknown model $demo_model (known: gemma-3-270m; default SmolLM2)" >&2; exit 2 ;;
+esac
 t0=$(date +%s)
 stage() { echo "== [demo +$(($(date +%s) - t0))s] $* =="; }
 hash16() { sha256sum | cut -c1-16; }
 
 stage "system packages and assets"
 bash scripts/install-system-deps.sh
-bash scripts/fetch-assets.sh
+bash scripts/fetch-assets.sh "${fetch_args[@]}"
 mkdir -p out
 
 # --- web UI (before the binary, which embeds web/dist) ------------------------------------
@@ -37,7 +52,6 @@ fi
 stage "build (cargo build --bin scopedex, dev profile)"
 cargo build --locked --bin scopedex
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/scopedex"
-model=assets/models/SmolLM2-135M-Instruct.Q4_1.gguf
 corpus=assets/corpora/nlp-corpus
 layer="${DEMO_LAYER:-6}"
 layer2="${DEMO_LAYER2:-3}"
@@ -67,7 +81,7 @@ fi
 # --- index --------------------------------------------------------------------------------
 # A slice of the corpus (the first DEMO_INDEX_TOKENS tokens, in corpus order) keeps the first
 # run within budget; raise it for a fuller index.
-index=out/demo-index
+index="out/demo-index$suffix"
 index_args=(--model "$model" --corpus "$corpus" --max-tokens "${DEMO_INDEX_TOKENS:-300000}"
   --sae "$saes:$(IFS=,; echo "${ids[*]}")")
 # The index format version is part of the key: an index of an older format is rebuilt.

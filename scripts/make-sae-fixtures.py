@@ -270,6 +270,41 @@ def saelens(rng, name, arch, dtype, cfg_style, k=None, apply_b_dec=False, hook="
     save_expected(name, x, acts, recon, x, {"folder": name})
 
 
+# ---------------------------------------------------------------- Gemma Scope
+def gemma_scope(rng, rel, layout, transcoder=False):
+    """A JumpReLU SAE in a Gemma Scope release folder: `params.npz` (Gemma Scope, arrays as
+    np.savez stores them) or `params.safetensors` with lower-case names (Gemma Scope 2). Encode:
+    pre = x W_enc + b_enc, f = pre * (pre > threshold); no input scaling, no b_dec subtraction."""
+    d = os.path.join(ROOT, rel)
+    os.makedirs(d, exist_ok=True)
+    w = {
+        "W_enc": (rng.standard_normal((D_MODEL, D_SAE)) / np.sqrt(D_MODEL)).astype(np.float32),
+        "W_dec": decoder_columns(rng, D_MODEL, D_SAE).T.astype(np.float32),
+        "b_enc": rng.normal(-0.2, 0.2, D_SAE).astype(np.float32),
+        "b_dec": rng.normal(0, 0.3, D_MODEL).astype(np.float32),
+        "threshold": rng.uniform(0.2, 1.0, D_SAE).astype(np.float32),
+    }
+    if layout == "npz":
+        np.savez(os.path.join(d, "params.npz"), **w)
+    else:
+        save_safetensors(os.path.join(d, "params.safetensors"),
+                         {k.lower(): (v.tobytes(), "F32", v.shape) for k, v in w.items()})
+    w = {k: v.astype(np.float64) for k, v in w.items()}
+
+    def pre(x):
+        h = x @ w["W_enc"] + w["b_enc"]
+        return h, h
+
+    x = sample_inputs(rng, pre, "jumprelu", None, w["threshold"], np.sqrt(D_MODEL),
+                      rng.normal(0, 0.2, D_MODEL))
+    h, gate = pre(x)
+    acts = h * select(h, gate, "jumprelu", None, w["threshold"])
+    recon = acts @ w["W_dec"] + w["b_dec"]
+    target = recon + rng.normal(0, 0.1, recon.shape) if transcoder else x
+    name = rel.replace("/", "_")
+    save_expected(name, x, acts, recon, target, {"folder": rel})
+
+
 def main():
     rng = np.random.default_rng(20240604)
     repo = "llamascope_repo"
@@ -280,6 +315,9 @@ def main():
     saelens(rng, "saelens_jumprelu", "jumprelu", "F32", "v6", apply_b_dec=True)
     saelens(rng, "saelens_standard", "standard", "F16", "v5")
     saelens(rng, "saelens_topk", "topk", "BF16", "v6", k=5, hook="blocks.1.hook_mlp_out")
+    gemma_scope(rng, "gemma-scope-2b-pt-att/layer_5/width_128/average_l0_9", "npz")
+    gemma_scope(rng, "gemma-scope-2-270m-pt/transcoder/layer_3_width_128_l0_small", "safetensors",
+                transcoder=True)
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(ROOT) for f in fs)
     print(f"wrote {ROOT} ({total} bytes)")
 

@@ -26,22 +26,31 @@ pub fn report_when_piped(pb: &ProgressBar, what: &'static str) {
     let pb = pb.clone();
     let every = every();
     let started = std::time::Instant::now();
-    std::thread::spawn(move || loop {
-        std::thread::sleep(every);
-        if pb.is_finished() {
-            return;
+    std::thread::spawn(move || {
+        let mut last = 0u64;
+        loop {
+            std::thread::sleep(every);
+            if pb.is_finished() {
+                return;
+            }
+            let pos = pb.position();
+            let elapsed = started.elapsed().as_secs_f64();
+            // The average rate since the start: indicatif's recent rate falls to 0 while a
+            // later phase (e.g. "writing") holds the position, and its ETA runs away.
+            let rate = pos as f64 / elapsed.max(1e-9);
+            let total = pb.length().map(|l| format!("/{l}")).unwrap_or_default();
+            let eta = match pb.length() {
+                Some(l) if l > pos && pos > last && rate > 0.0 => {
+                    format!(", ETA {:.0} s", (l - pos) as f64 / rate)
+                }
+                _ => String::new(),
+            };
+            last = pos;
+            eprintln!(
+                "[{:>5} s] {what}: {pos}{total} ({rate:.0}/s{eta}) {}",
+                elapsed as u64,
+                pb.message()
+            );
         }
-        let pos = pb.position();
-        let total = pb.length().map(|l| format!("/{l}")).unwrap_or_default();
-        let eta = match pb.length() {
-            Some(l) if l > pos && pos > 0 => format!(", ETA {} s", pb.eta().as_secs()),
-            _ => String::new(),
-        };
-        eprintln!(
-            "[{:>5} s] {what}: {pos}{total} ({:.0}/s{eta}) {}",
-            started.elapsed().as_secs(),
-            pb.per_sec(),
-            pb.message()
-        );
     });
 }

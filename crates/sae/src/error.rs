@@ -57,11 +57,12 @@ pub enum Error {
         /// The accepted values.
         expected: &'static str,
     },
-    /// A folder holds neither a Llama Scope nor a SAELens SAE.
+    /// A folder holds no SAE of a known format.
     #[error(
         "{path}: not an SAE folder (expected hyperparams.json + checkpoints/final.safetensors \
-         (Llama Scope), cfg.json + sae_weights.safetensors (SAELens), or a Llama Scope repo \
-         folder with one such folder per layer)"
+         (Llama Scope), cfg.json + sae_weights.safetensors (SAELens), params.npz or \
+         params.safetensors (Gemma Scope), or a Llama Scope repo folder with one such folder \
+         per layer)"
     )]
     UnknownFormat {
         /// The folder.
@@ -127,8 +128,8 @@ pub enum Error {
     },
     /// A malformed SAE id.
     #[error(
-        "invalid SAE id {input:?}: {reason}; expected `L{{layer}}{{R|A|M|TC}}-{{expansion}}x`, \
-         e.g. L15R-8x or L0TC-32x"
+        "invalid SAE id {input:?}: {reason}; expected `L{{layer}}{{R|A|M|TC|RP|Z|TM}}-{{width}}` \
+         with the width an expansion (8x) or a count (16k, 1m, 24576), e.g. L15R-8x or L12Z-16k"
     )]
     BadId {
         /// The string given.

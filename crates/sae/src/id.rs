@@ -17,19 +17,42 @@ pub enum Position {
     A,
     /// MLP output (`blocks.L.hook_mlp_out`).
     M,
-    /// Transcoder: reads the post-attention RMSNorm output (`blocks.L.ln2.hook_normalized`) and
-    /// predicts the MLP output (`blocks.L.hook_mlp_out`).
+    /// Transcoder: reads the pre-MLP norm's normalized input (`blocks.L.ln2.hook_normalized`)
+    /// and predicts the MLP output (`blocks.L.hook_mlp_out`) (Llama Scope, Gemma Scope).
     TC,
+    /// Residual stream entering the block (`blocks.L.hook_resid_pre`; SAELens'
+    /// `gpt2-small-res-jb`).
+    RP,
+    /// Attention heads' outputs before the output projection, heads concatenated
+    /// (`blocks.L.attn.hook_z`; Gemma Scope's attention SAEs).
+    Z,
+    /// Transcoder reading the MLP's input, the pre-MLP norm's output with its gain
+    /// (`blocks.L.mlp.hook_in`), predicting `blocks.L.hook_mlp_out` (Gemma Scope 2).
+    TM,
 }
 
 impl Position {
-    /// The id suffix: `R`, `A`, `M` or `TC`.
+    /// Every position, in id order.
+    pub const ALL: [Position; 7] = [
+        Position::R,
+        Position::A,
+        Position::M,
+        Position::TC,
+        Position::RP,
+        Position::Z,
+        Position::TM,
+    ];
+
+    /// The id suffix: `R`, `A`, `M`, `TC`, `RP`, `Z` or `TM`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Position::R => "R",
             Position::A => "A",
             Position::M => "M",
             Position::TC => "TC",
+            Position::RP => "RP",
+            Position::Z => "Z",
+            Position::TM => "TM",
         }
     }
 
@@ -40,13 +63,17 @@ impl Position {
             Position::A => format!("blocks.{layer}.hook_attn_out"),
             Position::M => format!("blocks.{layer}.hook_mlp_out"),
             Position::TC => format!("blocks.{layer}.ln2.hook_normalized"),
+            Position::RP => format!("blocks.{layer}.hook_resid_pre"),
+            Position::Z => format!("blocks.{layer}.attn.hook_z"),
+            Position::TM => format!("blocks.{layer}.mlp.hook_in"),
         }
     }
 
-    /// The hook the SAE reconstructs at `layer` (differs from [`Position::hook_in`] only for TC).
+    /// The hook the SAE reconstructs at `layer` (differs from [`Position::hook_in`] only for
+    /// transcoders).
     pub fn hook_out(&self, layer: u32) -> String {
         match self {
-            Position::TC => format!("blocks.{layer}.hook_mlp_out"),
+            Position::TC | Position::TM => format!("blocks.{layer}.hook_mlp_out"),
             _ => self.hook_in(layer),
         }
     }
@@ -57,7 +84,7 @@ impl Position {
         let rest = hook_in.strip_prefix("blocks.")?;
         let (layer, _) = rest.split_once('.')?;
         let layer: u32 = layer.parse().ok()?;
-        [Position::R, Position::A, Position::M, Position::TC]
+        Position::ALL
             .into_iter()
             .find(|p| p.hook_in(layer) == hook_in && p.hook_out(layer) == hook_out)
             .map(|p| (layer, p))
@@ -70,15 +97,57 @@ impl fmt::Display for Position {
     }
 }
 
-/// An SAE identifier: layer, position and expansion factor, written `L{layer}{pos}-{exp}x`.
+/// An SAE's width: an expansion factor of its input (`8x`, Llama Scope) or a count of features
+/// (`16k` = 16,384, `1m` = 1,048,576, or plain digits; Gemma Scope, SAELens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Width {
+    /// `d_sae / d_in`.
+    Expansion(u32),
+    /// `d_sae` itself.
+    Count(u32),
+}
+
+impl Width {
+    /// The width of an SAE with `d_sae` features on a `d_in`-wide input: the expansion factor
+    /// when it is a whole number, else the count.
+    pub fn of(d_sae: usize, d_in: usize) -> Width {
+        match (d_in > 0 && d_sae % d_in == 0, u32::try_from(d_sae)) {
+            (true, _) => Width::Expansion((d_sae / d_in) as u32),
+            (false, Ok(n)) => Width::Count(n),
+            (false, Err(_)) => Width::Count(u32::MAX),
+        }
+    }
+
+    /// The number of features for an input `d_in` wide.
+    pub fn d_sae(&self, d_in: usize) -> usize {
+        match *self {
+            Width::Expansion(e) => e as usize * d_in,
+            Width::Count(n) => n as usize,
+        }
+    }
+}
+
+impl fmt::Display for Width {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Width::Expansion(e) => write!(f, "{e}x"),
+            Width::Count(n) if n % (1 << 20) == 0 => write!(f, "{}m", n >> 20),
+            Width::Count(n) if n % 1024 == 0 => write!(f, "{}k", n >> 10),
+            Width::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// An SAE identifier: layer, position and width, written `L{layer}{pos}-{width}` (`L15R-8x`,
+/// `L12Z-16k`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SaeId {
     /// Transformer block index (0-based).
     pub layer: u32,
     /// Position within the block.
     pub position: Position,
-    /// `d_sae / d_model`.
-    pub expansion: u32,
+    /// Expansion factor or feature count.
+    pub width: Width,
 }
 
 impl SaeId {
@@ -87,15 +156,25 @@ impl SaeId {
         self.position.hook_in(self.layer)
     }
 
-    /// The hook the SAE reconstructs (TC: `blocks.L.hook_mlp_out`).
+    /// The hook the SAE reconstructs (transcoders: `blocks.L.hook_mlp_out`).
     pub fn hook_out(&self) -> String {
         self.position.hook_out(self.layer)
+    }
+
+    /// The id of an SAE reading `hook_in` and writing `hook_out` with `d_sae` features on a
+    /// `d_in`-wide input; `None` when the hooks match no position.
+    pub fn from_hooks(hook_in: &str, hook_out: &str, d_sae: usize, d_in: usize) -> Option<SaeId> {
+        Position::from_hooks(hook_in, hook_out).map(|(layer, position)| SaeId {
+            layer,
+            position,
+            width: Width::of(d_sae, d_in),
+        })
     }
 }
 
 impl fmt::Display for SaeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "L{}{}-{}x", self.layer, self.position, self.expansion)
+        write!(f, "L{}{}-{}", self.layer, self.position, self.width)
     }
 }
 
@@ -118,33 +197,40 @@ impl FromStr for SaeId {
             .parse()
             .map_err(|_| bad("layer number out of range"))?;
         let rest = &rest[digits..];
-        let (pos, rest) = rest
+        let (pos, width) = rest
             .split_once('-')
-            .ok_or_else(|| bad("missing `-` before the expansion factor"))?;
-        let position = match pos {
-            "R" => Position::R,
-            "A" => Position::A,
-            "M" => Position::M,
-            "TC" => Position::TC,
-            "" => return Err(bad("missing position (R, A, M or TC)")),
-            _ => return Err(bad(&format!("unknown position {pos:?}"))),
+            .ok_or_else(|| bad("missing `-` before the width"))?;
+        let position = match Position::ALL.into_iter().find(|p| p.as_str() == pos) {
+            Some(p) => p,
+            None if pos.is_empty() => return Err(bad("missing position")),
+            None => return Err(bad(&format!("unknown position {pos:?}"))),
         };
-        let exp = rest
-            .strip_suffix('x')
-            .ok_or_else(|| bad("expansion factor must end with `x`"))?;
-        if exp.is_empty() || !exp.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad("expansion factor must be a positive integer"));
+        let (digits, unit) = match width.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => (&width[..i], Some(c)),
+            _ => (width, None),
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad(
+                "the width must be a positive integer with x, k, m or no unit",
+            ));
         }
-        let expansion: u32 = exp
-            .parse()
-            .map_err(|_| bad("expansion factor out of range"))?;
-        if expansion == 0 {
-            return Err(bad("expansion factor must be a positive integer"));
+        let n: u64 = digits.parse().map_err(|_| bad("width out of range"))?;
+        let width = match unit {
+            Some('x') => Width::Expansion(u32::try_from(n).map_err(|_| bad("width out of range"))?),
+            Some(u @ ('k' | 'm')) => {
+                let n = n << if u == 'k' { 10 } else { 20 };
+                Width::Count(u32::try_from(n).map_err(|_| bad("width out of range"))?)
+            }
+            None => Width::Count(u32::try_from(n).map_err(|_| bad("width out of range"))?),
+            Some(u) => return Err(bad(&format!("unknown width unit {u:?} (x, k or m)"))),
+        };
+        if matches!(width, Width::Expansion(0) | Width::Count(0)) {
+            return Err(bad("the width must be positive"));
         }
         Ok(SaeId {
             layer,
             position,
-            expansion,
+            width,
         })
     }
 }
@@ -155,7 +241,16 @@ mod tests {
 
     #[test]
     fn parse_display_round_trip() {
-        for s in ["L15R-8x", "L0TC-32x", "L31A-32x", "L7M-8x"] {
+        for s in [
+            "L15R-8x",
+            "L0TC-32x",
+            "L31A-32x",
+            "L7M-8x",
+            "L12Z-16k",
+            "L3RP-1000",
+            "L20R-1m",
+            "L5TM-65k",
+        ] {
             let id: SaeId = s.parse().unwrap();
             assert_eq!(id.to_string(), s);
         }
@@ -165,9 +260,15 @@ mod tests {
             SaeId {
                 layer: 0,
                 position: Position::TC,
-                expansion: 32
+                width: Width::Expansion(32)
             }
         );
+        let z: SaeId = "L12Z-16k".parse().unwrap();
+        assert_eq!(z.width, Width::Count(16384));
+        assert_eq!(z.hook_in(), "blocks.12.attn.hook_z");
+        assert_eq!("L1R-16384".parse::<SaeId>().unwrap().to_string(), "L1R-16k");
+        assert_eq!(Width::of(24576, 768), Width::Expansion(32));
+        assert_eq!(Width::of(16384, 2304), Width::Count(16384));
     }
 
     #[test]
@@ -192,6 +293,14 @@ mod tests {
         );
         assert_eq!(
             Position::from_hooks("blocks.3.hook_resid_pre", "blocks.3.hook_resid_pre"),
+            Some((3, Position::RP))
+        );
+        assert_eq!(
+            Position::from_hooks("blocks.3.mlp.hook_in", "blocks.3.hook_mlp_out"),
+            Some((3, Position::TM))
+        );
+        assert_eq!(
+            Position::from_hooks("blocks.3.hook_resid_pre", "blocks.3.hook_mlp_out"),
             None
         );
     }
@@ -199,13 +308,13 @@ mod tests {
     #[test]
     fn malformed_ids_show_the_expected_shape() {
         for s in [
-            "", "15R-8x", "LR-8x", "L15-8x", "L15X-8x", "L15R8x", "L15R-8", "L15R-x", "L15R-0x",
-            "L15R-8xx", "l15R-8x", "L15R--8x",
+            "", "15R-8x", "LR-8x", "L15-8x", "L15X-8x", "L15R8x", "L15R-q", "L15R-x", "L15R-0x",
+            "L15R-8xx", "l15R-8x", "L15R--8x", "L15R-8y", "L1R-0",
         ] {
             let err = s.parse::<SaeId>().unwrap_err();
             let msg = err.to_string();
             assert!(
-                msg.contains("L{layer}{R|A|M|TC}-{expansion}x"),
+                msg.contains("L{layer}{R|A|M|TC|RP|Z|TM}-{width}"),
                 "{s:?}: {msg}"
             );
         }

@@ -25,6 +25,7 @@ mod formats;
 mod id;
 mod json;
 mod metrics;
+mod npz;
 mod params;
 mod sae;
 mod weights;
@@ -35,7 +36,7 @@ pub use fabricate::{fabricate_llama_scope, FabricateSpec};
 pub use formats::llamascope::{
     list_repo, write_llama_scope, DatasetNorm, LlamaScopeHyperparams, LlamaScopeTensors,
 };
-pub use id::{Position, SaeId};
+pub use id::{Position, SaeId, Width};
 pub use metrics::{reconstruction_metrics, ReconstructionMetrics};
 pub use params::{Activation, SaeFormat, ThresholdKind};
 pub use sae::Sae;

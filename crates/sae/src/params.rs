@@ -37,6 +37,8 @@ pub enum SaeFormat {
     LlamaScope,
     /// `cfg.json` + `sae_weights.safetensors` (SAELens).
     SaeLens,
+    /// `params.npz` / `params.safetensors` in a Gemma Scope release folder.
+    GemmaScope,
 }
 
 impl SaeFormat {
@@ -45,6 +47,7 @@ impl SaeFormat {
         match self {
             SaeFormat::LlamaScope => "llama_scope",
             SaeFormat::SaeLens => "saelens",
+            SaeFormat::GemmaScope => "gemma_scope",
         }
     }
 }

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use crate::codes::SparseCodes;
 use crate::error::{Error, Result};
-use crate::formats::{llamascope, saelens};
+use crate::formats::{gemmascope, llamascope, saelens};
 use crate::id::SaeId;
 use crate::params::{Activation, Resolved, SaeFormat, ThresholdKind};
 
@@ -84,6 +84,8 @@ impl Sae {
             llamascope::load(path)?
         } else if path.join(saelens::CFG).is_file() {
             saelens::load(path)?
+        } else if gemmascope::is_gemma_scope(path) {
+            gemmascope::load(path)?
         } else if path.is_dir() {
             let found = llamascope::list_repo(path)?;
             match found.as_slice() {

@@ -18,6 +18,11 @@ pub(crate) struct WeightsFile {
     mmap: memmap2::Mmap,
 }
 
+/// Lowercase hex sha256 of the file at `path`.
+pub(crate) fn sha256_of(path: &Path) -> Result<String> {
+    Ok(WeightsFile::open(path)?.sha256())
+}
+
 impl WeightsFile {
     /// Maps `path`; a missing file is an I/O error naming it.
     pub(crate) fn open(path: &Path) -> Result<WeightsFile> {

@@ -95,8 +95,12 @@ fn sae_reload(sae: &Sae) -> Sae {
     let name = sae.name();
     let dir = if name.starts_with("Llama3") {
         root().join("llamascope_repo").join(name)
-    } else {
+    } else if root().join(name).is_dir() {
         root().join(name)
+    } else {
+        // A Gemma Scope name carries the release folders above the SAE's.
+        let (_, rest) = name.split_once('/').unwrap();
+        root().join(rest)
     };
     Sae::load(&dir, &Device::Cpu).unwrap()
 }
@@ -209,4 +213,59 @@ fn codes_round_trip_through_safetensors() {
     assert_eq!(raw["features"].dtype(), candle_core::DType::I64);
     assert_eq!(raw["values"].dtype(), candle_core::DType::F32);
     assert_eq!(raw["values"].dims(), [codes.nnz()]);
+}
+
+#[test]
+fn gemma_scope_attention_sae_from_params_npz() {
+    let dir = root().join("gemma-scope-2b-pt-att/layer_5/width_128/average_l0_9");
+    let sae = Sae::load(&dir, &Device::Cpu).unwrap();
+    assert_eq!(sae.format(), SaeFormat::GemmaScope);
+    // att SAEs read the heads before the output projection.
+    assert_eq!(sae.hook_in(), "blocks.5.attn.hook_z");
+    assert_eq!(sae.hook_out(), "blocks.5.attn.hook_z");
+    assert_eq!(sae.id().map(|i| i.to_string()), Some("L5Z-128".into()));
+    check(&sae, "gemma-scope-2b-pt-att_layer_5_width_128_average_l0_9");
+}
+
+#[test]
+fn gemma_scope_2_transcoder_from_params_safetensors() {
+    let dir = root().join("gemma-scope-2-270m-pt/transcoder/layer_3_width_128_l0_small");
+    let sae = Sae::load(&dir, &Device::Cpu).unwrap();
+    assert_eq!(sae.format(), SaeFormat::GemmaScope);
+    // Gemma Scope 2's transcoders read the pre-MLP norm's output and predict the MLP's.
+    assert_eq!(sae.hook_in(), "blocks.3.mlp.hook_in");
+    assert_eq!(sae.hook_out(), "blocks.3.hook_mlp_out");
+    assert_eq!(sae.id().map(|i| i.to_string()), Some("L3TM-128".into()));
+    check(
+        &sae,
+        "gemma-scope-2-270m-pt_transcoder_layer_3_width_128_l0_small",
+    );
+}
+
+/// A Gemma Scope file outside its release folders has no hook: the error says which layout
+/// gives it. A file missing `threshold` names the file and the tensor.
+#[test]
+fn gemma_scope_errors_name_the_layout_and_the_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = root().join("gemma-scope-2b-pt-att/layer_5/width_128/average_l0_9/params.npz");
+    let loose = tmp.path().join("loose");
+    std::fs::create_dir_all(&loose).unwrap();
+    std::fs::copy(&src, loose.join("params.npz")).unwrap();
+    let msg = Sae::load(&loose, &Device::Cpu).unwrap_err().to_string();
+    assert!(msg.contains("layer_12") && msg.contains("layer_N"), "{msg}");
+
+    let st = root()
+        .join("gemma-scope-2-270m-pt/transcoder/layer_3_width_128_l0_small/params.safetensors");
+    let dir = tmp
+        .path()
+        .join("gemma-scope-2-270m-pt/mlp_out/layer_3_width_128_l0_small");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut tensors = candle_core::safetensors::load(&st, &Device::Cpu).unwrap();
+    tensors.remove("threshold");
+    candle_core::safetensors::save(&tensors, dir.join("params.safetensors")).unwrap();
+    let msg = Sae::load(&dir, &Device::Cpu).unwrap_err().to_string();
+    assert!(
+        msg.contains("threshold") && msg.contains("params.safetensors"),
+        "{msg}"
+    );
 }

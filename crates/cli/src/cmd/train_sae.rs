@@ -140,7 +140,7 @@ pub fn run(args: TrainSaeArgs) -> anyhow::Result<()> {
             name: format!("{prefix}-{id}"),
             hook_in: id.hook_in(),
             hook_out: id.hook_out(),
-            d_sae: id.expansion as usize * d_model,
+            d_sae: id.width.d_sae(d_model),
         })
         .collect();
     let cfg = TrainConfig {

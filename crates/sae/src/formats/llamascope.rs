@@ -256,7 +256,7 @@ impl LlamaScopeHyperparams {
         (self.expansion_factor > 0).then_some(SaeId {
             layer,
             position,
-            expansion: self.expansion_factor,
+            width: crate::id::Width::Expansion(self.expansion_factor),
         })
     }
 }

@@ -5,5 +5,6 @@
 //! Loaders depend only on the leaf modules (`params`, `id`, `json`, `weights`, `error`), never on
 //! `sae`, so a new format (e.g. Gemma Scope `params.npz`, OpenAI TopK `.pt`) is one more sibling
 //! file here plus one branch of format detection in [`Sae::load`](crate::Sae::load).
+pub(crate) mod gemmascope;
 pub(crate) mod llamascope;
 pub(crate) mod saelens;

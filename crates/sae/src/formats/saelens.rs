@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::id::{Position, SaeId};
+use crate::id::SaeId;
 use crate::json::Fields;
 use crate::params::{Activation, Resolved, SaeFormat, ThresholdKind};
 use crate::weights::WeightsFile;
@@ -123,13 +123,7 @@ pub(crate) fn load(dir: &Path) -> Result<Resolved> {
             )
         }
     };
-    let id = Position::from_hooks(&hook, &hook).and_then(|(layer, position)| {
-        (d_sae % d_in == 0).then_some(SaeId {
-            layer,
-            position,
-            expansion: (d_sae / d_in) as u32,
-        })
-    });
+    let id = SaeId::from_hooks(&hook, &hook, d_sae, d_in);
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
