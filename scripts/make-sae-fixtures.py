@@ -147,8 +147,8 @@ def metrics(y_hat, y, acts):
     }
 
 
-def save_expected(name, x, acts, recon, target, extra):
-    m = metrics(recon, target, acts)
+def save_expected(name, x, acts, recon, target, extra, metric_target=None):
+    m = metrics(recon, target if metric_target is None else metric_target, acts)
     f32 = lambda a: (np.asarray(a, dtype=np.float32).tobytes(), "F32", np.shape(a))
     save_safetensors(
         os.path.join(ROOT, "expected", name + ".safetensors"),
@@ -224,7 +224,10 @@ def llama_scope(rng, folder, layer, pos, act, dtype, norm_in, norm_out, k=None, 
 
 
 # ---------------------------------------------------------------- SAELens
-def saelens(rng, name, arch, dtype, cfg_style, k=None, apply_b_dec=False, hook="blocks.4.hook_resid_post"):
+def saelens(rng, name, arch, dtype, cfg_style, k=None, apply_b_dec=False, hook="blocks.4.hook_resid_post",
+            centred=False):
+    """`centred`: the cfg says the SAE read TransformerLens' centred residual stream (as
+    gpt2-small-res-jb does): inputs and targets are centred over d_model first."""
     d = os.path.join(ROOT, name)
     if cfg_style == "v6":
         cfg = {
@@ -245,6 +248,8 @@ def saelens(rng, name, arch, dtype, cfg_style, k=None, apply_b_dec=False, hook="
             "prepend_bos": True, "context_size": 128, "normalize_activations": "none",
             "neuronpedia_id": None,
         }
+        if centred:
+            cfg["model_from_pretrained_kwargs"] = {"center_writing_weights": True}
     write_json(os.path.join(d, "cfg.json"), cfg)
     named = {
         "W_enc": rng.standard_normal((D_MODEL, D_SAE)) / np.sqrt(D_MODEL),
@@ -257,17 +262,28 @@ def saelens(rng, name, arch, dtype, cfg_style, k=None, apply_b_dec=False, hook="
     w = write_weights(os.path.join(d, "sae_weights.safetensors"), named, dtype)
     thr = w.get("threshold")
 
+    def centre(x):
+        return x - x.mean(axis=1, keepdims=True) if centred else x
+
     def pre(x):
+        x = centre(x)
         xs = x - w["b_dec"] if apply_b_dec else x
         h = xs @ w["W_enc"] + w["b_enc"]
         return h, h
 
     act = {"standard": "relu", "jumprelu": "jumprelu", "topk": "topk"}[arch]
+    global MARGIN
+    saved = MARGIN
+    if centred:
+        # Centring in f32 moves each gate by ~1e-7: keep every activation well clear of 0 so
+        # the 1e-4 relative comparison measures the formula, not f32 rounding of tiny values.
+        MARGIN = 3e-2
     x = sample_inputs(rng, pre, act, k, thr, np.sqrt(D_MODEL), rng.normal(0, 0.2, D_MODEL))
+    MARGIN = saved
     h, gate = pre(x)
     acts = h * select(h, gate, act, k, thr)
     recon = acts @ w["W_dec"] + w["b_dec"]
-    save_expected(name, x, acts, recon, x, {"folder": name})
+    save_expected(name, x, acts, recon, x, {"folder": name}, metric_target=centre(x))
 
 
 # ---------------------------------------------------------------- Gemma Scope
@@ -318,6 +334,8 @@ def main():
     gemma_scope(rng, "gemma-scope-2b-pt-att/layer_5/width_128/average_l0_9", "npz")
     gemma_scope(rng, "gemma-scope-2-270m-pt/transcoder/layer_3_width_128_l0_small", "safetensors",
                 transcoder=True)
+    saelens(rng, "saelens_centred_resid_pre", "standard", "F32", "v5", apply_b_dec=True,
+            hook="blocks.2.hook_resid_pre", centred=True)
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(ROOT) for f in fs)
     print(f"wrote {ROOT} ({total} bytes)")
 

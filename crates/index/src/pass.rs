@@ -31,7 +31,22 @@ pub struct AttachedSae {
 
 impl AttachedSae {
     /// Resolves the SAE's hook names against the model's config (unknown hook or layer → error).
-    pub fn new(id: String, source: String, sae: Sae, model: &Config) -> Result<AttachedSae> {
+    pub fn new(id: String, source: String, mut sae: Sae, model: &Config) -> Result<AttachedSae> {
+        if sae.trained_on_centred_residual() {
+            let centre = model.family.transformer_lens_centres_residual();
+            tracing::info!(
+                sae = %id,
+                family = %model.family,
+                centre,
+                "the SAE's config says it read TransformerLens' centred residual stream{}",
+                if centre {
+                    ": its inputs are centred over d_model"
+                } else {
+                    ", which equals the plain one for this family"
+                }
+            );
+            sae.set_centre(centre);
+        }
         let parse = |h: &str| -> Result<HookPoint> {
             let hook: HookPoint = h.parse().map_err(|e: scopedex_model::Error| {
                 Error::InvalidInput(format!("SAE {id}: {e}"))
@@ -288,7 +303,7 @@ pub fn process_batch(
         acc.add_batch(&batch, &codes)?;
         times.accumulate += lap();
         // Explained variance against the hook the SAE reconstructs (mlp_out for transcoders).
-        let target = &rows[&s.hook_out];
+        let target = &s.sae.prepare_target(&rows[&s.hook_out])?;
         let recon = s.sae.decode(&codes)?;
         let target_host: Vec<f32> = target.flatten_all()?.to_vec1()?;
         let recon_host: Vec<f32> = recon.flatten_all()?.to_vec1()?;

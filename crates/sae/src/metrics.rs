@@ -4,7 +4,7 @@
 //! bounded): `mse` = mean over rows and dimensions of `(ŷ − y)²`; `explained_variance` =
 //! `1 − Σ‖ŷ − y‖² / Σ‖y − ȳ‖²` with `ȳ` the per-dimension mean of the target (total-variance
 //! form); `mean_l0` = active features per row; `dead_features` = features active on no row.
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -46,7 +46,7 @@ pub fn reconstruction_metrics(
             found: tdims.to_vec(),
         });
     }
-    let target = x_target.reshape((n, sae.d_out()))?.to_dtype(DType::F32)?;
+    let target = sae.prepare_target(&x_target.reshape((n, sae.d_out()))?)?;
     let d = sae.d_out();
     let mut sq_err = 0f64;
     let mut sum = vec![0f64; d];

@@ -73,6 +73,9 @@ pub(crate) struct Resolved {
     pub pre_bias: Option<Vec<f32>>,
     /// Multiply the gate by the decoder row norms.
     pub gate_by_decoder_norm: bool,
+    /// The SAE was trained on TransformerLens' centred residual stream (`center_writing_weights`:
+    /// every residual-stream tensor minus its mean over d_model).
+    pub centred_residual: bool,
     /// `[d_sae, d_out]`, raw.
     pub w_dec: Vec<f32>,
     /// `[d_out]`, raw (zeros when the SAE has no decoder bias).

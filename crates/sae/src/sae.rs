@@ -52,6 +52,9 @@ pub struct Sae {
     /// `[d_out]`, raw.
     pub(crate) b_dec: Vec<f32>,
     pub(crate) s_out: f32,
+    /// Centre inputs and reconstruction targets over d_model first (see
+    /// [`Sae::trained_on_centred_residual`]).
+    pub(crate) centre: bool,
     /// Rows per GEMM chunk (bounds the dense pre-activation buffer).
     pub(crate) chunk_rows: usize,
 }
@@ -163,6 +166,7 @@ impl Sae {
             mut b_enc,
             pre_bias,
             gate_by_decoder_norm,
+            centred_residual,
             w_dec,
             b_dec,
             s_in,
@@ -226,6 +230,7 @@ impl Sae {
             w_dec,
             b_dec,
             s_out,
+            centre: centred_residual,
             chunk_rows,
         })
     }
@@ -408,7 +413,37 @@ impl Sae {
         )?)
     }
 
-    /// The input as a contiguous `[N, d_in]` f32 tensor on the SAE's device.
+    /// Whether the SAE's config says it was trained on TransformerLens' centred residual stream
+    /// (SAELens `center_writing_weights`); its inputs and targets are then centred over d_model
+    /// before use unless [`Sae::set_centre`] turned that off.
+    pub fn trained_on_centred_residual(&self) -> bool {
+        self.centre
+    }
+
+    /// Centre inputs and reconstruction targets over d_model (TransformerLens'
+    /// `center_writing_weights`) or not. TransformerLens centres only LayerNorm models, so a
+    /// caller serving another family turns it off.
+    pub fn set_centre(&mut self, centre: bool) {
+        self.centre = centre;
+    }
+
+    /// A reconstruction target as the SAE sees it: `[N, d_out]` f32 on the SAE's device,
+    /// centred over d_model when the SAE reads the centred residual stream.
+    pub fn prepare_target(&self, x: &Tensor) -> Result<Tensor> {
+        let n = x.elem_count() / self.d_out.max(1);
+        let x = x
+            .reshape((n, self.d_out))?
+            .to_dtype(DType::F32)?
+            .to_device(&self.device)?;
+        Ok(if self.centre {
+            x.broadcast_sub(&x.mean_keepdim(1)?)?
+        } else {
+            x
+        })
+    }
+
+    /// The input as a contiguous `[N, d_in]` f32 tensor on the SAE's device (centred over
+    /// d_model when the SAE reads the centred residual stream).
     pub(crate) fn prepare_input(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims();
         let ok = dims.len() >= 2 && dims[dims.len() - 1] == self.d_in;
@@ -420,9 +455,15 @@ impl Sae {
             });
         }
         let n: usize = dims[..dims.len() - 1].iter().product();
-        Ok(x.reshape((n, self.d_in))?
+        let x = x
+            .reshape((n, self.d_in))?
             .to_dtype(DType::F32)?
-            .to_device(&self.device)?)
+            .to_device(&self.device)?;
+        Ok(if self.centre {
+            x.broadcast_sub(&x.mean_keepdim(1)?)?
+        } else {
+            x
+        })
     }
 }
 

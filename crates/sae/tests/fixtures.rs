@@ -269,3 +269,18 @@ fn gemma_scope_errors_name_the_layout_and_the_tensor() {
         "{msg}"
     );
 }
+
+/// An SAE whose cfg says it read TransformerLens' centred residual stream (as SAELens'
+/// `gpt2-small-res-jb` does) centres its inputs and targets over d_model; turned off, it does not.
+#[test]
+fn saelens_centred_residual_sae_centres_its_inputs() {
+    let mut sae = Sae::load(&root().join("saelens_centred_resid_pre"), &Device::Cpu).unwrap();
+    assert_eq!(sae.hook_in(), "blocks.2.hook_resid_pre");
+    assert_eq!(sae.id().map(|i| i.to_string()), Some("L2RP-4x".into()));
+    assert!(sae.trained_on_centred_residual());
+    check(&sae, "saelens_centred_resid_pre");
+    let e = expected("saelens_centred_resid_pre");
+    let centred = sae.encode(&e.x).unwrap();
+    sae.set_centre(false);
+    assert_ne!(sae.encode(&e.x).unwrap(), centred);
+}

@@ -90,6 +90,12 @@ impl Family {
         }
     }
 
+    /// Whether TransformerLens' `center_writing_weights` changes this family's residual stream
+    /// (it centres LayerNorm models only): SAEs trained on it then need centred inputs.
+    pub fn transformer_lens_centres_residual(self) -> bool {
+        matches!(self, Family::Gpt2)
+    }
+
     /// The family of an HF `model_type`.
     pub(crate) fn from_model_type(model_type: &str) -> Option<Family> {
         Family::ALL

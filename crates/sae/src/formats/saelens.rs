@@ -124,6 +124,7 @@ pub(crate) fn load(dir: &Path) -> Result<Resolved> {
         }
     };
     let id = SaeId::from_hooks(&hook, &hook, d_sae, d_in);
+    let centred = centred_residual(&f, meta.as_ref(), &hook)?;
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -144,11 +145,36 @@ pub(crate) fn load(dir: &Path) -> Result<Resolved> {
         b_enc,
         pre_bias: apply_b_dec.then(|| b_dec.clone()),
         gate_by_decoder_norm: false,
+        centred_residual: centred,
         w_dec,
         b_dec,
         s_in: scale,
         s_out: scale,
     })
+}
+
+/// Whether the cfg says the SAE read TransformerLens' centred residual stream:
+/// `model_from_pretrained_kwargs.center_writing_weights` true (under `metadata` in v6, at the top
+/// in ≤ v5; SAELens' `gpt2-small-res-jb` says so) and a hook on the residual stream or a
+/// sublayer's contribution to it.
+fn centred_residual(f: &Fields, meta: Option<&Fields>, hook: &str) -> Result<bool> {
+    let kwargs = meta
+        .and_then(|m| m.nested("model_from_pretrained_kwargs"))
+        .or_else(|| f.nested("model_from_pretrained_kwargs"));
+    let centred = match kwargs {
+        Some(k) => k.opt_bool("center_writing_weights")?.unwrap_or(false),
+        None => false,
+    };
+    let residual = [
+        "hook_resid_pre",
+        "hook_resid_mid",
+        "hook_resid_post",
+        "hook_attn_out",
+        "hook_mlp_out",
+    ]
+    .iter()
+    .any(|h| hook.ends_with(h));
+    Ok(centred && residual)
 }
 
 /// The architecture: v6 `architecture`; ≤ v5 may say "standard" with `activation_fn_str`
