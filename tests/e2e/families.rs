@@ -59,7 +59,8 @@ fn gemma3_indexes_queries_and_activates_with_residual_and_hook_z_saes() {
         "--sae",
         &s(&resid),
         "--sae",
-        &s(&z),
+        // An id set by hand, kept through the live reload.
+        &format!("{}#gemma-attn-6", s(&z)),
         "--ctx-len",
         "64",
         "--out",
@@ -72,6 +73,7 @@ fn gemma3_indexes_queries_and_activates_with_residual_and_hook_z_saes() {
     let layout = IndexLayout::new(&idx);
     let ids: Vec<String> = reader.sae_ids().iter().map(|s| s.to_string()).collect();
     assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&"gemma-attn-6".to_string()), "{ids:?}");
     for sae in &ids {
         let features: Vec<FeatureRecord> = read_all(layout.features(sae)).unwrap();
         let fired = features.iter().filter(|f| f.n_fired > 0).count();

@@ -68,7 +68,7 @@ pub enum Command {
     },
     /// Encode activations with one SAE into sparse codes (`row_ptr`, `features`, `values`).
     Encode {
-        /// SAE folder (Llama Scope or SAELens), or a Llama Scope repo folder with --id.
+        /// SAE folder (Llama Scope, SAELens or Gemma Scope), or a Llama Scope repo folder with --id.
         #[arg(long)]
         sae: PathBuf,
         /// SAE id inside a repo folder, e.g. `L15R-8x`.
@@ -243,8 +243,9 @@ pub struct IndexArgs {
     /// Model: a GGUF file or an HF directory (config.json + safetensors).
     #[arg(long)]
     pub model: PathBuf,
-    /// SAE: a folder (Llama Scope or SAELens), or a Llama Scope repo folder plus ids
-    /// (`PATH:L15R-8x,L15TC-8x`). Repeat for more SAEs; all share one model pass.
+    /// SAE: a folder (Llama Scope, SAELens or Gemma Scope), or a Llama Scope repo folder plus
+    /// ids (`PATH:L15R-8x,L15TC-8x`); `#NAME` at the end sets one SAE's id by hand
+    /// (`PATH#L12R-16k-l0-82`). Repeat for more SAEs; all share one model pass.
     #[arg(long = "sae", required = true)]
     pub saes: Vec<String>,
     /// Corpus files, directories or globs (.jsonl, .jsonl.zst, .json, .txt, .parquet).

@@ -34,7 +34,9 @@ impl Decoder {
     /// Loads the SAE of `entry` from its `source_path` and keeps its normalised decoder rows.
     /// The error is a sentence saying why it could not (for the export report).
     pub fn load(entry: &SaeEntry) -> std::result::Result<Decoder, String> {
-        let src = entry.source_path.as_str();
+        let full = entry.source_path.as_str();
+        // `#NAME` (an id set by hand) does not locate the files.
+        let src = full.rsplit_once('#').map_or(full, |(path, _)| path);
         let loaded = match src.rsplit_once(':') {
             Some((path, id)) if id.starts_with('L') && !id.contains(['/', '\\']) => {
                 let id: SaeId = id

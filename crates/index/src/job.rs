@@ -26,19 +26,52 @@ use crate::finish::{finish_into, save_state};
 use crate::pass::{process_batch, AttachedSae, CrossPairs, PassState, StageTimes};
 use crate::shard::Shard;
 
-/// `PATH` (one SAE folder) or `PATH:ID,ID` (a Llama Scope repo folder and SAE ids).
+/// `PATH` (one SAE folder) or `PATH:ID,ID` (a Llama Scope repo folder and SAE ids), either
+/// followed by `#NAME` to set the SAE's id by hand (one SAE only).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SaeSpec {
     /// SAE folder or repo folder.
     pub path: PathBuf,
     /// Ids to take from a repo folder; empty for a single SAE folder.
     pub ids: Vec<SaeId>,
+    /// The id to show instead of the one the SAE's files imply (`#NAME`).
+    pub name: Option<String>,
 }
 
 impl std::str::FromStr for SaeSpec {
     type Err = Error;
 
-    fn from_str(s: &str) -> Result<SaeSpec> {
+    fn from_str(full: &str) -> Result<SaeSpec> {
+        // `#NAME` last: an id set by hand.
+        let (s, name) = match full.rsplit_once('#') {
+            Some((spec, name)) => {
+                let ok = !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                if !ok {
+                    return Err(Error::InvalidInput(format!(
+                        "--sae {full}: the id after `#` must be letters, digits, `-`, `_` or `.`"
+                    )));
+                }
+                (spec, Some(name.to_string()))
+            }
+            None => (full, None),
+        };
+        let mut spec = Self::parse_path(s)?;
+        if name.is_some() && spec.ids.len() > 1 {
+            return Err(Error::InvalidInput(format!(
+                "--sae {full}: `#NAME` names one SAE, not {} ids",
+                spec.ids.len()
+            )));
+        }
+        spec.name = name;
+        Ok(spec)
+    }
+}
+
+impl SaeSpec {
+    fn parse_path(s: &str) -> Result<SaeSpec> {
         // A `:` followed by ids; paths themselves may contain `:` only before the last one.
         if let Some((path, ids)) = s.rsplit_once(':') {
             if !ids.is_empty() && ids.starts_with('L') && !ids.contains('/') {
@@ -50,12 +83,14 @@ impl std::str::FromStr for SaeSpec {
                 return Ok(SaeSpec {
                     path: PathBuf::from(path),
                     ids,
+                    name: None,
                 });
             }
         }
         Ok(SaeSpec {
             path: PathBuf::from(s),
             ids: Vec::new(),
+            name: None,
         })
     }
 }
@@ -70,17 +105,25 @@ pub fn load_saes(specs: &[SaeSpec], model: &Config, device: &Device) -> Result<V
         let abs = absolute(&spec.path);
         let loaded: Vec<(String, String, Sae)> = if spec.ids.is_empty() {
             let sae = Sae::load(&spec.path, &device)?;
-            let id = match sae.id() {
-                Some(id) => id.to_string(),
-                None => sae.name().to_string(),
+            let id = match (&spec.name, sae.id()) {
+                (Some(name), _) => name.clone(),
+                (None, Some(id)) => id.to_string(),
+                (None, None) => sae.name().to_string(),
             };
-            vec![(id, abs.display().to_string(), sae)]
+            let source = match &spec.name {
+                Some(name) => format!("{}#{name}", abs.display()),
+                None => abs.display().to_string(),
+            };
+            vec![(id, source, sae)]
         } else {
             spec.ids
                 .iter()
                 .map(|id| {
                     let sae = Sae::load_from_repo(&spec.path, id, &device)?;
-                    Ok((id.to_string(), format!("{}:{id}", abs.display()), sae))
+                    Ok(match &spec.name {
+                        Some(name) => (name.clone(), format!("{}:{id}#{name}", abs.display()), sae),
+                        None => (id.to_string(), format!("{}:{id}", abs.display()), sae),
+                    })
                 })
                 .collect::<Result<_>>()?
         };
@@ -543,4 +586,31 @@ fn activation_entries(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sae_specs_parse_paths_ids_and_names() {
+        let plain: SaeSpec = "/saes/L3R".parse().unwrap();
+        assert_eq!((plain.ids.len(), plain.name), (0, None));
+        let repo: SaeSpec = "/repo:L3R-8x,L4M-8x".parse().unwrap();
+        assert_eq!(repo.path, PathBuf::from("/repo"));
+        assert_eq!(repo.ids.len(), 2);
+        let named: SaeSpec = "/gs/layer_12/width_16k/average_l0_82#L12R-16k-l0-82"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            named.path,
+            PathBuf::from("/gs/layer_12/width_16k/average_l0_82")
+        );
+        assert_eq!(named.name.as_deref(), Some("L12R-16k-l0-82"));
+        let one: SaeSpec = "/repo:L3R-8x#mine".parse().unwrap();
+        assert_eq!((one.ids.len(), one.name.as_deref()), (1, Some("mine")));
+        for bad in ["/repo:L3R-8x,L4M-8x#x", "/a#", "/a#b c"] {
+            assert!(bad.parse::<SaeSpec>().is_err(), "{bad}");
+        }
+    }
 }
