@@ -192,6 +192,40 @@ impl Backend {
         })
     }
 
+    /// RMSNorm of every q head with gain `wq` and every k head with `wk` (each `[head_dim]`) in
+    /// fused qkv rows; v unchanged.
+    pub(crate) fn rms_norm_qk_heads(
+        &self,
+        qkv: &Tensor,
+        heads: Heads,
+        (wq, wk): (&Tensor, &Tensor),
+        eps: f32,
+    ) -> Result<Tensor> {
+        if self.fused() {
+            return cpu::rms_norm_qk_heads(qkv, heads, wq, wk, eps);
+        }
+        let Heads {
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: hd,
+        } = heads;
+        let rows = qkv.dim(0)?;
+        let part = |start: usize, n: usize, w: Option<&Tensor>| -> Result<Tensor> {
+            let t = qkv.narrow(1, start * hd, n * hd)?;
+            Ok(match w {
+                Some(w) => {
+                    candle_nn::ops::rms_norm(&t.contiguous()?.reshape((rows * n, hd))?, w, eps)?
+                        .reshape((rows, n * hd))?
+                }
+                None => t,
+            })
+        };
+        let q = part(0, nh, Some(wq))?;
+        let k = part(nh, nkv, Some(wk))?;
+        let v = part(nh + nkv, nkv, None)?;
+        Ok(Tensor::cat(&[&q, &k, &v], 1)?)
+    }
+
     /// `x + y`.
     pub(crate) fn add(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         if self.fused() {

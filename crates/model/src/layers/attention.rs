@@ -131,24 +131,11 @@ impl Attention {
         q_norm: &RmsNorm,
         k_norm: &RmsNorm,
     ) -> Result<Tensor> {
-        let Heads {
-            n_heads: nh,
-            n_kv_heads: nkv,
-            head_dim: hd,
-        } = self.rule.heads;
-        let rows = qkv.dim(0)?;
-        let part = |start: usize, n: usize, norm: Option<&RmsNorm>| -> Result<Tensor> {
-            let t = qkv.narrow(1, start * hd, n * hd)?;
-            match norm {
-                Some(norm) => Ok(norm
-                    .forward(be, &t.contiguous()?.reshape((rows * n, hd))?)?
-                    .reshape((rows, n * hd))?),
-                None => Ok(t),
-            }
-        };
-        let q = part(0, nh, Some(q_norm))?;
-        let k = part(nh, nkv, Some(k_norm))?;
-        let v = part(nh + nkv, nkv, None)?;
-        Ok(Tensor::cat(&[&q, &k, &v], 1)?)
+        be.rms_norm_qk_heads(
+            qkv,
+            self.rule.heads,
+            (q_norm.weight(), k_norm.weight()),
+            q_norm.eps(),
+        )
     }
 }

@@ -46,6 +46,16 @@ impl RmsNorm {
     pub(crate) fn forward(&self, be: &Backend, x: &Tensor) -> Result<Tensor> {
         be.rms_norm(x, &self.weight, self.eps)
     }
+
+    /// The gain.
+    pub(crate) fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The epsilon.
+    pub(crate) fn eps(&self) -> f32 {
+        self.eps
+    }
 }
 
 /// `(x − mean) / sqrt(var + eps) · w + b`, biased variance.

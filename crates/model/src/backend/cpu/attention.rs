@@ -43,6 +43,14 @@ pub(crate) struct Rope<'a> {
 /// slower at T = 128; 16 no better than 32).
 const QUERY_BLOCK: usize = 32;
 
+/// Query rows per work item at `head_dim`: [`QUERY_BLOCK`] at 64, fewer for wider heads so that
+/// each BLAS call stays as small (Gemma's 256-wide heads: 8 queries; 32 made OpenBLAS go
+/// multi-threaded inside every rayon worker, and the forward spent a third of its time in
+/// OpenBLAS's thread hand-off).
+fn query_block(head_dim: usize) -> usize {
+    (QUERY_BLOCK * 64 / head_dim.max(1)).clamp(4, QUERY_BLOCK)
+}
+
 /// Causal self-attention of packed sequences.
 ///
 /// `qkv: [rows, (nh + 2·nkv)·hd]` is the fused projection output, each row `[q heads | k heads
@@ -133,7 +141,7 @@ pub(crate) fn causal_attention_slice(
         for &len in lengths {
             let mut i0 = 0;
             while i0 < len {
-                let i1 = (i0 + QUERY_BLOCK).min(len);
+                let i1 = (i0 + query_block(hd)).min(len);
                 let (mine, tail) = rest.split_at_mut((i1 - i0) * out_width);
                 items.push((start, i0, i1, mine));
                 rest = tail;

@@ -28,7 +28,7 @@ use attention::causal_attention_slice;
 pub(crate) use attention::{Heads, Rope, ScoreRule};
 use rows::{
     add_rms_norm_slice, add_slice, gelu_tanh_mul_slice, gelu_tanh_slice, rms_norm_pair_slice,
-    rms_norm_slice, silu_mul_slice,
+    rms_norm_qk_heads_slice, rms_norm_slice, silu_mul_slice,
 };
 
 /// Whether the forward on a CPU device uses these kernels. `SCOPEDEX_CPU_KERNELS=off` falls back
@@ -229,6 +229,36 @@ pub(crate) fn silu_mul(gu: &Tensor, d_mlp: usize) -> Result<Tensor> {
     }
     let out = with_slice(gu, |gu| silu_mul_slice(gu, d_mlp))?;
     tensor(out, rows, d_mlp)
+}
+
+/// [`rms_norm_qk_heads_slice`] of a `[rows, (nh + 2 nkv)·hd]` qkv tensor.
+pub(crate) fn rms_norm_qk_heads(
+    qkv: &Tensor,
+    heads: Heads,
+    wq: &Tensor,
+    wk: &Tensor,
+    eps: f32,
+) -> Result<Tensor> {
+    let (rows, w) = dims2(qkv)?;
+    let Heads {
+        n_heads,
+        n_kv_heads,
+        head_dim,
+    } = heads;
+    if w != (n_heads + 2 * n_kv_heads) * head_dim {
+        return Err(Error::BadInput(format!(
+            "qkv {:?} does not match {heads:?}",
+            qkv.dims()
+        )));
+    }
+    let out = with_slice(qkv, |x| {
+        with_slice(wq, |wq| {
+            with_slice(wk, |wk| {
+                rms_norm_qk_heads_slice(x, n_heads, n_kv_heads, head_dim, (wq, wk), eps)
+            })
+        })
+    })???;
+    tensor(out, rows, w)
 }
 
 /// `gelu_tanh(gate) * up` of a fused `[rows, 2·d_mlp]` gate|up tensor.

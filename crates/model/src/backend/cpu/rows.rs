@@ -232,6 +232,49 @@ pub(crate) fn silu_mul_slice(gu: &[f32], d_mlp: usize) -> Vec<f32> {
     out
 }
 
+/// Per-head RMSNorm of the q and k heads of fused qkv rows (`[q heads | k heads | v heads]`,
+/// each head `hd` wide), v copied: one pass, one output buffer.
+pub(crate) fn rms_norm_qk_heads_slice(
+    qkv: &[f32],
+    n_heads: usize,
+    n_kv_heads: usize,
+    hd: usize,
+    (wq, wk): (&[f32], &[f32]),
+    eps: f32,
+) -> Vec<f32> {
+    let width = (n_heads + 2 * n_kv_heads) * hd;
+    assert!(hd > 0 && wq.len() == hd && wk.len() == hd && qkv.len() % width == 0);
+    let n = qkv.len();
+    let mut out = uninit_buffer(n);
+    let chunk = rows_per_task(n / width, width) * width;
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(chunk)
+        .zip(qkv.par_chunks(chunk))
+        .for_each(|(o, x)| {
+            for (o, x) in o.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
+                for (h, (o, x)) in o.chunks_exact_mut(hd).zip(x.chunks_exact(hd)).enumerate() {
+                    let w = if h < n_heads {
+                        wq
+                    } else if h < n_heads + n_kv_heads {
+                        wk
+                    } else {
+                        for (o, &x) in o.iter_mut().zip(x) {
+                            o.write(x);
+                        }
+                        continue;
+                    };
+                    let inv = inv_rms(x, eps);
+                    for ((o, &x), &w) in o.iter_mut().zip(x).zip(w) {
+                        o.write(x * inv * w);
+                    }
+                }
+            }
+        });
+    // SAFETY: the chunks cover `out[..n]` and every head of every row was written.
+    unsafe { assume_init(&mut out, n) };
+    out
+}
+
 /// `0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³)))`: GELU's tanh approximation (`gelu_new`,
 /// `gelu_pytorch_tanh`), with `tanh(y) = 1 − 2 / (e^{2y} + 1)` so loops vectorise.
 #[inline(always)]
