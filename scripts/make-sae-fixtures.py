@@ -2,7 +2,8 @@
 """Fabricate small SAE checkpoints in the Llama Scope and SAELens layouts, plus inputs and the
 numpy reference codes / reconstructions, into tests/fixtures/sae/ (crates/sae's tests read them).
 
-Usage: python3 scripts/make-sae-fixtures.py   (needs numpy; deterministic, re-runnable)
+Usage: python3 scripts/make-sae-fixtures.py [--with-torch]   (needs numpy; deterministic,
+re-runnable; --with-torch, with torch installed, also writes the OpenAI .pt fixture)
 
 The reference follows the authors' formulas (see crates/sae/src/llamascope.rs, saelens.rs), in
 float64 on the weights exactly as stored (bf16/f16 rounded). Inputs are resampled until every
@@ -321,6 +322,49 @@ def gemma_scope(rng, rel, layout, transcoder=False):
     save_expected(name, x, acts, recon, target, {"folder": rel})
 
 
+# ---------------------------------------------------------------- OpenAI TopK (sparse_autoencoder)
+def openai_topk(rng, rel, k):
+    """openai/sparse_autoencoder's v5 TopK autoencoder, saved as its `state_dict()` with torch
+    (tensors plus "activation": "TopK" and "activation_state_dict": {"k", "postact_fn"}). Encode
+    (model.py): x normalised per token (mean removed, divided by the unbiased std + 1e-5), then
+    pre = (x - pre_bias) @ encoder.weight.T + latent_bias, the k largest kept, ReLU."""
+    import torch  # only this fixture needs it
+
+    d = os.path.join(ROOT, os.path.dirname(rel))
+    os.makedirs(d, exist_ok=True)
+    n = D_SAE
+    w = {
+        "pre_bias": rng.normal(0, 0.1, D_MODEL),
+        "encoder.weight": rng.standard_normal((n, D_MODEL)) / np.sqrt(D_MODEL),
+        "latent_bias": rng.normal(0, 0.1, n),
+        "decoder.weight": decoder_columns(rng, D_MODEL, n),
+    }
+    w = {key: v.astype(np.float32).astype(np.float64) for key, v in w.items()}
+    state = {key: torch.tensor(v, dtype=torch.float32) for key, v in w.items()}
+    state["stats_last_nonzero"] = torch.zeros(n, dtype=torch.int64)
+    state["latents_activation_frequency"] = torch.zeros(n, dtype=torch.float32)
+    state["latents_mean_square"] = torch.zeros(n, dtype=torch.float32)
+    state["activation"] = "TopK"
+    state["activation_state_dict"] = {"k": k, "postact_fn": "ReLU"}
+    torch.save(state, os.path.join(ROOT, rel))
+
+    def normalise(x):
+        x = x - x.mean(axis=1, keepdims=True)
+        return x / (x.std(axis=1, ddof=1, keepdims=True) + 1e-5)
+
+    def pre(x):
+        h = (normalise(x) - w["pre_bias"]) @ w["encoder.weight"].T + w["latent_bias"]
+        return h, h
+
+    x = sample_inputs(rng, pre, "topk", k, None, np.sqrt(D_MODEL) * 3, rng.normal(0, 0.5, D_MODEL))
+    h, gate = pre(x)
+    acts = h * select(h, gate, "topk", k)
+    recon = acts @ w["decoder.weight"].T + w["pre_bias"]
+    name = rel.replace("/", "_")
+    # Reconstructions compare in the normalised space the SAE reads.
+    save_expected(name, x, acts, recon, x, {"folder": rel}, metric_target=normalise(x))
+
+
 def main():
     rng = np.random.default_rng(20240604)
     repo = "llamascope_repo"
@@ -336,6 +380,8 @@ def main():
                 transcoder=True)
     saelens(rng, "saelens_centred_resid_pre", "standard", "F32", "v5", apply_b_dec=True,
             hook="blocks.2.hook_resid_pre", centred=True)
+    if "--with-torch" in sys.argv:
+        openai_topk(rng, "openai/resid_post_mlp_v5_32k/autoencoders/3.pt", k=6)
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(ROOT) for f in fs)
     print(f"wrote {ROOT} ({total} bytes)")
 

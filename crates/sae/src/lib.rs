@@ -38,6 +38,6 @@ pub use formats::llamascope::{
 };
 pub use id::{Position, SaeId, Width};
 pub use metrics::{reconstruction_metrics, ReconstructionMetrics};
-pub use params::{Activation, SaeFormat, ThresholdKind};
+pub use params::{Activation, InputNorm, SaeFormat, ThresholdKind};
 pub use sae::Sae;
 pub use weights::read_tensor;

@@ -30,6 +30,19 @@ pub enum Activation {
     Relu,
 }
 
+/// A per-token transform of the SAE's input (and reconstruction target) before the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputNorm {
+    /// None.
+    None,
+    /// Minus its mean over d_model: TransformerLens' centred residual stream
+    /// (`center_writing_weights`).
+    Centre,
+    /// Minus its mean, divided by its unbiased standard deviation + 1e-5 (OpenAI's TopK
+    /// autoencoders; SAELens `normalize_activations: layer_norm`).
+    LayerNorm,
+}
+
 /// Which on-disk layout an SAE came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SaeFormat {
@@ -39,6 +52,8 @@ pub enum SaeFormat {
     SaeLens,
     /// `params.npz` / `params.safetensors` in a Gemma Scope release folder.
     GemmaScope,
+    /// A `.pt` state dict of openai/sparse_autoencoder.
+    OpenAi,
 }
 
 impl SaeFormat {
@@ -48,6 +63,7 @@ impl SaeFormat {
             SaeFormat::LlamaScope => "llama_scope",
             SaeFormat::SaeLens => "saelens",
             SaeFormat::GemmaScope => "gemma_scope",
+            SaeFormat::OpenAi => "openai",
         }
     }
 }
@@ -73,9 +89,8 @@ pub(crate) struct Resolved {
     pub pre_bias: Option<Vec<f32>>,
     /// Multiply the gate by the decoder row norms.
     pub gate_by_decoder_norm: bool,
-    /// The SAE was trained on TransformerLens' centred residual stream (`center_writing_weights`:
-    /// every residual-stream tensor minus its mean over d_model).
-    pub centred_residual: bool,
+    /// The per-token transform of inputs and targets before the encoder.
+    pub input_norm: InputNorm,
     /// `[d_sae, d_out]`, raw.
     pub w_dec: Vec<f32>,
     /// `[d_out]`, raw (zeros when the SAE has no decoder bias).

@@ -21,9 +21,9 @@ use rayon::prelude::*;
 
 use crate::codes::SparseCodes;
 use crate::error::{Error, Result};
-use crate::formats::{gemmascope, llamascope, saelens};
+use crate::formats::{gemmascope, llamascope, openai, saelens};
 use crate::id::SaeId;
-use crate::params::{Activation, Resolved, SaeFormat, ThresholdKind};
+use crate::params::{Activation, InputNorm, Resolved, SaeFormat, ThresholdKind};
 
 /// A sparse autoencoder (or transcoder) ready to encode activations.
 pub struct Sae {
@@ -52,9 +52,8 @@ pub struct Sae {
     /// `[d_out]`, raw.
     pub(crate) b_dec: Vec<f32>,
     pub(crate) s_out: f32,
-    /// Centre inputs and reconstruction targets over d_model first (see
-    /// [`Sae::trained_on_centred_residual`]).
-    pub(crate) centre: bool,
+    /// The per-token transform of inputs and reconstruction targets.
+    pub(crate) input_norm: InputNorm,
     /// Rows per GEMM chunk (bounds the dense pre-activation buffer).
     pub(crate) chunk_rows: usize,
 }
@@ -83,7 +82,9 @@ impl Sae {
     /// auto-detected. A Llama Scope repo folder holding exactly one SAE folder is accepted too;
     /// with several, use [`Sae::load_from_repo`].
     pub fn load(path: &Path, device: &Device) -> Result<Sae> {
-        let resolved = if path.join(llamascope::HYPERPARAMS).is_file() {
+        let resolved = if openai::is_openai(path) {
+            openai::load(path)?
+        } else if path.join(llamascope::HYPERPARAMS).is_file() {
             llamascope::load(path)?
         } else if path.join(saelens::CFG).is_file() {
             saelens::load(path)?
@@ -166,7 +167,7 @@ impl Sae {
             mut b_enc,
             pre_bias,
             gate_by_decoder_norm,
-            centred_residual,
+            input_norm,
             w_dec,
             b_dec,
             s_in,
@@ -230,7 +231,7 @@ impl Sae {
             w_dec,
             b_dec,
             s_out,
-            centre: centred_residual,
+            input_norm,
             chunk_rows,
         })
     }
@@ -417,14 +418,25 @@ impl Sae {
     /// (SAELens `center_writing_weights`); its inputs and targets are then centred over d_model
     /// before use unless [`Sae::set_centre`] turned that off.
     pub fn trained_on_centred_residual(&self) -> bool {
-        self.centre
+        self.input_norm == InputNorm::Centre
+    }
+
+    /// The per-token transform applied to inputs and reconstruction targets.
+    pub fn input_norm(&self) -> InputNorm {
+        self.input_norm
     }
 
     /// Centre inputs and reconstruction targets over d_model (TransformerLens'
     /// `center_writing_weights`) or not. TransformerLens centres only LayerNorm models, so a
     /// caller serving another family turns it off.
     pub fn set_centre(&mut self, centre: bool) {
-        self.centre = centre;
+        if self.input_norm != InputNorm::LayerNorm {
+            self.input_norm = if centre {
+                InputNorm::Centre
+            } else {
+                InputNorm::None
+            };
+        }
     }
 
     /// A reconstruction target as the SAE sees it: `[N, d_out]` f32 on the SAE's device,
@@ -435,10 +447,20 @@ impl Sae {
             .reshape((n, self.d_out))?
             .to_dtype(DType::F32)?
             .to_device(&self.device)?;
-        Ok(if self.centre {
-            x.broadcast_sub(&x.mean_keepdim(1)?)?
-        } else {
-            x
+        self.normalize(x)
+    }
+
+    /// [`InputNorm`] of `[N, d]` rows.
+    fn normalize(&self, x: Tensor) -> Result<Tensor> {
+        Ok(match self.input_norm {
+            InputNorm::None => x,
+            InputNorm::Centre => x.broadcast_sub(&x.mean_keepdim(1)?)?,
+            InputNorm::LayerNorm => {
+                let d = x.dim(1)?;
+                let centred = x.broadcast_sub(&x.mean_keepdim(1)?)?;
+                let var = (centred.sqr()?.sum_keepdim(1)? / (d.max(2) - 1) as f64)?;
+                centred.broadcast_div(&(var.sqrt()? + 1e-5)?)?
+            }
         })
     }
 
@@ -459,11 +481,7 @@ impl Sae {
             .reshape((n, self.d_in))?
             .to_dtype(DType::F32)?
             .to_device(&self.device)?;
-        Ok(if self.centre {
-            x.broadcast_sub(&x.mean_keepdim(1)?)?
-        } else {
-            x
-        })
+        self.normalize(x)
     }
 }
 

@@ -95,6 +95,8 @@ fn sae_reload(sae: &Sae) -> Sae {
     let name = sae.name();
     let dir = if name.starts_with("Llama3") {
         root().join("llamascope_repo").join(name)
+    } else if name.ends_with(".pt") {
+        root().join("openai").join(name)
     } else if root().join(name).is_dir() {
         root().join(name)
     } else {
@@ -283,4 +285,17 @@ fn saelens_centred_residual_sae_centres_its_inputs() {
     let centred = sae.encode(&e.x).unwrap();
     sae.set_centre(false);
     assert_ne!(sae.encode(&e.x).unwrap(), centred);
+}
+
+#[test]
+fn openai_topk_autoencoder_from_its_torch_state_dict() {
+    let path = root().join("openai/resid_post_mlp_v5_32k/autoencoders/3.pt");
+    let sae = Sae::load(&path, &Device::Cpu).unwrap();
+    assert_eq!(sae.format(), SaeFormat::OpenAi);
+    assert_eq!(sae.hook_in(), "blocks.3.hook_resid_post");
+    // k from the pickle's activation_state_dict, inputs layer-normalised per token.
+    assert!(matches!(sae.activation(), Activation::TopK { k: 6 }));
+    assert_eq!(sae.input_norm(), scopedex_sae::InputNorm::LayerNorm);
+    assert_eq!(sae.id().map(|i| i.to_string()), Some("L3R-4x".into()));
+    check(&sae, "openai_resid_post_mlp_v5_32k_autoencoders_3.pt");
 }

@@ -101,7 +101,7 @@ pub(crate) fn load(dir: &Path) -> Result<Resolved> {
         b_enc,
         pre_bias: None,
         gate_by_decoder_norm: false,
-        centred_residual: false,
+        input_norm: crate::params::InputNorm::None,
         w_dec,
         b_dec,
         s_in: 1.0,

@@ -407,7 +407,7 @@ fn resolve(
         b_enc: encoder_bias,
         pre_bias,
         gate_by_decoder_norm: p.sparsity_include_decoder_norm,
-        centred_residual: false,
+        input_norm: crate::params::InputNorm::None,
         w_dec: transpose_scaled(&decoder_weight, m, s, 1.0),
         b_dec,
         s_in,

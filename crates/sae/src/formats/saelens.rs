@@ -13,14 +13,16 @@
 //!
 //! `normalize_activations`: `"none"` / absent → no scaling; `"expected_average_only_in"` →
 //! SAELens folds the scale into the weights before saving, so none is applied unless the cfg
-//! carries a numeric `norm_scaling_factor` s (then `x·s` in, `/s` out); per-token modes
-//! (`"constant_norm_rescale"`, `"layer_norm"`) cannot be inverted on decode and are rejected.
+//! carries a numeric `norm_scaling_factor` s (then `x·s` in, `/s` out); `"layer_norm"` normalises
+//! each token (mean removed, divided by the unbiased std + 1e-5: OpenAI's TopK SAEs as SAELens
+//! copies them) and reconstructions are compared in that space; `"constant_norm_rescale"` is
+//! rejected.
 use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::id::SaeId;
 use crate::json::Fields;
-use crate::params::{Activation, Resolved, SaeFormat, ThresholdKind};
+use crate::params::{Activation, InputNorm, Resolved, SaeFormat, ThresholdKind};
 use crate::weights::WeightsFile;
 
 /// The config file of a SAELens SAE folder.
@@ -71,17 +73,20 @@ pub(crate) fn load(dir: &Path) -> Result<Resolved> {
         }
     }
     let apply_b_dec = f.bool("apply_b_dec_to_input")?;
+    let mut layer_norm = false;
     let scale = match f.opt_str("normalize_activations")?.as_deref() {
         None | Some("none") => 1.0,
+        Some("layer_norm") => {
+            layer_norm = true;
+            1.0
+        }
         Some("expected_average_only_in") => f.opt_f32("norm_scaling_factor")?.unwrap_or(1.0),
         Some(other) => {
             return Err(Error::Unsupported {
                 path: cfg_path.clone(),
                 field: "normalize_activations".into(),
                 value: other.into(),
-                reason: "per-token normalisation cannot be inverted on decode; \
-                         supported: none, expected_average_only_in"
-                    .into(),
+                reason: "supported: none, expected_average_only_in, layer_norm".into(),
             })
         }
     };
@@ -124,7 +129,13 @@ pub(crate) fn load(dir: &Path) -> Result<Resolved> {
         }
     };
     let id = SaeId::from_hooks(&hook, &hook, d_sae, d_in);
-    let centred = centred_residual(&f, meta.as_ref(), &hook)?;
+    let input_norm = if layer_norm {
+        InputNorm::LayerNorm
+    } else if centred_residual(&f, meta.as_ref(), &hook)? {
+        InputNorm::Centre
+    } else {
+        InputNorm::None
+    };
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -145,7 +156,7 @@ pub(crate) fn load(dir: &Path) -> Result<Resolved> {
         b_enc,
         pre_bias: apply_b_dec.then(|| b_dec.clone()),
         gate_by_decoder_norm: false,
-        centred_residual: centred,
+        input_norm,
         w_dec,
         b_dec,
         s_in: scale,
