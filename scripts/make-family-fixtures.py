@@ -23,6 +23,9 @@ Hooks follow TransformerLens' names, computed on the HF modules (f32, eager atte
                                               LayerNorm
   blocks.L.mlp.hook_in                        the MLP's input (the pre-MLP norm's output)
 
+Also model.gguf for qwen2, qwen3 and gemma2: the same weights as llama.cpp's converter writes them
+(`--gguf` writes only those).
+
 With `--gemma3-270m GGUF`, instead writes tests/fixtures/model/gemma3_270m_reference.safetensors:
 the real Gemma 3 270M GGUF as transformers loads it (dequantized to f32): for text i `t{i}.tokens`
 (BOS + transformers' tokenizer built from the GGUF), every hook above at layers 0, 8 and 17 (the
@@ -184,6 +187,55 @@ def main():
         print(f"{name}: {len(tensors)} tensors, {size} bytes in {d}")
 
 
+GGUF_FAMILIES = {"qwen2": "QWEN2", "qwen3": "QWEN3", "gemma2": "GEMMA2"}
+
+
+def write_gguf(name):
+    """The tiny checkpoint of `name` as llama.cpp's converter writes it (f32): tensor names from
+    gguf-py's TensorNameMap, Gemma's norm gains stored as 1 + w, the llama.cpp metadata keys.
+    (Gemma 3's GGUF layer pattern is fixed at 5 local : 1 global, which the 4-layer fixture does
+    not follow, so it has none; the real Gemma 3 270M GGUF is tested instead.)"""
+    import gguf
+    from safetensors.numpy import load_file
+
+    d = os.path.join(OUT, name)
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    arch = getattr(gguf.MODEL_ARCH, GGUF_FAMILIES[name])
+    arch_name = gguf.MODEL_ARCH_NAMES[arch]
+    names = gguf.TensorNameMap(arch, cfg["num_hidden_layers"])
+    w = gguf.GGUFWriter(os.path.join(d, "model.gguf"), arch_name)
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(cfg["num_attention_heads"])
+    w.add_head_count_kv(cfg["num_key_value_heads"])
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_rope_freq_base(cfg["rope_parameters"]["rope_theta"])
+    if name == "gemma2":
+        w.add_float32(f"{arch_name}.attn_logit_softcapping", cfg["attn_logit_softcapping"])
+        w.add_float32(f"{arch_name}.final_logit_softcapping", cfg["final_logit_softcapping"])
+        w.add_sliding_window(cfg["sliding_window"])
+        # llama.cpp derives the score scale from head_dim; the fixture's query_pre_attn_scalar
+        # differs on purpose, so the file states it with gguf-py's attention.scale key.
+        w.add_attention_scale(cfg["query_pre_attn_scalar"] ** -0.5)
+    for hf, t in sorted(load_file(os.path.join(d, "model.safetensors")).items()):
+        base, suffix = hf.rsplit(".", 1)
+        g = names.get_name(base)
+        assert g is not None, hf
+        if name.startswith("gemma") and base.endswith("norm"):
+            t = t + 1.0  # llama.cpp's Gemma converter stores the (1 + w) gain
+        w.add_tensor(f"{g}.{suffix}", t.astype("float32"))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print(f"{name}: wrote model.gguf ({os.path.getsize(os.path.join(d, 'model.gguf'))} bytes)")
+
+
 GEMMA_TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
     "Call 911 or 4.2%",
@@ -233,5 +285,10 @@ if __name__ == "__main__":
 
     if len(sys.argv) == 3 and sys.argv[1] == "--gemma3-270m":
         gemma3_270m(sys.argv[2])
+    elif sys.argv[1:] == ["--gguf"]:
+        for family in GGUF_FAMILIES:
+            write_gguf(family)
     else:
         main()
+        for family in GGUF_FAMILIES:
+            write_gguf(family)

@@ -53,6 +53,11 @@ fn all_hooks(n_layers: usize) -> Vec<HookPoint> {
 /// Runs both fixture sequences as one packed batch and compares every hook and the
 /// last-position logits with transformers'.
 fn check_family(name: &str, family: Family) {
+    check_checkpoint(name, family, &fixture_dir(name));
+}
+
+/// [`check_family`] on the checkpoint at `path` (the HF directory or its GGUF file).
+fn check_checkpoint(name: &str, family: Family, path: &Path) {
     let dir = fixture_dir(name);
     let reference = reference(&dir);
     let seqs: Vec<Vec<u32>> = (0..2)
@@ -67,7 +72,7 @@ fn check_family(name: &str, family: Family) {
         .collect();
     let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
     for backend in [Backend::cpu(), Backend::candle_ops(&Device::Cpu)] {
-        let model = Model::load(&dir, &backend).unwrap();
+        let model = Model::load(path, &backend).unwrap();
         assert_eq!(model.family(), family);
         let n_layers = model.config().n_layers;
         let plan = CapturePlan::new(all_hooks(n_layers)).with_logits();
@@ -130,6 +135,33 @@ fn gemma2_matches_transformers() {
 #[test]
 fn gemma3_matches_transformers() {
     check_family("gemma3", Family::Gemma3);
+}
+
+/// The same weights as llama.cpp's converter writes them (gguf-py's tensor names, Gemma's gains
+/// stored as 1 + w, llama.cpp's metadata keys) give the same activations.
+#[test]
+fn gguf_files_of_qwen2_qwen3_and_gemma2_match_transformers() {
+    for (name, family) in [
+        ("qwen2", Family::Qwen2),
+        ("qwen3", Family::Qwen3),
+        ("gemma2", Family::Gemma2),
+    ] {
+        let gguf = fixture_dir(name).join("model.gguf");
+        let hf = Model::read_config(&fixture_dir(name)).unwrap();
+        let from_gguf = Model::read_config(&gguf).unwrap();
+        assert_eq!(from_gguf.family, family);
+        assert_eq!(
+            (
+                from_gguf.n_heads,
+                from_gguf.n_kv_heads,
+                from_gguf.head_dim,
+                from_gguf.tied_embeddings
+            ),
+            (hf.n_heads, hf.n_kv_heads, hf.head_dim, hf.tied_embeddings),
+            "{name}"
+        );
+        check_checkpoint(name, family, &gguf);
+    }
 }
 
 #[test]

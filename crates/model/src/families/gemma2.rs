@@ -56,10 +56,16 @@ pub(super) fn config_from_hf(json: &serde_json::Value, path: &Path) -> Result<Co
 pub(super) fn config_from_gguf(m: &Meta) -> Result<Config> {
     let base = crate::gguf::standard_config(m, Family::Gemma2)?;
     let n = base.n_layers;
+    // llama.cpp's converter does not store query_pre_attn_scalar: it scales by head_dim^-0.5
+    // (2B, 9B) or, for the 46-layer 27B, by (d_model / n_heads)^-0.5. A file that carries
+    // `gemma2.attention.scale` (gguf-py's key for the score scale) says it outright.
+    let scalar = match m.opt_f64("gemma2.attention.scale")? {
+        Some(scale) if scale > 0.0 => 1.0 / (scale * scale),
+        _ if n == 46 => (base.d_model / base.n_heads) as f64,
+        _ => base.head_dim as f64,
+    };
     Ok(Config {
-        // llama.cpp does not store query_pre_attn_scalar; it scales by head_dim^-0.5, which
-        // equals it for 2B and 9B.
-        query_pre_attn_scalar: Some(base.head_dim as f64),
+        query_pre_attn_scalar: Some(scalar),
         attn_softcap: m
             .opt_f64("gemma2.attn_logit_softcapping")?
             .map(|x| x as f32),
