@@ -2,35 +2,24 @@
 //! `scripts/make-family-fixtures.py` (norm gains away from identity, biases, soft-caps that bind,
 //! a sliding window shorter than the sequences), every hook at every layer and the logits,
 //! relative L2 ≤ 1e-4, on both backends.
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use common::{rel_l2, root};
 use scopedex_model::{Backend, CapturePlan, Error, Family, HookPoint, Model};
 
 const TOLERANCE: f64 = 1e-4;
 
 fn fixture_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/families")
-        .join(name)
+    root().join("tests/fixtures/families").join(name)
 }
 
 fn reference(dir: &Path) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu)
         .expect("reference.safetensors")
-}
-
-fn rel_l2(ours: &Tensor, reference: &Tensor) -> f64 {
-    assert_eq!(ours.dims(), reference.dims());
-    let ours = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let reference = reference.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let (mut err, mut norm) = (0f64, 0f64);
-    for (a, b) in ours.iter().zip(&reference) {
-        err += (*a as f64 - *b as f64).powi(2);
-        norm += (*b as f64).powi(2);
-    }
-    (err / norm.max(1e-30)).sqrt()
 }
 
 /// Every hook kind at every layer.

@@ -2,19 +2,18 @@
 //! transformers loading the same file (`scripts/make-family-fixtures.py --gemma3-270m`): token
 //! ids from the GGUF's SentencePiece vocabulary identical, every hook at the first, a middle and
 //! the last layer and the last-position logits within 1e-4 (relative L2).
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};
+use common::{rel_l2, root};
 use scopedex_model::{load_tokenizer, Backend, CapturePlan, Family, HookPoint, Model};
 
 const TOLERANCE: f64 = 1e-4;
 const LAYERS: [usize; 3] = [0, 8, 17];
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn gguf_path() -> PathBuf {
     let p = root().join("assets/models/gemma-3-270m-Q4_K_M.gguf");
@@ -59,18 +58,6 @@ impl Fixture {
             .map(|t| t as u32)
             .collect()
     }
-}
-
-fn rel_l2(ours: &Tensor, reference: &Tensor) -> f64 {
-    assert_eq!(ours.dims(), reference.dims());
-    let ours = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let reference = reference.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let (mut err, mut norm) = (0f64, 0f64);
-    for (a, b) in ours.iter().zip(&reference) {
-        err += (*a as f64 - *b as f64).powi(2);
-        norm += (*b as f64).powi(2);
-    }
-    (err / norm.max(1e-30)).sqrt()
 }
 
 #[test]

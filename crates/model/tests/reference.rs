@@ -1,19 +1,18 @@
 //! The forward and the tokenizers against HF transformers (fixtures written by
 //! `scripts/make-reference-fixtures.py`): SmolLM2-135M from the fetched GGUF, and a tiny random
 //! Llama-3.1-shaped HF checkpoint (GQA, llama3 RoPE scaling, untied head, bf16, sharded).
+mod common;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
+use common::{rel_l2, root};
 use scopedex_model::{load_tokenizer, Backend, CapturePlan, Error, HookPoint, Model};
 
 /// Relative L2 error tolerance of every hook tensor, as issue 3 sets it.
 const REL_TOL: f64 = 1e-4;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn gguf_path() -> PathBuf {
     let p = root().join("assets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -75,30 +74,6 @@ impl Fixture {
             })
             .collect()
     }
-}
-
-fn rel_l2(ours: &Tensor, reference: &Tensor) -> f64 {
-    assert_eq!(ours.dims(), reference.dims());
-    let ours = ours.to_dtype(DType::F64).unwrap();
-    let reference = reference.to_dtype(DType::F64).unwrap();
-    let num = (&ours - &reference)
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-        .sqrt();
-    let den = reference
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-        .sqrt();
-    num / den.max(1e-30)
 }
 
 fn argmax(v: &[f32]) -> usize {

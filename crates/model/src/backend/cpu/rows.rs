@@ -211,6 +211,13 @@ pub(crate) fn add_slice(x: &[f32], y: &[f32]) -> Vec<f32> {
 /// SwiGLU's middle: `gu: [rows, 2·d_mlp]` holds `[gate | up]` per row (the fused GEMM's
 /// output); returns `silu(gate) * up`, `[rows, d_mlp]`.
 pub(crate) fn silu_mul_slice(gu: &[f32], d_mlp: usize) -> Vec<f32> {
+    gated_mul_slice(gu, d_mlp, |g| g / (1.0 + exp(-g)))
+}
+
+/// `act(gate) * up` of `[gate | up]` rows, `[rows, d_mlp]`; `act` is inlined into the
+/// vectorised loop.
+#[inline(always)]
+fn gated_mul_slice(gu: &[f32], d_mlp: usize, act: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     assert!(d_mlp > 0 && gu.len() % (2 * d_mlp) == 0);
     let rows = gu.len() / (2 * d_mlp);
     let n = rows * d_mlp;
@@ -223,7 +230,7 @@ pub(crate) fn silu_mul_slice(gu: &[f32], d_mlp: usize) -> Vec<f32> {
             for (o, gu) in o.chunks_exact_mut(d_mlp).zip(gu.chunks_exact(2 * d_mlp)) {
                 let (g, u) = gu.split_at(d_mlp);
                 for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                    o.write(g / (1.0 + exp(-g)) * u);
+                    o.write(act(g) * u);
                 }
             }
         });
@@ -288,25 +295,7 @@ pub(crate) fn gelu_tanh(g: f32) -> f32 {
 /// GeGLU's middle: `gu: [rows, 2·d_mlp]` holds `[gate | up]` per row; returns
 /// `gelu_tanh(gate) * up`, `[rows, d_mlp]`.
 pub(crate) fn gelu_tanh_mul_slice(gu: &[f32], d_mlp: usize) -> Vec<f32> {
-    assert!(d_mlp > 0 && gu.len() % (2 * d_mlp) == 0);
-    let rows = gu.len() / (2 * d_mlp);
-    let n = rows * d_mlp;
-    let mut out = uninit_buffer(n);
-    let r = rows_per_task(rows, d_mlp);
-    out.spare_capacity_mut()[..n]
-        .par_chunks_mut(r * d_mlp)
-        .zip(gu.par_chunks(r * 2 * d_mlp))
-        .for_each(|(o, gu)| {
-            for (o, gu) in o.chunks_exact_mut(d_mlp).zip(gu.chunks_exact(2 * d_mlp)) {
-                let (g, u) = gu.split_at(d_mlp);
-                for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                    o.write(gelu_tanh(g) * u);
-                }
-            }
-        });
-    // SAFETY: the chunks cover `out[..n]`, every row written.
-    unsafe { assume_init(&mut out, n) };
-    out
+    gated_mul_slice(gu, d_mlp, gelu_tanh)
 }
 
 /// `gelu_tanh(x)` elementwise.
