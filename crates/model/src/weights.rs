@@ -165,6 +165,17 @@ pub(crate) fn read_hf_config(dir: &Path) -> Result<Config> {
         field: "(json)".into(),
         detail: e.to_string(),
     })?;
+    // Gemma 3 4B and up are image-text models whose text model sits in `text_config` and under
+    // `language_model` in the weights; say so rather than "unsupported gemma3".
+    if json.get("model_type").and_then(|v| v.as_str()) == Some("gemma3") {
+        return Err(Error::Unsupported {
+            path: path.clone(),
+            what: "model_type".into(),
+            detail: "`gemma3` (Gemma3ForConditionalGeneration, the image-text 4B+ models): \
+                     scopedex runs text-only checkpoints, `gemma3_text` (Gemma 3 270M and 1B)"
+                .into(),
+        });
+    }
     let family = match json.get("model_type").and_then(|v| v.as_str()) {
         Some(mt) => {
             Family::from_model_type(mt).ok_or_else(|| Family::unknown(&path, "model_type", mt))?

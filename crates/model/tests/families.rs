@@ -182,6 +182,25 @@ fn an_unknown_family_is_a_clear_error() {
     }
 }
 
+/// Gemma 3's image-text checkpoints say what scopedex runs instead.
+#[test]
+fn a_multimodal_gemma3_config_says_which_checkpoints_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"model_type": "gemma3", "architectures": ["Gemma3ForConditionalGeneration"],
+            "text_config": {"hidden_size": 2560}}"#,
+    )
+    .unwrap();
+    let msg = Model::load(dir.path(), &Backend::cpu())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("gemma3_text") && msg.contains("config.json"),
+        "{msg}"
+    );
+}
+
 /// A checkpoint missing a tensor its family needs names the file and the tensor.
 #[test]
 fn a_missing_tensor_names_the_file_and_tensor() {
