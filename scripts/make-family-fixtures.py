@@ -23,7 +23,7 @@ Hooks follow TransformerLens' names, computed on the HF modules (f32, eager atte
                                               LayerNorm
   blocks.L.mlp.hook_in                        the MLP's input (the pre-MLP norm's output)
 
-Also model.gguf for qwen2, qwen3 and gemma2: the same weights as llama.cpp's converter writes them
+Also model.gguf for qwen2, qwen3, gemma2 and gpt2: the same weights as llama.cpp's converter writes them
 (`--gguf` writes only those).
 
 With `--gemma3-270m GGUF`, instead writes tests/fixtures/model/gemma3_270m_reference.safetensors:
@@ -187,7 +187,8 @@ def main():
         print(f"{name}: {len(tensors)} tensors, {size} bytes in {d}")
 
 
-GGUF_FAMILIES = {"qwen2": "QWEN2", "qwen3": "QWEN3", "gemma2": "GEMMA2"}
+GGUF_FAMILIES = {"qwen2": "QWEN2", "qwen3": "QWEN3", "gemma2": "GEMMA2", "gpt2": "GPT2"}
+CONV1D = (".c_attn.weight", ".c_proj.weight", ".c_fc.weight")
 
 
 def write_gguf(name):
@@ -202,6 +203,27 @@ def write_gguf(name):
     cfg = json.load(open(os.path.join(d, "config.json")))
     arch = getattr(gguf.MODEL_ARCH, GGUF_FAMILIES[name])
     arch_name = gguf.MODEL_ARCH_NAMES[arch]
+    if name == "gpt2":
+        # GPT2Model in llama.cpp's converter: these keys, Conv1D weights transposed to [out, in].
+        names = gguf.TensorNameMap(arch, cfg["n_layer"])
+        w = gguf.GGUFWriter(os.path.join(d, "model.gguf"), arch_name)
+        w.add_block_count(cfg["n_layer"])
+        w.add_context_length(cfg["n_positions"])
+        w.add_embedding_length(cfg["n_embd"])
+        w.add_feed_forward_length(4 * cfg["n_embd"])
+        w.add_head_count(cfg["n_head"])
+        w.add_layer_norm_eps(cfg["layer_norm_epsilon"])
+        for hf, t in sorted(load_file(os.path.join(d, "model.safetensors")).items()):
+            base, suffix = hf.rsplit(".", 1)
+            if hf.endswith(CONV1D):
+                t = t.T.copy()
+            w.add_tensor(f"{names.get_name(base)}.{suffix}", t.astype("float32"))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        print(f"{name}: wrote model.gguf ({os.path.getsize(os.path.join(d, 'model.gguf'))} bytes)")
+        return
     names = gguf.TensorNameMap(arch, cfg["num_hidden_layers"])
     w = gguf.GGUFWriter(os.path.join(d, "model.gguf"), arch_name)
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]

@@ -129,11 +129,12 @@ fn gemma3_matches_transformers() {
 /// The same weights as llama.cpp's converter writes them (gguf-py's tensor names, Gemma's gains
 /// stored as 1 + w, llama.cpp's metadata keys) give the same activations.
 #[test]
-fn gguf_files_of_qwen2_qwen3_and_gemma2_match_transformers() {
+fn gguf_files_of_qwen2_qwen3_gemma2_and_gpt2_match_transformers() {
     for (name, family) in [
         ("qwen2", Family::Qwen2),
         ("qwen3", Family::Qwen3),
         ("gemma2", Family::Gemma2),
+        ("gpt2", Family::Gpt2),
     ] {
         let gguf = fixture_dir(name).join("model.gguf");
         let hf = Model::read_config(&fixture_dir(name)).unwrap();

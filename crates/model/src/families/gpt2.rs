@@ -2,7 +2,7 @@
 //! pre-norm blocks with LayerNorm (gain and bias), `Conv1D` projections stored `[in, out]` with
 //! biases (q, k and v fused in `c_attn`), full multi-head attention without RoPE, a `gelu_new`
 //! MLP, final LayerNorm, tied unembedding. Hub files name tensors without the `transformer.`
-//! prefix that `save_pretrained` writes; both load.
+//! prefix that `save_pretrained` writes; both load, and so do llama.cpp's GGUF files.
 use std::path::Path;
 
 use candle_core::Device;
@@ -93,14 +93,43 @@ pub(super) fn config_from_hf(json: &serde_json::Value, path: &Path) -> Result<Co
     })
 }
 
-/// GPT-2 GGUF files are not read yet: llama.cpp stores its fused `attn_qkv` and position table
-/// under names this loader does not map.
+/// Resolves a `gpt2` GGUF file's config (llama.cpp's converter: `context_length` is
+/// `n_positions`, the LayerNorm epsilon under `attention.layer_norm_epsilon`).
 pub(super) fn config_from_gguf(m: &Meta) -> Result<Config> {
-    Err(Error::Unsupported {
-        path: m.path.to_path_buf(),
-        what: "GGUF architecture".into(),
-        detail: "gpt2 (load GPT-2 from its HF directory: config.json + model.safetensors)".into(),
+    let base = crate::gguf::standard_config(m, Family::Gpt2)?;
+    Ok(Config {
+        rms_norm_eps: m
+            .opt_f64("gpt2.attention.layer_norm_epsilon")?
+            .unwrap_or(1e-5),
+        tied_embeddings: true,
+        ..base
     })
+}
+
+/// The llama.cpp name of a GPT-2 tensor (hub spelling, without `transformer.`).
+pub(super) fn gguf_tensor_name(hf: &str) -> Option<String> {
+    match hf {
+        "wte.weight" => return Some("token_embd.weight".into()),
+        "wpe.weight" => return Some("position_embd.weight".into()),
+        "lm_head.weight" => return Some("output.weight".into()),
+        _ => {}
+    }
+    if let Some(kind) = hf.strip_prefix("ln_f.") {
+        return Some(format!("output_norm.{kind}"));
+    }
+    let rest = hf.strip_prefix("h.")?;
+    let (layer, name) = rest.split_once('.')?;
+    let (module, kind) = name.rsplit_once('.')?;
+    let short = match module {
+        "ln_1" => "attn_norm",
+        "attn.c_attn" => "attn_qkv",
+        "attn.c_proj" => "attn_output",
+        "ln_2" => "ffn_norm",
+        "mlp.c_fc" => "ffn_up",
+        "mlp.c_proj" => "ffn_down",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{short}.{kind}"))
 }
 
 /// Loads a GPT-2 checkpoint.
@@ -155,8 +184,16 @@ fn load_block(
             device,
         )?))
     };
+    // llama.cpp's converter stores the Conv1D weights transposed, as `[out, in]`.
     let conv = |src: &mut dyn WeightSource, name: &str, d_in: usize, d_out: usize| {
-        Linear::load_conv1d(src, &format!("{p}.{name}"), d_in, d_out, device)
+        let prefix = format!("{p}.{name}");
+        if src.is_gguf() {
+            let w = src.load(&format!("{prefix}.weight"), &[d_out, d_in], device)?;
+            let b = src.load(&format!("{prefix}.bias"), &[d_out], device)?;
+            Linear::from_weight(&w, Some(b))
+        } else {
+            Linear::load_conv1d(src, &prefix, d_in, d_out, device)
+        }
     };
     let qkv = conv(src, "attn.c_attn", d, 3 * d)?;
     let o = conv(src, "attn.c_proj", d, d)?;

@@ -156,6 +156,7 @@ impl Family {
     pub(crate) fn gguf_tensor_name(self, hf: &str) -> Option<String> {
         match self {
             Family::Gemma2 | Family::Gemma3 => crate::gguf::gemma_tensor_name(hf),
+            Family::Gpt2 => gpt2::gguf_tensor_name(hf),
             _ => crate::gguf::standard_tensor_name(hf),
         }
     }
