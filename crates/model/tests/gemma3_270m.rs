@@ -4,12 +4,10 @@
 //! the last layer and the last-position logits within 1e-4 (relative L2).
 mod common;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use candle_core::{Device, Tensor};
-use common::{rel_l2, root};
+use common::{fixture, rel_l2, root, Fixture};
 use scopedex_model::{load_tokenizer, Backend, CapturePlan, Family, HookPoint, Model};
 
 const TOLERANCE: f64 = 1e-4;
@@ -30,41 +28,18 @@ fn model() -> &'static Model {
     MODEL.get_or_init(|| Model::load(&gguf_path(), &Backend::cpu()).expect("load Gemma 3 GGUF"))
 }
 
-struct Fixture {
-    texts: Vec<String>,
-    tensors: HashMap<String, Tensor>,
-}
-
-fn fixture() -> &'static Fixture {
+fn reference() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let path = root().join("tests/fixtures/model/gemma3_270m_reference.safetensors");
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-        let texts = meta.metadata().as_ref().unwrap()["texts"].clone();
-        Fixture {
-            texts: serde_json::from_str(&texts).unwrap(),
-            tensors: candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap(),
-        }
+        fixture(&root().join("tests/fixtures/model/gemma3_270m_reference.safetensors"))
     })
-}
-
-impl Fixture {
-    fn tokens(&self, i: usize) -> Vec<u32> {
-        self.tensors[&format!("t{i}.tokens")]
-            .to_vec1::<i64>()
-            .unwrap()
-            .into_iter()
-            .map(|t| t as u32)
-            .collect()
-    }
 }
 
 #[test]
 fn gemma3_270m_gguf_tokenizer_matches_transformers() {
     let tok = load_tokenizer(&gguf_path()).unwrap();
     assert_eq!(tok.bos_id, Some(2));
-    let f = fixture();
+    let f = reference();
     for (i, text) in f.texts.iter().enumerate() {
         let ours = tok.encode_with_bos(text, 1 << 20).unwrap();
         assert_eq!(ours, f.tokens(i), "text {i} {text:?}");
@@ -75,7 +50,7 @@ fn gemma3_270m_gguf_tokenizer_matches_transformers() {
 fn gemma3_270m_hooks_and_logits_match_transformers() {
     let model = model();
     assert_eq!(model.family(), Family::Gemma3);
-    let f = fixture();
+    let f = reference();
     let hooks: Vec<HookPoint> = LAYERS
         .iter()
         .flat_map(|&l| {

@@ -3,12 +3,12 @@
 //! Llama-3.1-shaped HF checkpoint (GQA, llama3 RoPE scaling, untied head, bf16, sharded).
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use candle_core::{Device, Tensor};
-use common::{rel_l2, root};
+use candle_core::Device;
+use common::{fixture, rel_l2, root};
 use scopedex_model::{load_tokenizer, Backend, CapturePlan, Error, HookPoint, Model};
 
 /// Relative L2 error tolerance of every hook tensor, as issue 3 sets it.
@@ -32,48 +32,6 @@ fn tiny_dir() -> PathBuf {
 fn smollm2() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
     MODEL.get_or_init(|| Model::load(&gguf_path(), &Backend::cpu()).expect("load SmolLM2 GGUF"))
-}
-
-struct Fixture {
-    texts: Vec<String>,
-    tensors: HashMap<String, Tensor>,
-}
-
-fn fixture(path: &Path) -> Fixture {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("safetensors header");
-    let texts = meta
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get("texts"))
-        .expect("`texts` metadata");
-    Fixture {
-        texts: serde_json::from_str(texts).expect("texts JSON"),
-        tensors: candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).expect("tensors"),
-    }
-}
-
-impl Fixture {
-    fn tokens(&self, i: usize) -> Vec<u32> {
-        self.tensors[&format!("t{i}.tokens")]
-            .to_vec1::<i64>()
-            .unwrap()
-            .into_iter()
-            .map(|x| x as u32)
-            .collect()
-    }
-
-    /// (hook, reference [T, d]) of text `i`.
-    fn hooks(&self, i: usize) -> Vec<(HookPoint, Tensor)> {
-        let prefix = format!("t{i}.");
-        self.tensors
-            .iter()
-            .filter_map(|(k, v)| {
-                let h: HookPoint = k.strip_prefix(&prefix)?.parse().ok()?;
-                Some((h, v.clone()))
-            })
-            .collect()
-    }
 }
 
 fn argmax(v: &[f32]) -> usize {

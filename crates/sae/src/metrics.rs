@@ -35,7 +35,8 @@ pub fn reconstruction_metrics(
     x_in: &Tensor,
     x_target: &Tensor,
 ) -> Result<ReconstructionMetrics> {
-    let x_in = sae.prepare_input(x_in)?;
+    // Encode normalises each chunk itself: normalising here too would do it twice.
+    let x_in = sae.input_rows(x_in)?;
     let n = x_in.dim(0)?;
     let tdims = x_target.dims();
     let t_rows: usize = tdims[..tdims.len().saturating_sub(1)].iter().product();

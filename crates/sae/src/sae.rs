@@ -464,9 +464,15 @@ impl Sae {
         })
     }
 
-    /// The input as a contiguous `[N, d_in]` f32 tensor on the SAE's device (centred over
-    /// d_model when the SAE reads the centred residual stream).
+    /// The input as a contiguous `[N, d_in]` f32 tensor on the SAE's device, normalised as
+    /// [`InputNorm`] says.
     pub(crate) fn prepare_input(&self, x: &Tensor) -> Result<Tensor> {
+        self.normalize(self.input_rows(x)?)
+    }
+
+    /// The input as a contiguous `[N, d_in]` f32 tensor on the SAE's device, as given (what
+    /// [`Sae::encode`] accepts; it normalises).
+    pub(crate) fn input_rows(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims();
         let ok = dims.len() >= 2 && dims[dims.len() - 1] == self.d_in;
         if !ok {
@@ -477,11 +483,9 @@ impl Sae {
             });
         }
         let n: usize = dims[..dims.len() - 1].iter().product();
-        let x = x
-            .reshape((n, self.d_in))?
+        Ok(x.reshape((n, self.d_in))?
             .to_dtype(DType::F32)?
-            .to_device(&self.device)?;
-        self.normalize(x)
+            .to_device(&self.device)?)
     }
 }
 
