@@ -180,6 +180,13 @@ pub struct TrainSaeArgs {
     /// Active features per token.
     #[arg(long, default_value_t = 32)]
     pub k: usize,
+    /// Activation of the written SAEs. `topk`: exactly k per token, as trained. `jumprelu` (as
+    /// the Llama Scope release): one threshold calibrated on the held-out tokens to a mean L0
+    /// of k; SAELens' Llama Scope loader and lm_saes then compute the same codes as scopedex,
+    /// at some cost in explained variance (the report gives both forms' figures). Both forms
+    /// carry the threshold, so SAELens loads either (a TopK file as that JumpReLU).
+    #[arg(long, default_value = "topk")]
+    pub activation: scopedex_train::WrittenActivation,
     /// Output folder: one `<name-prefix>-<id>/` Llama Scope folder per SAE + train-report.json.
     #[arg(long)]
     pub out: PathBuf,
