@@ -10,6 +10,14 @@ pub struct Cli {
     /// More log output (-v info, -vv debug); SCOPEDEX_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Where commands that run the model or an SAE run them: `cpu`, `cuda` or `cuda:N` (CUDA
+    /// needs a build with the `cuda` feature).
+    #[arg(long, global = true, default_value = "cpu", env = "SCOPEDEX_DEVICE")]
+    pub device: String,
+    /// The model's weights and activations: `f32`, `bf16` or `f16` (hooks and SAEs stay f32;
+    /// norms and softmax run in f32 whatever the dtype).
+    #[arg(long, global = true, default_value = "f32", env = "SCOPEDEX_DTYPE")]
+    pub dtype: String,
     /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,

@@ -122,7 +122,7 @@ pub fn run(args: TrainSaeArgs) -> anyhow::Result<()> {
             &hooks,
             args.ctx_len,
             args.batch_contexts,
-            &crate::backend(),
+            &crate::backend()?,
         )?;
         d_model = scopedex_train::ActivationSource::d_model(&src);
         if let Some(cache) = &args.activation_cache {

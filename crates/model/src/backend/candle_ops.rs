@@ -6,7 +6,7 @@
 //! keeps every real position from seeing padding (padding only ever follows the real tokens), so
 //! no separate padding mask is needed; padding slots hold a copy of a real row, so they stay
 //! finite, and are never read back.
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::cpu::ScoreRule;
 use crate::Result;
@@ -17,7 +17,8 @@ pub(crate) struct Padded {
     pub(crate) b: usize,
     /// Padded sequence length.
     pub(crate) t: usize,
-    /// Per RoPE table: f32 `[t, head_dim / 2]` cosines and sines.
+    /// Per RoPE table: `[t, head_dim / 2]` cosines and sines, in the activations' dtype
+    /// (computed in f32, as transformers does, then cast).
     pub(crate) ropes: Vec<(Tensor, Tensor)>,
     /// f32 `[t, t]`: 0 where key ≤ query, −∞ above the diagonal.
     pub(crate) mask: Tensor,
@@ -30,12 +31,14 @@ pub(crate) struct Padded {
 
 impl Padded {
     /// The context of a batch of sequences of `lengths`, one RoPE table per `ropes` entry
-    /// (inverse frequencies) and one mask per sliding window in `windows`.
+    /// (inverse frequencies) and one mask per sliding window in `windows`; activations in
+    /// `dtype`.
     pub(crate) fn new(
         lengths: &[usize],
         ropes: &[Vec<f32>],
         windows: &[usize],
         device: &Device,
+        dtype: DType,
     ) -> Result<Self> {
         let t = lengths.iter().copied().max().unwrap_or(0);
         Ok(Padded {
@@ -43,7 +46,10 @@ impl Padded {
             t,
             ropes: ropes
                 .iter()
-                .map(|f| crate::layers::rope::cos_sin(f, t, device))
+                .map(|f| {
+                    let (cos, sin) = crate::layers::rope::cos_sin(f, t, device)?;
+                    Ok((cos.to_dtype(dtype)?, sin.to_dtype(dtype)?))
+                })
                 .collect::<Result<_>>()?,
             mask: causal_mask(t, None, device)?,
             window_masks: windows
@@ -141,8 +147,15 @@ pub(crate) fn padded_attention(
             .map(|(_, m)| m)
             .ok_or_else(|| candle_core::Error::Msg(format!("no mask for window {w}")))?,
     };
-    let scores = scores.reshape((b, nkv, rep, t, t))?.broadcast_add(mask)?;
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, nkv, rep * t, t))?;
+    // The mask and the softmax in f32 whatever the activations' dtype (transformers' eager
+    // attention: `softmax(..., dtype=float32).to(query.dtype)`).
+    let scores = scores
+        .to_dtype(DType::F32)?
+        .reshape((b, nkv, rep, t, t))?
+        .broadcast_add(mask)?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?
+        .to_dtype(v.dtype())?
+        .reshape((b, nkv, rep * t, t))?;
     let out = probs.matmul(&v)?; // [b, nkv, rep*t, hd]
     let out = out
         .reshape((b, nh, t, hd))?
