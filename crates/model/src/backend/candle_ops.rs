@@ -93,23 +93,72 @@ impl Padding {
     }
 }
 
+/// Bytes of f32 attention scores one group of sequences may hold at once: 512 MiB. Scores are
+/// `[b, heads, t, t]`; at Llama-3.1-8B shapes (32 heads, t = 1,024) that is 128 MiB per
+/// sequence, so a batch of 256 sequences would need 32 GiB. Sequences are therefore attended in
+/// groups (each group's scores are formed, softmaxed and consumed before the next): memory is
+/// bounded by the group, not the batch, and the GEMMs stay large enough to fill a GPU.
+const SCORE_BYTES_PER_GROUP: usize = 512 << 20;
+
 /// Attention on the padded layout: qkv `[rows, (nh + 2 nkv)·hd]` packed → `[rows, nh·hd]`
 /// packed, scored as `rule` says, q and k rotated by RoPE table `rope` of the context (none:
-/// learned positions).
+/// learned positions). Sequences are attended in groups of at most
+/// [`SCORE_BYTES_PER_GROUP`] of scores.
 pub(crate) fn padded_attention(
     qkv: &Tensor,
     ctx: &Padded,
     rule: ScoreRule,
     rope: Option<usize>,
 ) -> Result<Tensor> {
-    let heads = rule.heads;
-    let (b, t, hd) = (ctx.b, ctx.t, heads.head_dim);
-    let (nh, nkv) = (heads.n_heads, heads.n_kv_heads);
-    let rep = nh / nkv;
+    grouped_attention(qkv, ctx, rule, rope, SCORE_BYTES_PER_GROUP)
+}
+
+/// [`padded_attention`] with groups of at most `score_bytes` of f32 scores.
+fn grouped_attention(
+    qkv: &Tensor,
+    ctx: &Padded,
+    rule: ScoreRule,
+    rope: Option<usize>,
+    score_bytes: usize,
+) -> Result<Tensor> {
+    let (b, t) = (ctx.b, ctx.t);
+    let per_seq = rule.heads.n_heads * t * t * 4;
+    let group = (score_bytes / per_seq.max(1)).clamp(1, b.max(1));
     let qkv = match &ctx.padding {
         Some(p) => qkv.index_select(&p.to_padded, 0)?,
         None => qkv.clone(),
     };
+    let mut outs = Vec::with_capacity(b.div_ceil(group));
+    let mut start = 0;
+    while start < b {
+        let g = group.min(b - start);
+        let part = qkv.narrow(0, start * t, g * t)?;
+        outs.push(attend_group(&part, g, ctx, rule, rope)?);
+        start += g;
+    }
+    let out = if outs.len() == 1 {
+        outs.pop().expect("one group")
+    } else {
+        Tensor::cat(&outs, 0)?
+    };
+    Ok(match &ctx.padding {
+        Some(p) => out.index_select(&p.to_packed, 0)?,
+        None => out,
+    })
+}
+
+/// Attention of `b` padded sequences: qkv `[b·t, (nh + 2 nkv)·hd]` → `[b·t, nh·hd]`.
+fn attend_group(
+    qkv: &Tensor,
+    b: usize,
+    ctx: &Padded,
+    rule: ScoreRule,
+    rope: Option<usize>,
+) -> Result<Tensor> {
+    let heads = rule.heads;
+    let (t, hd) = (ctx.t, heads.head_dim);
+    let (nh, nkv) = (heads.n_heads, heads.n_kv_heads);
+    let rep = nh / nkv;
     // [b*t, heads*hd] → [b, heads, t, hd]
     let split = |start: usize, heads: usize| -> Result<Tensor> {
         Ok(qkv
@@ -157,15 +206,11 @@ pub(crate) fn padded_attention(
         .to_dtype(v.dtype())?
         .reshape((b, nkv, rep * t, t))?;
     let out = probs.matmul(&v)?; // [b, nkv, rep*t, hd]
-    let out = out
+    Ok(out
         .reshape((b, nh, t, hd))?
         .transpose(1, 2)?
         .contiguous()?
-        .reshape((b * t, nh * hd))?;
-    Ok(match &ctx.padding {
-        Some(p) => out.index_select(&p.to_packed, 0)?,
-        None => out,
-    })
+        .reshape((b * t, nh * hd))?)
 }
 
 /// The causal mask: f32 `[t, t]`, 0 on and below the diagonal, −∞ above; with a `window`,
@@ -199,4 +244,45 @@ pub(crate) fn silu_mul(gu: &Tensor, d_mlp: usize) -> Result<Tensor> {
     let gate = gu.narrow(1, 0, d_mlp)?;
     let up = gu.narrow(1, d_mlp, d_mlp)?;
     Ok((candle_nn::ops::silu(&gate)? * up)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::Heads;
+
+    /// Attending the batch in groups (here one sequence at a time) gives what one group gives.
+    #[test]
+    fn grouped_attention_equals_one_group() {
+        let heads = Heads {
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 8,
+        };
+        let rule = ScoreRule {
+            heads,
+            scale: 0.35,
+            softcap: Some(20.0),
+            window: None,
+        };
+        let lengths = [5, 3, 7, 1];
+        let rows: usize = lengths.iter().sum();
+        let width = (4 + 2 * 2) * 8;
+        let qkv = Tensor::randn(0f32, 1.0, (rows, width), &Device::Cpu).unwrap();
+        let inv_freq: Vec<f32> = (0..4)
+            .map(|i| 1.0 / 10_000f32.powf(i as f32 / 4.0))
+            .collect();
+        let ctx = Padded::new(&lengths, &[inv_freq], &[], &Device::Cpu, DType::F32).unwrap();
+        let whole = grouped_attention(&qkv, &ctx, rule, Some(0), usize::MAX).unwrap();
+        let one_by_one = grouped_attention(&qkv, &ctx, rule, Some(0), 1).unwrap();
+        let diff = (whole - one_by_one)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-6, "max difference {diff}");
+    }
 }
