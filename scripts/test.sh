@@ -16,6 +16,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Default targets (libs, bins, tests, doc tests): benches are run by hand, not here.
 cargo test --workspace --locked
+# The GPU path compiles (CUDA toolkit from PyPI, no GPU): scripts/check-cuda-build.sh.
+bash scripts/check-cuda-build.sh
 bash scripts/test-api.sh
 bash scripts/test-saelens.sh
 bash scripts/test-slurm.sh
