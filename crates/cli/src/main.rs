@@ -20,6 +20,13 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
+            if format!("{err:#}").contains("OUT_OF_MEMORY") {
+                // The GPU ran out of memory: the batch is what the user can change.
+                eprintln!(
+                    "hint: the device ran out of memory; use a smaller --batch-size (contexts \
+                     per forward) or --ctx-len, or --dtype bf16 to halve the weights"
+                );
+            }
             std::process::ExitCode::from(cmd::exit_code(&err))
         }
     }
