@@ -1,0 +1,22 @@
+//! Feature explanations: scopedex's auto-interpretability loop over an index's stored
+//! examples, after EleutherAI's delphi and OpenAI's automated-interpretability
+//! (`../shared/reference/autointerp.md` summarizes both, with sources).
+//!
+//! - [`sample`]: which examples the explainer sees and which the scorers test on (disjoint by
+//!   construction), seeded per feature.
+//! - [`prompt`]: the explainer's prompt (delphi's shape, scopedex's wording) and the parsing of
+//!   its answer.
+//! - [`scorer`], [`metrics`]: detection and fuzzing prompts, answers, and their metrics.
+//! - [`client`]: any OpenAI-compatible chat-completions endpoint, with retries and backoff.
+//!
+//! Library crate: typed errors ([`Error`]), `tracing` for logs; the CLI drives it.
+#![warn(missing_docs)]
+
+pub mod client;
+mod error;
+pub mod metrics;
+pub mod prompt;
+pub mod sample;
+pub mod scorer;
+
+pub use error::{Error, Result};
