@@ -56,7 +56,6 @@ pub enum Error {
 }
 
 impl Error {
-    #[allow(dead_code)] // used by the journal (next change)
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

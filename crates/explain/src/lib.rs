@@ -8,15 +8,26 @@
 //!   its answer.
 //! - [`scorer`], [`metrics`]: detection and fuzzing prompts, answers, and their metrics.
 //! - [`client`]: any OpenAI-compatible chat-completions endpoint, with retries and backoff.
+//! - [`source`]: examples and non-activating contexts from a published index.
+//! - [`explain`], [`score`]: the resumable runs ([`journal`]) that publish into the index.
 //!
 //! Library crate: typed errors ([`Error`]), `tracing` for logs; the CLI drives it.
 #![warn(missing_docs)]
 
 pub mod client;
 mod error;
+pub mod explain;
+pub mod journal;
 pub mod metrics;
 pub mod prompt;
+mod run;
 pub mod sample;
+pub mod score;
 pub mod scorer;
+pub mod source;
 
+pub use client::{ChatClient, EndpointConfig};
 pub use error::{Error, Result};
+pub use explain::{explain, ExplainConfig, ExplainReport};
+pub use run::Progress;
+pub use score::{score, ScoreConfig, ScoreReport};

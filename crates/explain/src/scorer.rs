@@ -19,7 +19,7 @@ use crate::sample::{Example, Rng};
 pub const SCORER_PROMPT_VERSION: &str = "scopedex-delphi-scorers-v1";
 
 /// Which scorer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ScorerKind {
     /// Which contexts activate the feature.

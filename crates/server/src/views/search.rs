@@ -174,6 +174,7 @@ pub fn search_listing(
                             pos,
                             start,
                             end,
+                            explanation: None,
                         },
                     ));
                 }
@@ -193,6 +194,7 @@ pub fn search_listing(
                         sae: Arc::clone(sae),
                         feature,
                         max_act,
+                        explanation: None,
                     }),
             );
         }
@@ -206,6 +208,26 @@ pub fn search_listing(
             features,
             matches: matches.into_iter().map(|m| m.1).collect(),
         });
+    }
+    // Explanations of every feature listed, one batched read per SAE.
+    let pairs = out.iter().flat_map(|h| {
+        h.features
+            .iter()
+            .map(|f| (f.sae.to_string(), f.feature))
+            .chain(h.matches.iter().map(|m| (m.sae.clone(), m.feature)))
+    });
+    let explained = super::short_explanations(snap, pairs.collect::<Vec<_>>())?;
+    for h in &mut out {
+        for f in &mut h.features {
+            f.explanation = explained
+                .get(&(f.sae.to_string(), f.feature))
+                .map(|e| e.0.clone());
+        }
+        for m in &mut h.matches {
+            m.explanation = explained
+                .get(&(m.sae.clone(), m.feature))
+                .map(|e| e.0.clone());
+        }
     }
     Ok(SearchResults {
         query: query.to_string(),
