@@ -455,3 +455,36 @@ fn score_one(
     };
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scopedex_store::ExampleKind;
+
+    #[test]
+    fn the_test_set_never_holds_a_context_the_explainer_saw() {
+        let examples: Vec<Example> = (0..120u64)
+            .map(|i| Example {
+                context_id: i,
+                kind: Some(if i < 20 {
+                    ExampleKind::Top
+                } else {
+                    ExampleKind::Interval((i % 10) as u16)
+                }),
+                max_act: 1.0 + i as f32,
+                tokens: vec!["a".into()],
+                acts: vec![1.0],
+            })
+            .collect();
+        let config = SamplingConfig::default();
+        let train: Vec<u64> = split(examples.clone(), &config, 9)
+            .train
+            .iter()
+            .map(|e| e.context_id)
+            .collect();
+        assert_eq!(train.len(), 40);
+        let test = test_examples(examples, &train, &config, 9);
+        assert_eq!(test.len(), 50);
+        assert!(test.iter().all(|e| !train.contains(&e.context_id)));
+    }
+}

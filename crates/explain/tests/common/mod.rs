@@ -46,7 +46,9 @@ pub struct TestServer {
 
 impl TestServer {
     /// Serves `handler(request body, request number from 0)`.
-    pub fn start(handler: impl Fn(&serde_json::Value, usize) -> Reply + Send + Sync + 'static) -> TestServer {
+    pub fn start(
+        handler: impl Fn(&serde_json::Value, usize) -> Reply + Send + Sync + 'static,
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/v1", listener.local_addr().unwrap());
         let requests = Arc::new(AtomicUsize::new(0));
@@ -72,7 +74,12 @@ impl TestServer {
     }
 }
 
-fn serve(stream: TcpStream, handler: &Handler, n: &AtomicUsize, bodies: &Mutex<Vec<serde_json::Value>>) {
+fn serve(
+    stream: TcpStream,
+    handler: &Handler,
+    n: &AtomicUsize,
+    bodies: &Mutex<Vec<serde_json::Value>>,
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut stream = stream;
     loop {
@@ -100,7 +107,8 @@ fn serve(stream: TcpStream, handler: &Handler, n: &AtomicUsize, bodies: &Mutex<V
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        let json: serde_json::Value =
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         let i = n.fetch_add(1, Ordering::SeqCst);
         bodies.lock().unwrap().push(json.clone());
         let reply = handler(&json, i);
@@ -114,7 +122,9 @@ fn serve(stream: TcpStream, handler: &Handler, n: &AtomicUsize, bodies: &Mutex<V
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
-        if stream.write_all(head.as_bytes()).is_err() || stream.write_all(reply.body.as_bytes()).is_err() {
+        if stream.write_all(head.as_bytes()).is_err()
+            || stream.write_all(reply.body.as_bytes()).is_err()
+        {
             return;
         }
     }
@@ -122,7 +132,9 @@ fn serve(stream: TcpStream, handler: &Handler, n: &AtomicUsize, bodies: &Mutex<V
 
 /// A recorded response file of `tests/fixtures/`.
 pub fn recorded(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -138,7 +150,10 @@ pub fn completion(text: &str) -> String {
 
 /// The system prompt of a request.
 pub fn system_of(body: &serde_json::Value) -> String {
-    body["messages"][0]["content"].as_str().unwrap_or("").to_string()
+    body["messages"][0]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
 }
 
 /// The last user message of a request.
