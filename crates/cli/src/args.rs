@@ -132,6 +132,8 @@ pub enum Command {
     Score(crate::cmd::explain::ScoreArgs),
     /// Features whose explanation matches a query.
     Features(crate::cmd::explain::FeaturesArgs),
+    /// Read Neuronpedia explanation files (explanations/batch-N.jsonl.gz) into an index.
+    ImportExplanations(crate::cmd::explain::ImportArgs),
     /// Train TopK SAEs (Llama Scope layout) on model activations; all ids share one model pass.
     TrainSae(TrainSaeArgs),
     /// Print three example queries (top, cooc, search) that work on a (demo) index.

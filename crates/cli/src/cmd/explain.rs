@@ -17,6 +17,23 @@ use scopedex_explain::{ChatClient, EndpointConfig, ExplainConfig, Progress, Scor
 
 use super::render;
 
+/// Arguments of `scopedex import-explanations`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The index directory.
+    pub index: PathBuf,
+    /// SAE id in the index the explanations belong to.
+    #[arg(long)]
+    pub sae: String,
+    /// Neuronpedia explanation files (`explanations/batch-N.jsonl.gz` or `.jsonl`), or folders
+    /// holding them (an export's source folder too).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Keep only rows of this Neuronpedia source id (their `layer` column, e.g. `6-res-jb`).
+    #[arg(long)]
+    pub source: Option<String>,
+}
+
 /// Which features, and where to send the requests (shared by explain and score).
 #[derive(Debug, clap::Args)]
 pub struct TargetArgs {
@@ -398,5 +415,38 @@ pub fn run_features(args: FeaturesArgs) -> anyhow::Result<()> {
             h.score, h.sae, h.feature, h.explanation.text
         );
     }
+    Ok(())
+}
+
+/// Runs `scopedex import-explanations`: Neuronpedia explanation rows into the index (the last
+/// row of a feature wins over the index's own), published atomically.
+pub fn run_import(args: ImportArgs) -> anyhow::Result<()> {
+    let manifest = scopedex_store::Manifest::load(&args.index)
+        .with_context(|| format!("opening the index {}", args.index.display()))?;
+    let d_sae = manifest.sae(&args.sae)?.d_sae;
+    let mut files = Vec::new();
+    for p in &args.files {
+        files.extend(scopedex_export::explanations::explanation_files(p)?);
+    }
+    let imported = scopedex_export::explanations::import(&files, args.source.as_deref(), d_sae)?;
+    let layout = scopedex_store::IndexLayout::new(&args.index);
+    let mut rows = scopedex_store::explanations::read(&layout, &args.sae)?;
+    let n = imported.rows.len();
+    rows.extend(imported.rows);
+    scopedex_store::explanations::publish(&args.index, &args.sae, rows)?;
+    eprintln!(
+        "imported {n} explanations from {} files into {} {}{}",
+        files.len(),
+        args.index.display(),
+        args.sae,
+        if imported.other_sources > 0 {
+            format!(
+                " ({} rows of other sources left out)",
+                imported.other_sources
+            )
+        } else {
+            String::new()
+        }
+    );
     Ok(())
 }

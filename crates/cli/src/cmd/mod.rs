@@ -58,6 +58,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Explain(args) => explain::run_explain(args),
         Command::Score(args) => explain::run_score(args),
         Command::Features(args) => explain::run_features(args),
+        Command::ImportExplanations(args) => explain::run_import(args),
         Command::TrainSae(args) => train_sae::run(args),
         Command::Demo { index, addr } => demo::run(&index, &addr),
         Command::Serve(args) => serve::run(args),
