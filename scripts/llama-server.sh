@@ -3,6 +3,7 @@
 # package from PyPI, built from source once into a venv cached under /var/cache/scopedex).
 #
 #   scripts/llama-server.sh install              build the venv (skipped when present)
+#   scripts/llama-server.sh cached               exit 0 when the venv is built
 #   scripts/llama-server.sh start [PORT] [GGUF]  start in the background; prints the base URL,
 #                                                writes the pid to $SCOPEDEX_LLAMA_PID_FILE
 #   scripts/llama-server.sh stop                 stop the server started by `start`
@@ -17,7 +18,7 @@ log_file="${SCOPEDEX_LLAMA_LOG:-${TMPDIR:-/tmp}/scopedex-llama-server.log}"
 die() { echo "llama-server: $*" >&2; exit 1; }
 
 install() {
-  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import llama_cpp.server' 2>/dev/null; then
+  if cached; then
     echo "llama-server: $venv (cached)"
     return
   fi
@@ -68,8 +69,13 @@ stop() {
   rm -f "$pid_file"
 }
 
+cached() {
+  [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import llama_cpp.server' 2>/dev/null
+}
+
 case "${1:-}" in
   install) install ;;
+  cached) cached ;;
   start) shift; start "$@" ;;
   stop) stop ;;
   *) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
