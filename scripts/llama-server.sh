@@ -8,7 +8,8 @@
 #                                                writes the pid to $SCOPEDEX_LLAMA_PID_FILE
 #   scripts/llama-server.sh stop                 stop the server started by `start`
 #
-# Defaults: port 8089, assets/models/SmolLM2-135M-Instruct.Q4_1.gguf, 2 parallel slots.
+# Defaults: port 8089, assets/models/SmolLM2-135M-Instruct.Q4_1.gguf, nproc - 1 threads (at least
+# 1; SCOPEDEX_LLAMA_THREADS), an 8192-token context (SCOPEDEX_LLAMA_CTX).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 version=0.3.36
@@ -44,11 +45,14 @@ start() {
   local gguf="${2:-$root/assets/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
   [ -f "$gguf" ] || die "$gguf not found (run scripts/fetch-assets.sh)"
   install >/dev/null
+  # One core left to everything else: llama.cpp's threads spin-wait on each other, and on a
+  # busy 2-core machine two of them run ~10x slower than one.
+  local threads=$(( $(nproc) > 2 ? $(nproc) - 1 : 1 ))
   if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
     die "a server is already running (pid $(cat "$pid_file")); run: $0 stop"
   fi
   "$venv/bin/python" -m llama_cpp.server --model "$gguf" --host 127.0.0.1 --port "$port" \
-    --n_ctx "${SCOPEDEX_LLAMA_CTX:-8192}" --n_threads "${SCOPEDEX_LLAMA_THREADS:-$(nproc)}" \
+    --n_ctx "${SCOPEDEX_LLAMA_CTX:-8192}" --n_threads "${SCOPEDEX_LLAMA_THREADS:-$threads}" \
     --model_alias "$(basename "$gguf" .gguf)" >"$log_file" 2>&1 &
   echo $! >"$pid_file"
   for _ in $(seq 1 240); do

@@ -174,6 +174,8 @@ export interface SearchHit {
   text: string;
   features: { sae: string; feature: number; max_act: number; explanation: string | null }[];
   matches: FeatureMatch[];
+  /** Features whose strongest token is a matched word, strongest first. */
+  at_words: { sae: string; feature: number; max_act: number; explanation: string | null }[];
 }
 export interface QueryFeature {
   sae: string;

@@ -183,6 +183,23 @@ export async function searchPage(ctx: PageCtx): Promise<void> {
         { class: "hit", "data-context": hit.context_id },
         h("div", { class: "ex-meta" }, h("span", { class: "muted" }, `ctx ${hit.context_id} · doc ${hit.doc_id} · score ${num(hit.score, 2)} · `), likeLink(hit.context_id)),
         h("p", { class: "hit-text" }, marked(hit.text, q, hit.matches)),
+        // What the matched words mean to the SAEs: the features that fire hardest on them.
+        hit.at_words.length
+          ? h(
+              "ul",
+              { class: "at-words", "aria-label": "Features that fire on the matched words" },
+              hit.at_words.map((f) =>
+                h(
+                  "li",
+                  null,
+                  link(featureHref(f.sae, f.feature), `${f.sae} #${f.feature}`),
+                  " ",
+                  f.explanation ? h("span", { class: "expl" }, f.explanation) : h("span", { class: "muted" }, "not explained"),
+                  h("span", { class: "count" }, ` ${act(f.max_act)}`),
+                ),
+              ),
+            )
+          : null,
         hit.features.length
           ? h(
               "ul",

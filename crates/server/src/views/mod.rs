@@ -378,7 +378,14 @@ pub struct SearchHitView {
     pub features: Vec<HitFeature>,
     /// The query's (non-negated) features that fire in this context, in query order.
     pub matches: Vec<FeatureMatch>,
+    /// Features of the listed SAEs whose strongest token in this context is one of the query's
+    /// matched words, strongest first (at most [`AT_WORDS_FEATURES`]): what the matched words
+    /// mean to the SAEs, each with its explanation.
+    pub at_words: Vec<HitFeature>,
 }
+
+/// Most features listed per hit in [`SearchHitView::at_words`].
+pub const AT_WORDS_FEATURES: usize = 8;
 
 /// A feature term of a query.
 #[derive(Debug, Clone, Serialize)]
