@@ -10,6 +10,7 @@
 //! - [`client`]: any OpenAI-compatible chat-completions endpoint, with retries and backoff.
 //! - [`source`]: examples and non-activating contexts from a published index.
 //! - [`explain`], [`score`]: the resumable runs ([`journal`]) that publish into the index.
+//! - [`semantic`]: feature search by meaning through an embeddings endpoint.
 //!
 //! Library crate: typed errors ([`Error`]), `tracing` for logs; the CLI drives it.
 #![warn(missing_docs)]
@@ -24,6 +25,7 @@ mod run;
 pub mod sample;
 pub mod score;
 pub mod scorer;
+pub mod semantic;
 pub mod source;
 
 pub use client::{ChatClient, EndpointConfig};

@@ -122,25 +122,72 @@ pub fn fuzzing_examples(
     out
 }
 
-/// The messages asking about one batch of examples.
+/// Few-shot (explanation, examples, answer) of each scorer, as delphi's scorer prompts have.
+type FewShot = (&'static str, &'static [&'static str], &'static str);
+const DETECTION_FEW_SHOT: [FewShot; 2] = [
+    (
+        "words about rain and storms",
+        &[
+            "heavy rain is expected tonight",
+            "she bought a new phone",
+            "the storm knocked down trees",
+        ],
+        "[1, 0, 1]",
+    ),
+    (
+        "numbers written as digits",
+        &["the train leaves at noon", "he scored 42 points"],
+        "[0, 1]",
+    ),
+];
+const FUZZING_FEW_SHOT: [FewShot; 2] = [
+    (
+        "words about rain and storms",
+        &[
+            "heavy <<rain>> is expected tonight",
+            "she <<bought>> a new phone",
+            "the <<storm>> knocked down trees",
+        ],
+        "[1, 0, 1]",
+    ),
+    (
+        "numbers written as digits",
+        &["the <<train>> leaves at noon", "he scored <<42>> points"],
+        "[0, 1]",
+    ),
+];
+
+fn scorer_user(explanation: &str, texts: &[&str]) -> String {
+    let mut user = format!("Feature explanation: {explanation}\n\nText examples:\n");
+    for (i, t) in texts.iter().enumerate() {
+        user.push_str(&format!("\nExample {}: {}\n", i + 1, t));
+    }
+    user.push_str(&format!(
+        "\nAnswer with a list of exactly {} values, 0 or 1.",
+        texts.len()
+    ));
+    user
+}
+
+/// The messages asking about one batch of examples: the system prompt, two few-shot pairs,
+/// then the batch.
 pub fn scorer_messages(
     kind: ScorerKind,
     explanation: &str,
     batch: &[ScoredExample],
 ) -> Vec<Message> {
-    let system = match kind {
-        ScorerKind::Detection => DETECTION_SYSTEM,
-        ScorerKind::Fuzzing => FUZZING_SYSTEM,
+    let (system, few_shot) = match kind {
+        ScorerKind::Detection => (DETECTION_SYSTEM, &DETECTION_FEW_SHOT),
+        ScorerKind::Fuzzing => (FUZZING_SYSTEM, &FUZZING_FEW_SHOT),
     };
-    let mut user = format!("Feature explanation: {explanation}\n\nText examples:\n");
-    for (i, e) in batch.iter().enumerate() {
-        user.push_str(&format!("\nExample {}: {}\n", i + 1, e.text));
+    let mut messages = vec![Message::new("system", system)];
+    for (e, texts, answer) in few_shot {
+        messages.push(Message::new("user", scorer_user(e, texts)));
+        messages.push(Message::new("assistant", *answer));
     }
-    user.push_str(&format!(
-        "\nAnswer with a list of exactly {} values, 0 or 1.",
-        batch.len()
-    ));
-    vec![Message::new("system", system), Message::new("user", user)]
+    let texts: Vec<&str> = batch.iter().map(|e| e.text.as_str()).collect();
+    messages.push(Message::new("user", scorer_user(explanation, &texts)));
+    messages
 }
 
 /// Reads the `n` answers from the last `[...]` list in `answer` whose entries are all 0 or 1
@@ -272,8 +319,10 @@ mod tests {
         let d = detection_examples(&act, &non);
         assert_eq!(d[0].text, "a b c");
         let m = scorer_messages(ScorerKind::Detection, "letters", &d);
-        assert!(m[1].content.contains("Feature explanation: letters"));
-        assert!(m[1].content.contains("Example 3: x y z w"));
-        assert!(m[1].content.contains("exactly 3 values"));
+        assert_eq!(m.len(), 6, "system, two few-shot pairs, the batch");
+        assert_eq!(m[2].content, "[1, 0, 1]");
+        assert!(m[5].content.contains("Feature explanation: letters"));
+        assert!(m[5].content.contains("Example 3: x y z w"));
+        assert!(m[5].content.contains("exactly 3 values"));
     }
 }

@@ -528,3 +528,62 @@ fn unreadable_scorer_answers_count_as_wrong() {
     assert_eq!(e.detection.balanced_accuracy, 0.0);
     assert_eq!(e.fuzzing.n, 0, "fuzzing was not asked for");
 }
+
+#[test]
+fn search_by_meaning_fuses_embeddings_with_the_text_ranking_and_caches_vectors() {
+    use scopedex_explain::semantic::{rank, Candidate};
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index");
+    // A toy embedder: one dimension per topic.
+    let server = TestServer::start(|body, _| {
+        let inputs: Vec<String> = body["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_lowercase())
+            .collect();
+        let data: Vec<serde_json::Value> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let has = |ws: &[&str]| if ws.iter().any(|w| t.contains(w)) { 1.0 } else { 0.0 };
+                serde_json::json!({"index": i, "embedding": [
+                    has(&["coin", "bank", "money"]), has(&["day", "week"]), has(&["legal", "law"]), 0.01
+                ]})
+            })
+            .collect();
+        Reply::ok(serde_json::json!({"data": data}).to_string())
+    });
+    let c = ChatClient::with_key(EndpointConfig::new(&server.url, "toy-embedder"), None).unwrap();
+    let cand = |f: u32, t: &str| Candidate {
+        sae: "L6R-8x".into(),
+        feature: f,
+        text: t.into(),
+    };
+    let candidates = vec![
+        cand(0, "days of the week"),
+        cand(1, "coins and banknotes"),
+        cand(2, "legal documents"),
+    ];
+    // No explanation has the word "money": the meaning alone ranks feature 1 first.
+    let ranked = rank(&index, &c, "money", &candidates, &[], 3).unwrap();
+    assert_eq!(ranked[0].candidate.feature, 1);
+    assert!(ranked[0].cosine > 0.9 && ranked[1].cosine < 0.1);
+    let first = server.count();
+    assert_eq!(first, 2, "one batch of explanations, one query");
+    // Fused with a text ranking that found feature 2: feature 2 is third by
+    // meaning but first by text, so its two reciprocal ranks beat feature 1's one.
+    let ranked = rank(&index, &c, "money", &candidates, &[2], 3).unwrap();
+    assert_eq!(
+        ranked
+            .iter()
+            .map(|r| r.candidate.feature)
+            .collect::<Vec<_>>(),
+        vec![2, 1, 0]
+    );
+    assert_eq!(
+        server.count(),
+        first + 1,
+        "explanation vectors come from the cache"
+    );
+}
