@@ -4,12 +4,18 @@
 #   2. train the demo SAEs (TopK, 8x, k=32; layer $DEMO_LAYER at R, A, M, TC plus layer
 #      $DEMO_LAYER2's R) — or reuse out/demo-saes/<hash of the trainer settings>/;
 #   3. index a slice of the nlp-corpus into out/demo-index — reused when its inputs are unchanged;
-#   4. serve the index (with the web UI, built before the binary, which embeds it) and print the
+#   4. explain features in the background: llama.cpp's OpenAI-compatible server (llama-cpp-python,
+#      built once into /var/cache/scopedex) serves the SmolLM2 GGUF, and `scopedex explain` asks
+#      it about DEMO_EXPLAIN_FEATURES (200) features of the first SAE, 50 at a time, each batch
+#      published into the index as it finishes (the server shows them without a restart; a 135M
+#      model's explanations are weak: the machinery is what this shows); log: out/demo-explain.log;
+#   5. serve the index (with the web UI, built before the binary, which embeds it) and print the
 #      URL and three example queries.
 # Every stage is cached, so a second run goes straight to serving. `--model gemma-3-270m` runs the
 # same demo on Gemma 3 270M (fetched on request) instead of SmolLM2. Environment overrides:
 #   DEMO_LAYER (6), DEMO_LAYER2 (3), DEMO_TRAIN_TOKENS (600000), DEMO_INDEX_TOKENS (300000),
-#   DEMO_ADDR (127.0.0.1:8080), CARGO_TARGET_DIR.
+#   DEMO_ADDR (127.0.0.1:8080), DEMO_EXPLAIN_FEATURES (200; 0 skips step 4), DEMO_LLAMA_PORT
+#   (8089), CARGO_TARGET_DIR.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -102,6 +108,27 @@ if [ "$(cat "$index.serving" 2>/dev/null)" != "$serving_key" ]; then
   stage "rebuilding the serving store of $index (scopedex reindex)"
   "$bin" reindex "$index"
   echo "$serving_key" > "$index.serving"
+fi
+
+# --- explain (background) -----------------------------------------------------------------
+n_explain="${DEMO_EXPLAIN_FEATURES:-200}"
+if [ "$n_explain" -gt 0 ]; then
+  llama_port="${DEMO_LLAMA_PORT:-8089}"
+  stage "explaining $n_explain features of ${ids[0]} in the background (log: out/demo-explain.log)"
+  (
+    set +e
+    export SCOPEDEX_LLAMA_PID_FILE="$root/out/demo-llama.pid" SCOPEDEX_LLAMA_LOG="$root/out/demo-llama.log"
+    # The explainer is the SmolLM2 instruct GGUF whatever model was indexed.
+    explainer=assets/models/SmolLM2-135M-Instruct.Q4_1.gguf
+    url=$(bash scripts/llama-server.sh start "$llama_port" "$explainer") || exit 1
+    trap 'bash scripts/llama-server.sh stop' EXIT
+    for ((start = 0; start < n_explain; start += 50)); do
+      end=$((start + 49 < n_explain - 1 ? start + 49 : n_explain - 1))
+      "$bin" explain "$index" --sae "${ids[0]}" --features "$start-$end" --endpoint "$url" \
+        --model "$(basename "$explainer" .gguf)" --concurrency 2 || break
+    done
+    echo "demo: explanations done; scopedex features $index 'QUERY' searches them"
+  ) >"out/demo-explain.log" 2>&1 &
 fi
 
 # --- serve --------------------------------------------------------------------------------

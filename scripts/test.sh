@@ -10,6 +10,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/install-system-deps.sh slurm-wlm munge
 bash scripts/fetch-assets.sh --model gemma-3-270m
+# llama.cpp's OpenAI-compatible server for the explain/score e2e test (built once, cached).
+bash scripts/llama-server.sh install
 # The web UI is built first: the server embeds web/dist when it is compiled.
 (cd web && npm ci --no-audit --no-fund && npm run build)
 cargo fmt --all -- --check

@@ -2,7 +2,7 @@
 //! against `schemas/openapi.yaml` and equal to the server's builders), human output runs, and
 //! caller mistakes exit with code 2 and one line on stderr.
 #[path = "../../crates/server/tests/openapi/mod.rs"]
-mod openapi;
+pub(crate) mod openapi;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

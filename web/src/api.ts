@@ -50,6 +50,41 @@ export interface FeatureBrief {
   density: number;
   max_act: number;
   mean_act: number;
+  explanation: string | null;
+  explanation_score: number | null;
+}
+export interface Scores {
+  n: number;
+  precision: number | null;
+  recall: number | null;
+  f1: number | null;
+  balanced_accuracy: number | null;
+  auroc: number | null;
+}
+export interface Explanation {
+  text: string;
+  model: string;
+  prompt_version: string;
+  created: string;
+  scorer_model: string | null;
+  scored: string | null;
+  detection: Scores | null;
+  fuzzing: Scores | null;
+  /** Detection balanced accuracy, else fuzzing's. */
+  score: number | null;
+}
+export interface FeatureSearchHit {
+  sae: string;
+  feature: number;
+  score: number;
+  explanation: Explanation;
+  density: number | null;
+  max_act: number | null;
+}
+export interface FeatureSearchResults {
+  query: string;
+  sae: string | null;
+  hits: FeatureSearchHit[];
 }
 export interface FeatureList {
   sae: string;
@@ -115,6 +150,7 @@ export interface FeatureDashboard {
   intervals: Interval[];
   cooccurrence: Partner[];
   decoder_neighbours: Neighbour[];
+  explanation: Explanation | null;
 }
 export interface Neighbour {
   other_sae: string;
@@ -129,14 +165,17 @@ export interface FeatureMatch {
   /** UTF-8 byte range of the firing token in `text`. */
   start: number;
   end: number;
+  explanation: string | null;
 }
 export interface SearchHit {
   context_id: number;
   doc_id: string;
   score: number;
   text: string;
-  features: { sae: string; feature: number; max_act: number }[];
+  features: { sae: string; feature: number; max_act: number; explanation: string | null }[];
   matches: FeatureMatch[];
+  /** Features whose strongest token is a matched word, strongest first. */
+  at_words: { sae: string; feature: number; max_act: number; explanation: string | null }[];
 }
 export interface QueryFeature {
   sae: string;
@@ -226,6 +265,8 @@ export const api = {
       `/api/saes/${enc(sae)}/features/${f}/examples?kind=${enc(kind)}&limit=${limit}&offset=${offset}`,
       { signal },
     ),
+  featureSearch: (q: string, limit: number, signal?: AbortSignal) =>
+    request<FeatureSearchResults>(`/api/features/search?q=${enc(q)}&limit=${limit}`, { signal }),
   search: (q: string, limit: number, sae: string | null, signal?: AbortSignal) =>
     request<SearchResults>(`/api/search?q=${enc(q)}&limit=${limit}${sae ? `&sae=${enc(sae)}` : ""}`, { signal }),
   similar: (contextId: number, sae: string | null, limit: number, signal?: AbortSignal) =>

@@ -115,6 +115,8 @@ function visible(t) {
 
 // ------------------------------------------------------------------ setup
 let L2R = "L2R-1x";
+/** The index the tests serve (null when they run against an outside server). */
+let testIndex = null;
 let liveFeature = 0;
 let dash = null;
 
@@ -124,6 +126,7 @@ before(async () => {
     assert.ok(fs.existsSync(bin), `${bin} missing: cargo build -p scopedex-cli`);
     assert.ok(fs.existsSync(path.join(webDir, "dist", "index.html")), "web/dist missing: npm run build");
     const index = ensureIndex();
+    testIndex = index;
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     server = spawn(bin, ["serve", index, "--addr", `127.0.0.1:${port}`, "--web", path.join(webDir, "dist")], {
@@ -538,6 +541,35 @@ test("activate page: features per token, and a clear message on 503", async () =
   } finally {
     await page.unroute("**/api/activate");
   }
+});
+
+test("explanations: imported into the served index, shown on the feature page, the SAE table and search", async (t) => {
+  if (!testIndex) return t.skip("the tests run against an outside server");
+  const text = "zebra crossings and traffic lights";
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "scopedex-expl-")), "batch-0.jsonl");
+  fs.writeFileSync(file, JSON.stringify({ index: String(liveFeature), description: text, typeName: "np_max-act", explanationModelName: "gpt-4o-mini" }) + "\n");
+  const r = spawnSync(bin, ["import-explanations", testIndex, "--sae", L2R, file], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  // The server picks the republished index up on its own.
+  const end = Date.now() + 15000;
+  let d = null;
+  while (Date.now() < end) {
+    d = await getJson(`/api/saes/${L2R}/features/${liveFeature}`);
+    if (d.explanation) break;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  assert.equal(d.explanation?.text, text);
+  await open(`/sae/${L2R}/feature/${liveFeature}`);
+  assert.equal(await page.locator(".explanation .expl-text").innerText(), text);
+  const list = await getJson(`/api/saes/${L2R}/features?limit=1000`);
+  assert.equal(list.features.find((f) => f.feature === liveFeature)?.explanation, text);
+  // The densest features come first: this one is on the first page.
+  await open(`/sae/${L2R}`);
+  assert.ok((await page.locator("td.expl").allInnerTexts()).includes(text), "the SAE table shows the explanation");
+  await open(`/search?q=zebra`);
+  const hit = page.locator(".feature-hits li").first();
+  assert.match(await hit.innerText(), /zebra crossings/);
+  assert.equal(await hit.locator("a").first().getAttribute("href"), `/sae/${L2R}/feature/${liveFeature}`);
 });
 
 test("no script errors in the page", () => {

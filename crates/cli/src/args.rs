@@ -133,6 +133,15 @@ pub enum Command {
     /// Export an index's features (Neuronpedia / SAEDashboard dashboards).
     #[command(subcommand)]
     Export(crate::cmd::export::ExportCommand),
+    /// Explain features with a language model behind any OpenAI-compatible endpoint
+    /// (resumable; published into the index).
+    Explain(crate::cmd::explain::ExplainArgs),
+    /// Score explanations by detection and fuzzing on held-out examples (resumable).
+    Score(crate::cmd::explain::ScoreArgs),
+    /// Features whose explanation matches a query.
+    Features(crate::cmd::explain::FeaturesArgs),
+    /// Read Neuronpedia explanation files (explanations/batch-N.jsonl.gz) into an index.
+    ImportExplanations(crate::cmd::explain::ImportArgs),
     /// Train TopK SAEs (Llama Scope layout) on model activations; all ids share one model pass.
     TrainSae(TrainSaeArgs),
     /// Print three example queries (top, cooc, search) that work on a (demo) index.

@@ -370,7 +370,10 @@ pub fn write_metadata(
 /// The buffer in front of the encoder matters: serde_json writes each token separately, and an
 /// encoder runs on every `write` it gets (flate2's also clears its 32 KiB output buffer each
 /// time: unbuffered, the export spent most of its time in `memset`).
-fn gz(path: &Path, rows: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+pub(crate) fn gz(
+    path: &Path,
+    rows: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     write_atomic(path, |w| {
         let mut enc = BufWriter::with_capacity(1 << 18, GzWriter::new(w, 5));
         rows(&mut enc)?;
@@ -547,7 +550,10 @@ pub fn read_jsonl_gz(path: &Path) -> Result<Vec<serde_json::Value>> {
 }
 
 /// Entries a bulk export writes in a source directory (`{model}/{source}/`).
-const SOURCE_ENTRIES: [&str; 8] = [
+const SOURCE_ENTRIES: [&str; 11] = [
+    "explanations",
+    "explanation-scores",
+    "config",
     "features",
     "activations",
     "release.jsonl",
@@ -581,14 +587,27 @@ pub fn check_is_source_dir(dir: &Path) -> Result<()> {
         }
         if name == crate::extras::EXTRAS_DIR {
             crate::extras::check_is_extras_dir(&path)?;
-        } else if name == "features" || name == "activations" {
+        } else if [
+            "features",
+            "activations",
+            "explanations",
+            "explanation-scores",
+            "config",
+        ]
+        .contains(&name.as_str())
+        {
             if !path.is_dir() {
                 return Err(foreign(&path));
             }
+            let ext = if name == "config" {
+                ".jsonl"
+            } else {
+                ".jsonl.gz"
+            };
             for inner in std::fs::read_dir(&path).map_err(|e| Error::io(&path, e))? {
                 let inner = inner.map_err(|e| Error::io(&path, e))?;
                 let n = inner.file_name().to_string_lossy().into_owned();
-                if !(n.ends_with(".jsonl.gz") || n.starts_with(crate::atomic::TMP_PREFIX)) {
+                if !(n.ends_with(ext) || n.starts_with(crate::atomic::TMP_PREFIX)) {
                     return Err(foreign(&inner.path()));
                 }
             }

@@ -54,6 +54,7 @@ pub mod batch;
 pub mod bulk;
 pub mod decoder;
 mod error;
+pub mod explanations;
 pub mod extras;
 pub mod gz;
 pub mod hist;
@@ -167,6 +168,8 @@ pub struct ExportReport {
     pub features: u64,
     /// Example contexts exported.
     pub activations: u64,
+    /// Explanations exported ([`explanations`]).
+    pub explanations: usize,
     /// Which source each statistic came from (also in `scopedex-export.json`).
     pub provenance: Provenance,
 }
@@ -268,6 +271,7 @@ pub fn export_neuronpedia(
                     || n == "skipped_indexes.json"
                     || n == extras::REPORT_FILE
                     || n == extras::EXTRAS_DIR
+                    || explanations::ENTRIES.contains(&n)
             })?;
             opts.out.clone()
         }
@@ -497,6 +501,21 @@ pub fn export_neuronpedia(
          lists left empty"
             .into()
     };
+    let explained: Vec<scopedex_store::ExplanationRecord> = reader
+        .explanations(&entry.id)?
+        .into_iter()
+        .filter(|e| range.contains(&e.feature))
+        .collect();
+    let explanations = explanations::write(
+        &explanations::ExplanationExport {
+            dir: &dir,
+            model_id: &model_id,
+            source_id: &source_id,
+            creator_id: &meta.creator_id,
+            creator_name: &meta.creator_name,
+        },
+        &explained,
+    )?;
     extras::write_report(
         &dir,
         &extras::Report {
@@ -516,6 +535,7 @@ pub fn export_neuronpedia(
         batch_ranges,
         features: totals.features,
         activations: totals.activations,
+        explanations,
         provenance: prov,
     })
 }

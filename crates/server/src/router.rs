@@ -13,6 +13,7 @@
 //! | GET | `/api/saes/{sae}/features/{feature}/cooccurrence` | partners (`other_sae`, `limit`) |
 //! | GET | `/api/saes/{sae}/features/{feature}/occurrences` | every context it fires in (`cursor`, `limit`; needs the activation log) |
 //! | GET | `/api/search` | contexts by words, phrases and features (`q`, `limit`) |
+//! | GET | `/api/features/search` | features by their explanation (`q`, `sae`, `limit`) |
 //! | GET | `/api/contexts/{id}/similar` | "more like this" by shared features (`sae`, `limit`) |
 //! | POST | `/api/activate` | live activation, optionally with similar contexts (503 without a model) |
 //! | GET | `/`, `/sae/...`, `/search`, `/activate` | the web UI's `index.html` (SPA routes) |
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
             get(search::occurrences),
         )
         .route("/api/search", get(search::search))
+        .route("/api/features/search", get(search::feature_search))
         .route("/api/contexts/{id}/similar", get(search::similar))
         .route("/api/activate", post(activations::activate))
         .route("/api", any(handlers::api_not_found))

@@ -10,7 +10,7 @@ use crate::parquet::ActivationReader;
 use crate::query::{self, Node};
 use crate::records::{
     ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleKind, ExampleRecord,
-    FeatureOccurrence, FeatureRecord, SaeSummary,
+    ExplanationRecord, FeatureOccurrence, FeatureRecord, SaeSummary,
 };
 use crate::rocks::{self, ContextFeaturesView, RocksReader};
 use crate::text::{SearchHit, SimilarResult, Snippet, TextIndex};
@@ -20,6 +20,7 @@ struct Inner {
     manifest: Manifest,
     rocks: RocksReader,
     text: TextIndex,
+    explanations: crate::explanations::ExplanationSearcher,
     /// `(id, d_sae)` of every SAE, for the query parser.
     saes: Vec<(String, u32)>,
     /// Per SAE (manifest order): every feature's max activation, loaded on first use.
@@ -83,6 +84,8 @@ impl IndexReader {
     ) -> Result<Self> {
         let rocks = RocksReader::open(rocks_path)?;
         let text = TextIndex::open(tantivy_path)?;
+        let explanations =
+            crate::explanations::ExplanationSearcher::open(&layout.explanations_text())?;
         let saes = manifest
             .saes
             .iter()
@@ -95,6 +98,7 @@ impl IndexReader {
                 manifest,
                 rocks,
                 text,
+                explanations,
                 saes,
                 feature_max,
             }),
@@ -180,6 +184,45 @@ impl IndexReader {
             },
         };
         self.inner.rocks.examples(sae, &prefix, limit, offset)
+    }
+
+    /// The explanation of a feature (`None` when it has none).
+    pub fn explanation(&self, sae: &str, feature: u32) -> Result<Option<ExplanationRecord>> {
+        self.check(sae, feature)?;
+        self.inner.rocks.explanation(sae, feature)
+    }
+
+    /// The explanations of many features of one SAE, in the order of `features` (`None`
+    /// where a feature has none); features out of range are an error.
+    pub fn explanations_many(
+        &self,
+        sae: &str,
+        features: &[u32],
+    ) -> Result<Vec<Option<ExplanationRecord>>> {
+        for &f in features {
+            self.check(sae, f)?;
+        }
+        self.inner.rocks.explanations_many(sae, features)
+    }
+
+    /// Every explanation of one SAE, by feature.
+    pub fn explanations(&self, sae: &str) -> Result<Vec<ExplanationRecord>> {
+        self.sae(sae)?;
+        self.inner.rocks.explanations_of(sae)
+    }
+
+    /// Features whose explanation matches `query` (words, "phrases", AND/OR/-), best first,
+    /// restricted to `sae` when given; at most `limit`.
+    pub fn search_explanations(
+        &self,
+        query: &str,
+        sae: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::explanations::ExplanationHit>> {
+        if let Some(s) = sae {
+            self.sae(s)?;
+        }
+        self.inner.explanations.search(query, sae, limit)
     }
 
     /// Decoder-cosine neighbours of a feature, closest first (same SAE and other SAEs of the

@@ -484,8 +484,18 @@ pub fn rebuild_serving(dir: impl AsRef<Path>) -> Result<()> {
     text::build(&new_text, &layout, &manifest)?;
     // The similar lists read both new stores; each store is swapped in only when complete.
     similar::build(&layout, &manifest, &new_rocks, &new_text)?;
+    let new_explanations = dir.join(format!(
+        "{}.new-{pid}",
+        crate::layout::EXPLANATIONS_TEXT_DIR
+    ));
+    let explained = crate::explanations::build_text(&new_explanations, &layout, &manifest)?;
     replace_dir(&new_rocks, &layout.rocksdb())?;
     replace_dir(&new_text, &layout.tantivy())?;
+    if explained > 0 {
+        replace_dir(&new_explanations, &layout.explanations_text())?;
+    } else {
+        fsutil::remove_dir_all_if_exists(&layout.explanations_text())?;
+    }
     // Rewritten (same content, new inode) so a running server reopens the new stores and
     // lets go of the old files.
     manifest.save(dir)?;
@@ -498,6 +508,7 @@ fn remove_stale_rebuilds(dir: &Path) -> Result<()> {
     let prefixes = [
         format!("{}.new-", crate::layout::ROCKSDB_DIR),
         format!("{}.new-", crate::layout::TANTIVY_DIR),
+        format!("{}.new-", crate::layout::EXPLANATIONS_TEXT_DIR),
         format!("{}.tmp-", crate::manifest::MANIFEST_FILE),
     ];
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {

@@ -20,6 +20,10 @@ pub const NEIGHBOURS_FILE: &str = "neighbours.parquet";
 pub const SUMMARY_FILE: &str = "summary.parquet";
 /// `saes/{sae}/context_features.parquet`
 pub const CONTEXT_FEATURES_FILE: &str = "context_features.parquet";
+/// `saes/{sae}/explanations.parquet`
+pub const EXPLANATIONS_FILE: &str = "explanations.parquet";
+/// `explanations/`: the tantivy index of explanation texts.
+pub const EXPLANATIONS_TEXT_DIR: &str = "explanations";
 /// `saes/{sae}/activations/`
 pub const ACTIVATIONS_DIR: &str = "activations";
 /// `rocksdb/`
@@ -93,6 +97,16 @@ impl IndexLayout {
     /// `saes/{sae}/context_features.parquet`
     pub fn context_features(&self, sae: &str) -> PathBuf {
         self.sae_dir(sae).join(CONTEXT_FEATURES_FILE)
+    }
+
+    /// `saes/{sae}/explanations.parquet` (absent until features are explained)
+    pub fn explanations(&self, sae: &str) -> PathBuf {
+        self.sae_dir(sae).join(EXPLANATIONS_FILE)
+    }
+
+    /// `explanations/`: tantivy index of every SAE's explanation texts (absent while none)
+    pub fn explanations_text(&self) -> PathBuf {
+        self.root.join(EXPLANATIONS_TEXT_DIR)
     }
 
     /// `saes/{sae}/activations/` (holds `part-{shard:05}-{seq:06}.parquet`).

@@ -14,11 +14,14 @@
 //!                                  max_pos, max_act, acts (list<float32>, every position)
 //!     cooccurrence.parquet         feature, other_sae, other_feature, n_both, jaccard, npmi
 //!     summary.parquet              one row: tokens indexed, mean L0, dead features, EV, hists
+//!     explanations.parquet         optional: feature, text, model, prompt version, settings,
+//!                                  train contexts, scores (see [`explanations`])
 //!     activations/part-*.parquet   optional sparse log: feature, context_id, pos, value,
 //!                                  sorted per part by (feature, context_id, pos)
 //!   rocksdb/                       serving store built from the Parquet files (see [`rocks`])
 //!   tantivy/                       text + feature-term index of contexts (see [`text`],
 //!                                  query language in [`query`])
+//!   explanations/                  optional: tantivy index of explanation texts
 //! ```
 //! Column types are in `schemas/index.md` (kept equal to the writers' Arrow schemas by a test).
 //! Differences from DESIGN.md: token byte offsets are two columns `token_starts`/`token_ends`
@@ -36,6 +39,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod explanations;
 pub mod fixture;
 mod fsutil;
 mod index_reader;
@@ -70,8 +74,8 @@ pub use query::{
 };
 pub use records::{
     ActivationEntry, ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleKind,
-    ExampleRecord, FeatureOccurrence, FeatureRecord, NeighbourRecord, SaeSummary, TokenCount,
-    TokenValue, VocabRecord,
+    ExampleRecord, ExplanationRecord, ExplanationScores, FeatureOccurrence, FeatureRecord,
+    NeighbourRecord, SaeSummary, TokenCount, TokenValue, VocabRecord,
 };
 pub use rocks::ContextFeaturesView;
 pub use similar::{

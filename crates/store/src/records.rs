@@ -236,3 +236,62 @@ pub struct FeatureOccurrence {
     /// Position of that max (the first one on ties).
     pub max_pos: u32,
 }
+
+/// Scores of one scorer (detection or fuzzing) for one explanation; NaN where a ratio is
+/// undefined or the explanation was not scored (Parquet columns hold no nulls).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ExplanationScores {
+    /// Examples scored (activating + non-activating); 0 = not scored.
+    pub n: u32,
+    /// TP / (TP + FP).
+    pub precision: f32,
+    /// TP / (TP + FN).
+    pub recall: f32,
+    /// Harmonic mean of precision and recall.
+    pub f1: f32,
+    /// (TPR + TNR) / 2.
+    pub balanced_accuracy: f32,
+    /// Area under the ROC curve of the answers' probabilities (NaN without log probabilities).
+    pub auroc: f32,
+}
+
+impl Default for ExplanationScores {
+    fn default() -> Self {
+        ExplanationScores {
+            n: 0,
+            precision: f32::NAN,
+            recall: f32::NAN,
+            f1: f32::NAN,
+            balanced_accuracy: f32::NAN,
+            auroc: f32::NAN,
+        }
+    }
+}
+
+/// The explanation of one feature (`saes/{sae}/explanations.parquet`, one row per feature),
+/// with the choices that made it and its scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExplanationRecord {
+    /// Feature index in the SAE.
+    pub feature: u32,
+    /// The explanation.
+    pub text: String,
+    /// The model that wrote it (as named to the endpoint, or the importer's model name).
+    pub model: String,
+    /// Version of the prompt that asked for it (`scopedex-delphi-v1`, `neuronpedia:{type}`).
+    pub prompt_version: String,
+    /// Every choice of sampling and prompting, as JSON (`{}` for imported explanations).
+    pub settings: String,
+    /// Contexts shown to the explainer: the scorers test on other contexts only.
+    pub train_contexts: Vec<u64>,
+    /// When it was written (RFC 3339, UTC).
+    pub created: String,
+    /// The model that scored it (empty: not scored).
+    pub scorer_model: String,
+    /// When it was scored (RFC 3339; empty: not scored).
+    pub scored: String,
+    /// Detection scores.
+    pub detection: ExplanationScores,
+    /// Fuzzing scores.
+    pub fuzzing: ExplanationScores,
+}

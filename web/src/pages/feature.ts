@@ -1,4 +1,4 @@
-import { api, type Example, type FeatureDashboard, type Partner, type TokenValue } from "../api";
+import { api, type Example, type FeatureDashboard, type Partner, type Scores, type TokenValue } from "../api";
 import { h, link, announce } from "../dom";
 import { act, actExact, density, int, num, quoted, visibleToken } from "../format";
 import { compact, histogram } from "../plots";
@@ -6,6 +6,43 @@ import { tokenStrip } from "../tokens";
 import { done, errorPage, featureHref, loading, saeHref, type PageCtx } from "../page";
 
 const MORE = 10;
+
+function scoreCells(name: string, s: Scores | null): HTMLElement {
+  if (!s) return h("tr", null, h("th", { scope: "row" }, name), h("td", { colspan: 5, class: "muted" }, "not scored"));
+  const cell = (x: number | null) => h("td", { class: "n" }, x === null ? "–" : num(x, 2));
+  return h("tr", null, h("th", { scope: "row" }, name), cell(s.balanced_accuracy), cell(s.f1), cell(s.precision), cell(s.recall), cell(s.auroc));
+}
+
+/** The explanation and its scores, first thing on the page (as Neuronpedia shows it). */
+function explanationCard(d: FeatureDashboard): HTMLElement {
+  const e = d.explanation;
+  if (!e) return h("p", { class: "explanation muted" }, "No explanation yet (scopedex explain).");
+  return h(
+    "section",
+    { class: "card explanation", "aria-labelledby": "expl-h" },
+    h("h2", { id: "expl-h" }, "Explanation"),
+    h("p", { class: "expl-text" }, e.text),
+    h(
+      "p",
+      { class: "muted small" },
+      `by ${e.model} · ${e.prompt_version} · ${e.created}`,
+      e.score !== null ? h("span", { class: "expl-score", title: "detection balanced accuracy (else fuzzing's)" }, ` · score ${num(e.score, 2)}`) : null,
+    ),
+    e.detection || e.fuzzing
+      ? h(
+          "table",
+          { class: "data compact scores" },
+          h("caption", null, `Scores on held-out examples${e.scorer_model ? ` (scored by ${e.scorer_model})` : ""}`),
+          h(
+            "thead",
+            null,
+            h("tr", null, h("th", { scope: "col" }, "Scorer"), ["Bal. acc.", "F1", "Precision", "Recall", "AUROC"].map((c) => h("th", { scope: "col", class: "n" }, c))),
+          ),
+          h("tbody", null, scoreCells("Detection", e.detection), scoreCells("Fuzzing", e.fuzzing)),
+        )
+      : null,
+  );
+}
 
 function exampleRow(ex: Example, scale: number, label: string): HTMLElement {
   return h(
@@ -178,6 +215,7 @@ export async function featurePage(ctx: PageCtx): Promise<void> {
       h("h1", null, `${d.sae} `, h("span", { class: "fnum" }, `#${d.feature}`)),
       h("nav", { class: "prevnext", "aria-label": "Neighbouring features" }, prev ?? h("span", { class: "muted" }, "← first"), next ?? h("span", { class: "muted" }, "last →")),
     ),
+    explanationCard(d),
     statsHeader(d),
     d.n_fired === 0 ? h("p", { class: "warning" }, "This feature never fired on the indexed corpus (dead).") : null,
     h(

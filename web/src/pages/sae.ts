@@ -101,6 +101,8 @@ export async function saePage(ctx: PageCtx): Promise<void> {
                 h("th", { scope: "col", class: "n", "aria-sort": sort === "density" ? (order === "asc" ? "ascending" : "descending") : null }, "Density"),
                 h("th", { scope: "col", class: "n", "aria-sort": sort === "max_act" ? (order === "asc" ? "ascending" : "descending") : null }, "Max act"),
                 h("th", { scope: "col", class: "n" }, "Mean act"),
+                h("th", { scope: "col" }, "Explanation"),
+                h("th", { scope: "col", class: "n", title: "detection balanced accuracy (else fuzzing's)" }, "Score"),
               ),
             ),
             h(
@@ -114,6 +116,8 @@ export async function saePage(ctx: PageCtx): Promise<void> {
                   h("td", { class: "n" }, density(f.density)),
                   h("td", { class: "n" }, act(f.max_act)),
                   h("td", { class: "n" }, act(f.mean_act)),
+                  h("td", { class: f.explanation ? "expl" : "expl muted" }, f.explanation ?? "–"),
+                  h("td", { class: "n" }, f.explanation_score === null ? "–" : num(f.explanation_score, 2)),
                 ),
               ),
             ),

@@ -172,18 +172,50 @@ export async function searchPage(ctx: PageCtx): Promise<void> {
   }
   loading(ctx.main, `results for “${q}”`);
   try {
-    const r = await api.search(q, limit, sae, ctx.signal);
+    const [r, fr] = await Promise.all([
+      api.search(q, limit, sae, ctx.signal),
+      // Explanations are searched as plain words: feat: terms and operators are left out.
+      api.featureSearch(q.replace(/feat:\S+/g, " ").replace(/[()"]/g, " ").trim() || q, 10, ctx.signal).catch(() => null),
+    ]);
     const hits = r.hits.map((hit) =>
       h(
         "li",
         { class: "hit", "data-context": hit.context_id },
         h("div", { class: "ex-meta" }, h("span", { class: "muted" }, `ctx ${hit.context_id} · doc ${hit.doc_id} · score ${num(hit.score, 2)} · `), likeLink(hit.context_id)),
         h("p", { class: "hit-text" }, marked(hit.text, q, hit.matches)),
+        // What the matched words mean to the SAEs: the features that fire hardest on them.
+        hit.at_words.length
+          ? h(
+              "ul",
+              { class: "at-words", "aria-label": "Features that fire on the matched words" },
+              hit.at_words.map((f) =>
+                h(
+                  "li",
+                  null,
+                  link(featureHref(f.sae, f.feature), `${f.sae} #${f.feature}`),
+                  " ",
+                  f.explanation ? h("span", { class: "expl" }, f.explanation) : h("span", { class: "muted" }, "not explained"),
+                  h("span", { class: "count" }, ` ${act(f.max_act)}`),
+                ),
+              ),
+            )
+          : null,
         hit.features.length
           ? h(
               "ul",
               { class: "chips feats", "aria-label": "Strongest features in this context" },
-              hit.features.map((f) => h("li", null, link(featureHref(f.sae, f.feature), `${f.sae} #${f.feature}`), h("span", { class: "count" }, act(f.max_act)))),
+              // Explained features lead: a chip that says what the feature means.
+              [...hit.features]
+                .sort((a, b) => Number(b.explanation !== null) - Number(a.explanation !== null))
+                .map((f) =>
+                  h(
+                    "li",
+                    { class: f.explanation ? "explained" : null, title: f.explanation ?? "not explained" },
+                    link(featureHref(f.sae, f.feature), `${f.sae} #${f.feature}`),
+                    f.explanation ? h("span", { class: "chip-expl" }, f.explanation) : null,
+                    h("span", { class: "count" }, act(f.max_act)),
+                  ),
+                ),
             )
           : h("p", { class: "muted small" }, "No features fired in this context."),
       ),
@@ -193,6 +225,29 @@ export async function searchPage(ctx: PageCtx): Promise<void> {
       h("h1", null, "Search contexts"),
       form(),
       queryChips(r),
+      fr && fr.hits.length
+        ? h(
+            "section",
+            { class: "card feature-hits", "aria-labelledby": "fh-h" },
+            h("h2", { id: "fh-h" }, "Features whose explanation matches"),
+            h(
+              "ul",
+              { class: "feature-hits-list" },
+              fr.hits.map((f) =>
+                h(
+                  "li",
+                  null,
+                  link(featureHref(f.sae, f.feature), `${f.sae} #${f.feature}`),
+                  " ",
+                  h("span", { class: "expl" }, f.explanation.text),
+                  f.explanation.score !== null ? h("span", { class: "muted small" }, ` · score ${num(f.explanation.score, 2)}`) : null,
+                  " ",
+                  link(`/search?${new URLSearchParams({ q: `feat:${f.sae}/${f.feature}` })}`, "contexts"),
+                ),
+              ),
+            ),
+          )
+        : null,
       h("p", { class: "muted", role: "status" }, `${r.hits.length}${r.hits.length >= limit ? "+" : ""} context${r.hits.length === 1 ? "" : "s"} match “${r.query}”.`),
       sae
         ? h(

@@ -130,6 +130,7 @@ fn neuronpedia(args: NeuronpediaArgs) -> anyhow::Result<()> {
             "batches": report.batches,
             "features": report.features,
             "activations": report.activations,
+            "explanations": report.explanations,
             "first_feature": report.batch_ranges.first().map(|r| r.start),
             "end_feature": report.batch_ranges.last().map(|r| r.end),
             "provenance": report.provenance,

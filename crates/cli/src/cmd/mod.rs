@@ -2,6 +2,7 @@
 mod demo;
 mod dump_activations;
 mod encode;
+pub mod explain;
 pub mod export;
 mod index;
 mod info;
@@ -54,6 +55,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Info { model } => info::run(&model),
         Command::Export(command) => export::run(command),
+        Command::Explain(args) => explain::run_explain(args),
+        Command::Score(args) => explain::run_score(args),
+        Command::Features(args) => explain::run_features(args),
+        Command::ImportExplanations(args) => explain::run_import(args),
         Command::TrainSae(args) => train_sae::run(args),
         Command::Demo { index, addr } => demo::run(&index, &addr),
         Command::Serve(args) => serve::run(args),

@@ -47,6 +47,30 @@ pub(crate) async fn search(
 }
 
 #[derive(Debug, Deserialize)]
+pub(crate) struct FeatureSearchQuery {
+    q: Option<String>,
+    limit: Option<usize>,
+    sae: Option<String>,
+}
+
+/// `GET /api/features/search?q=&sae=&limit=`: features by their explanation.
+pub(crate) async fn feature_search(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<FeatureSearchQuery>,
+) -> ApiResult<Response> {
+    let query =
+        q.q.ok_or_else(|| ApiError::bad_request("missing_query", "parameter `q` is required"))?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    views::check_page(limit, 0)?;
+    let sae = q.sae;
+    let key = format!("features\0{limit}\0{sae:?}\0{query}");
+    super::cached(state.index.snapshot(), key, Work::Short, move |snap| {
+        views::feature_search(snap, &query, sae.as_deref(), limit)
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
 pub(crate) struct SimilarQuery {
     sae: Option<String>,
     limit: Option<usize>,

@@ -114,15 +114,27 @@ pub fn feature_list(snap: &Snapshot, sae: &str, p: FeatureListParams) -> ApiResu
                     density: b.density,
                     max_act: b.max_act,
                     mean_act: b.mean_act,
+                    explanation: None,
+                    explanation_score: None,
                 }
             })
             .collect()
     };
-    let features = if p.descending {
+    let mut features = if p.descending {
         page(&mut order.iter().rev())
     } else {
         page(&mut order.iter())
     };
+    let ids: Vec<u32> = features.iter().map(|f| f.feature).collect();
+    for (brief, e) in features
+        .iter_mut()
+        .zip(snap.reader.explanations_many(sae, &ids)?)
+    {
+        if let Some(e) = e {
+            brief.explanation_score = super::headline_score(&e);
+            brief.explanation = Some(e.text);
+        }
+    }
     Ok(FeatureList {
         sae: sae.to_string(),
         total: order.len(),
@@ -363,5 +375,8 @@ pub fn dashboard(snap: &Snapshot, sae: &str, feature: u32) -> ApiResult<FeatureD
         intervals,
         cooccurrence: cooc,
         decoder_neighbours,
+        explanation: reader
+            .explanation(sae, feature)?
+            .map(super::explanation_view),
     })
 }

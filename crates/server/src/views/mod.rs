@@ -10,9 +10,14 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+mod explanations;
 mod features;
 mod search;
 
+pub use explanations::{
+    explanation_view, feature_search, headline_score, short_explanations, ExplanationView,
+    FeatureSearchHit, FeatureSearchResults, ScoresView, MAX_EXPLANATION_QUERY_CHARS,
+};
 pub use features::{
     cooccurrence, dashboard, examples, feature_list, index_info, random_feature, sae_summaries,
     sae_summary, FeatureListParams, DASHBOARD_COOC, DASHBOARD_PER_INTERVAL, DASHBOARD_TOP,
@@ -144,6 +149,10 @@ pub struct FeatureBrief {
     pub max_act: f32,
     /// Mean activation over firing tokens.
     pub mean_act: f32,
+    /// Its explanation (`null`: not explained).
+    pub explanation: Option<String>,
+    /// The explanation's headline score ([`ExplanationView::score`]).
+    pub explanation_score: Option<f32>,
 }
 
 /// `GET /api/saes/{sae}/features`.
@@ -313,6 +322,8 @@ pub struct FeatureDashboard {
     /// Features with the closest decoder directions (same SAE first, then same-width SAEs at
     /// the same layer), closest first per SAE.
     pub decoder_neighbours: Vec<Neighbour>,
+    /// Its explanation and scores (`null`: not explained).
+    pub explanation: Option<ExplanationView>,
 }
 
 fn serialize_shared_str<S: serde::Serializer>(s: &Arc<str>, to: S) -> Result<S::Ok, S::Error> {
@@ -329,6 +340,8 @@ pub struct HitFeature {
     pub feature: u32,
     /// Its max activation in the context.
     pub max_act: f32,
+    /// Its explanation (`null`: not explained).
+    pub explanation: Option<String>,
 }
 
 /// A feature of the query that fires in a hit, and where (for highlighting).
@@ -346,6 +359,8 @@ pub struct FeatureMatch {
     pub start: u32,
     /// See `start`.
     pub end: u32,
+    /// Its explanation (`null`: not explained).
+    pub explanation: Option<String>,
 }
 
 /// One search hit.
@@ -363,7 +378,14 @@ pub struct SearchHitView {
     pub features: Vec<HitFeature>,
     /// The query's (non-negated) features that fire in this context, in query order.
     pub matches: Vec<FeatureMatch>,
+    /// Features of the listed SAEs whose strongest token in this context is one of the query's
+    /// matched words, strongest first (at most [`AT_WORDS_FEATURES`]): what the matched words
+    /// mean to the SAEs, each with its explanation.
+    pub at_words: Vec<HitFeature>,
 }
+
+/// Most features listed per hit in [`SearchHitView::at_words`].
+pub const AT_WORDS_FEATURES: usize = 8;
 
 /// A feature term of a query.
 #[derive(Debug, Clone, Serialize)]

@@ -24,6 +24,51 @@ pub const MAX_QUERY_TERMS: usize = 64;
 /// Shared features listed per similar context.
 pub use scopedex_store::SIMILAR_SHARED_FEATURES;
 
+/// The words a hit must (or may) contain: every text token not under a negation.
+fn positive_words(n: &QueryNode, negated: bool, out: &mut std::collections::HashSet<String>) {
+    match n {
+        QueryNode::Text { tokens, .. } => {
+            if !negated {
+                out.extend(tokens.iter().cloned());
+            }
+        }
+        QueryNode::Feature(_) => {}
+        QueryNode::And(c) | QueryNode::Or(c) => {
+            c.iter().for_each(|c| positive_words(c, negated, out))
+        }
+        QueryNode::Not(c) => positive_words(c, !negated, out),
+    }
+}
+
+/// Positions of the model tokens that overlap a word of `words` in the context's text (words
+/// as the text index cuts them: runs of letters and digits, lower-cased).
+fn word_positions(ctx: &ContextRecord, words: &std::collections::HashSet<String>) -> Vec<u32> {
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    let mut start: Option<usize> = None;
+    let text = &ctx.text;
+    for (i, c) in text
+        .char_indices()
+        .chain(std::iter::once((text.len(), ' ')))
+    {
+        match (c.is_alphanumeric(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                if words.contains(&text[s..i].to_lowercase()) {
+                    ranges.push((s as u32, i as u32));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    (0..ctx.tokens.len() as u32)
+        .filter(|&p| {
+            let (s, e) = token_range(ctx, p);
+            e > s && ranges.iter().any(|&(ws, we)| s < we && e > ws)
+        })
+        .collect()
+}
+
 fn token_range(ctx: &ContextRecord, pos: u32) -> (u32, u32) {
     let i = pos as usize;
     match (ctx.token_starts.get(i), ctx.token_ends.get(i)) {
@@ -174,14 +219,53 @@ pub fn search_listing(
                             pos,
                             start,
                             end,
+                            explanation: None,
                         },
                     ));
                 }
             }
         })?;
     }
+    // Features whose strongest token is a matched word, from the full per-context lists.
+    let mut words = std::collections::HashSet::new();
+    positive_words(&node, false, &mut words);
+    let mut at_words: Vec<Vec<HitFeature>> = vec![Vec::new(); hits.len()];
+    if !words.is_empty() {
+        let positions: Vec<Vec<u32>> = contexts
+            .iter()
+            .map(|c| {
+                c.as_ref()
+                    .map(|c| word_positions(c, &words))
+                    .unwrap_or_default()
+            })
+            .collect();
+        for name in sae_names.iter().flatten() {
+            reader.with_context_features_many(name, &ids, |j, cf| {
+                for (feature, max_act, pos) in cf.iter() {
+                    if positions[j].contains(&pos) {
+                        at_words[j].push(HitFeature {
+                            sae: Arc::clone(name),
+                            feature,
+                            max_act,
+                            explanation: None,
+                        });
+                    }
+                }
+            })?;
+        }
+        for list in &mut at_words {
+            list.sort_by(|a, b| b.max_act.total_cmp(&a.max_act));
+            list.truncate(AT_WORDS_FEATURES);
+        }
+    }
     let mut out = Vec::with_capacity(hits.len());
-    for (((hit, ctx), top), mut matches) in hits.iter().zip(contexts).zip(tops).zip(matches) {
+    for ((((hit, ctx), top), mut matches), at_words) in hits
+        .iter()
+        .zip(contexts)
+        .zip(tops)
+        .zip(matches)
+        .zip(at_words)
+    {
         let Some(ctx) = ctx else { continue };
         let mut features = Vec::new();
         for (sae, top) in sae_names.iter().zip(&top) {
@@ -193,6 +277,7 @@ pub fn search_listing(
                         sae: Arc::clone(sae),
                         feature,
                         max_act,
+                        explanation: None,
                     }),
             );
         }
@@ -205,7 +290,29 @@ pub fn search_listing(
             text: ctx.text,
             features,
             matches: matches.into_iter().map(|m| m.1).collect(),
+            at_words,
         });
+    }
+    // Explanations of every feature listed, one batched read per SAE.
+    let pairs = out.iter().flat_map(|h| {
+        h.features
+            .iter()
+            .chain(&h.at_words)
+            .map(|f| (f.sae.to_string(), f.feature))
+            .chain(h.matches.iter().map(|m| (m.sae.clone(), m.feature)))
+    });
+    let explained = super::short_explanations(snap, pairs.collect::<Vec<_>>())?;
+    for h in &mut out {
+        for f in h.features.iter_mut().chain(h.at_words.iter_mut()) {
+            f.explanation = explained
+                .get(&(f.sae.to_string(), f.feature))
+                .map(|e| e.0.clone());
+        }
+        for m in &mut h.matches {
+            m.explanation = explained
+                .get(&(m.sae.clone(), m.feature))
+                .map(|e| e.0.clone());
+        }
     }
     Ok(SearchResults {
         query: query.to_string(),

@@ -91,6 +91,17 @@ impl Spec {
 
     fn validate(&self, schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
         let s = self.resolve(schema);
+        if v.is_null() && s.get("nullable").and_then(Value::as_bool) == Some(true) {
+            return;
+        }
+        for part in s
+            .get("allOf")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            self.validate(part, v, at, errors);
+        }
         if let Some(t) = s.get("type").and_then(Value::as_str) {
             let ok = match t {
                 "object" => v.is_object(),

@@ -14,6 +14,7 @@
 //! | `saes/{sae}/cooccurrence.parquet` | [`CooccurrenceRecord`](crate::records::CooccurrenceRecord) | 65 536 |
 //! | `saes/{sae}/summary.parquet` | [`SaeSummary`](crate::records::SaeSummary) | 1 |
 //! | `saes/{sae}/context_features.parquet` | [`ContextFeaturesRecord`](crate::records::ContextFeaturesRecord) | 16 384 |
+//! | `saes/{sae}/explanations.parquet` | [`ExplanationRecord`](crate::records::ExplanationRecord) | 8 192 |
 //! | `saes/{sae}/activations/part-*.parquet` | [`ActivationEntry`](crate::records::ActivationEntry) | 1 048 576 |
 //!
 //! Row groups are also capped at 64 MiB of encoded data, so writers hold at most one row group
@@ -28,6 +29,7 @@ use parquet::file::properties::WriterPropertiesBuilder;
 use crate::error::Result;
 
 pub(crate) mod columns;
+mod explanations;
 mod tables;
 
 pub mod activations;
@@ -106,5 +108,6 @@ pub fn all_schemas() -> Vec<(&'static str, SchemaRef)> {
         (SaeSummary::NAME, SaeSummary::schema()),
         (ContextFeaturesRecord::NAME, ContextFeaturesRecord::schema()),
         (ActivationEntry::NAME, ActivationEntry::schema()),
+        (ExplanationRecord::NAME, ExplanationRecord::schema()),
     ]
 }

@@ -20,6 +20,7 @@
 //! | `context_features` | `{sae}\0{context_id:u64}` | strongest features of the SAE in the context |
 //! | `context_top` | `{context_id:u64}` | the strongest [`CONTEXT_TOP_FEATURES`] features of every SAE in the context |
 //! | `similar` | `{context_id:u64}` | precomputed "more like this" list (see [`crate::similar`]) |
+//! | `explanations` | `{sae}\0{feature:u32}` | the feature's explanation and scores |
 //!
 //! `context_features` was added after serving version 1 without a version change: a store
 //! built before it has no such column family, and readers then report no features per context
@@ -41,7 +42,7 @@ mod writer;
 pub(crate) use codec::encode_similar;
 pub use codec::ContextFeaturesView;
 pub(crate) use reader::RocksReader;
-pub(crate) use writer::{build, SimilarWriter};
+pub(crate) use writer::{build, ExplanationWriter, SimilarWriter};
 
 use crate::records::ExampleKind;
 
@@ -66,8 +67,10 @@ pub const CONTEXT_TOP_FEATURES: usize = 8;
 pub const CF_SIMILAR: &str = "similar";
 /// Column family of decoder-cosine neighbours per feature.
 pub const CF_NEIGHBOURS: &str = "neighbours";
+/// Column family of feature explanations (optional: stores built before it have none).
+pub const CF_EXPLANATIONS: &str = "explanations";
 /// All column families (besides RocksDB's `default`, unused).
-pub const COLUMN_FAMILIES: [&str; 9] = [
+pub const COLUMN_FAMILIES: [&str; 10] = [
     CF_FEATURES,
     CF_EXAMPLES,
     CF_COOC,
@@ -77,13 +80,15 @@ pub const COLUMN_FAMILIES: [&str; 9] = [
     CF_CONTEXT_TOP,
     CF_SIMILAR,
     CF_NEIGHBOURS,
+    CF_EXPLANATIONS,
 ];
 /// Column families a reader accepts being absent (added later; see the module docs).
-pub(crate) const OPTIONAL_COLUMN_FAMILIES: [&str; 4] = [
+pub(crate) const OPTIONAL_COLUMN_FAMILIES: [&str; 5] = [
     CF_CONTEXT_FEATURES,
     CF_CONTEXT_TOP,
     CF_SIMILAR,
     CF_NEIGHBOURS,
+    CF_EXPLANATIONS,
 ];
 
 /// Version of the key layout and value encoding, stored under `meta/serving_version`.

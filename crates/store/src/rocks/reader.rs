@@ -7,8 +7,8 @@ use super::codec::{self, Dec};
 use super::*;
 use crate::error::{Error, Result};
 use crate::records::{
-    ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleRecord, FeatureRecord,
-    NeighbourRecord, SaeSummary,
+    ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleRecord, ExplanationRecord,
+    FeatureRecord, NeighbourRecord, SaeSummary,
 };
 
 /// Block cache shared by all column families of one reader.
@@ -170,6 +170,73 @@ impl RocksReader {
                 codec::decode_neighbours(feature, d)
             })?
             .unwrap_or_default())
+    }
+
+    /// The explanation of a feature (`None` when it has none, or the store predates them).
+    pub(crate) fn explanation(&self, sae: &str, feature: u32) -> Result<Option<ExplanationRecord>> {
+        if self.db.cf_handle(CF_EXPLANATIONS).is_none() {
+            return Ok(None);
+        }
+        self.get_with(CF_EXPLANATIONS, &feature_key(sae, feature), |d| {
+            codec::decode_explanation(feature, d)
+        })
+    }
+
+    /// The explanations of many features of one SAE in one batched read, in the order of
+    /// `features` (`None` where a feature has none).
+    pub(crate) fn explanations_many(
+        &self,
+        sae: &str,
+        features: &[u32],
+    ) -> Result<Vec<Option<ExplanationRecord>>> {
+        let mut out = vec![None; features.len()];
+        if self.db.cf_handle(CF_EXPLANATIONS).is_none() || features.is_empty() {
+            return Ok(out);
+        }
+        let keys: Vec<Vec<u8>> = features.iter().map(|&f| feature_key(sae, f)).collect();
+        self.multi_get_with(CF_EXPLANATIONS, &keys, |i, d| {
+            out[i] = Some(codec::decode_explanation(features[i], d)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Every explanation of one SAE, by feature.
+    pub(crate) fn explanations_of(&self, sae: &str) -> Result<Vec<ExplanationRecord>> {
+        if self.db.cf_handle(CF_EXPLANATIONS).is_none() {
+            return Ok(Vec::new());
+        }
+        let cf = self.cf(CF_EXPLANATIONS)?;
+        let prefix = sae_prefix(sae);
+        let mut opts = ReadOptions::default();
+        if let Some(upper) = prefix_upper_bound(&prefix) {
+            opts.set_iterate_upper_bound(upper);
+        }
+        let mut it = self.db.raw_iterator_cf_opt(cf, opts);
+        it.seek(&prefix);
+        let mut out = Vec::new();
+        while it.valid() {
+            let (Some(key), Some(value)) = (it.key(), it.value()) else {
+                break;
+            };
+            let feature = key
+                .get(prefix.len()..)
+                .and_then(|k| <[u8; 4]>::try_from(k).ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| {
+                    Error::corrupt(
+                        format!("rocksdb:{CF_EXPLANATIONS}"),
+                        "key is not an SAE id, NUL, then a u32 feature",
+                    )
+                })?;
+            out.push(codec::decode_explanation(
+                feature,
+                Dec::new(CF_EXPLANATIONS, key, value)?,
+            )?);
+            it.next();
+        }
+        it.status().map_err(|e| Error::rocks(&self.path, e))?;
+        Ok(out)
     }
 
     /// The strongest features of `sae` in one context (`None` when none were stored, or the

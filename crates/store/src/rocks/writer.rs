@@ -10,8 +10,8 @@ use crate::layout::IndexLayout;
 use crate::manifest::Manifest;
 use crate::parquet::TableReader;
 use crate::records::{
-    ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleRecord, FeatureRecord,
-    NeighbourRecord, SaeSummary,
+    ContextFeaturesRecord, ContextRecord, CooccurrenceRecord, ExampleRecord, ExplanationRecord,
+    FeatureRecord, NeighbourRecord, SaeSummary,
 };
 
 /// Puts per write batch: large enough to amortise, small enough to bound memory.
@@ -194,6 +194,18 @@ fn load_sae(l: &mut Loader, layout: &IndexLayout, sae: &str) -> Result<()> {
             }
         }
     }
+    let explanations = layout.explanations(sae);
+    if explanations.exists() {
+        for batch in TableReader::<ExplanationRecord>::open(&explanations)? {
+            for r in batch? {
+                l.put(
+                    CF_EXPLANATIONS,
+                    &feature_key(sae, r.feature),
+                    &codec::encode_explanation(&r),
+                )?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -352,5 +364,54 @@ impl SimilarWriter {
         l.db.compact_range_cf_opt(meta, None::<&[u8]>, None::<&[u8]>, &compact);
         drop(self);
         crate::fsutil::sync_tree(&path)
+    }
+}
+
+/// Replaces one SAE's rows of the `explanations` column family in a built store (opened
+/// read-write; the column family is created when the store predates it). Used on the
+/// temporary copy of an index that [`crate::explanations::publish`] swaps in.
+pub(crate) struct ExplanationWriter;
+
+impl ExplanationWriter {
+    /// Deletes `sae`'s explanations and puts `rows`; the store is flushed, closed and synced.
+    pub(crate) fn replace(path: &Path, sae: &str, rows: &[ExplanationRecord]) -> Result<()> {
+        let mut opts = table_options(None);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        let existing = DB::list_cf(&opts, path).map_err(|e| Error::rocks(path, e))?;
+        let cfs = existing
+            .iter()
+            .map(String::as_str)
+            .chain((!existing.iter().any(|c| c == CF_EXPLANATIONS)).then_some(CF_EXPLANATIONS))
+            .map(|name| ColumnFamilyDescriptor::new(name, table_options(None)))
+            .collect::<Vec<_>>();
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| Error::rocks(path, e))?;
+        let mut l = Loader {
+            db,
+            path: path.to_path_buf(),
+            batch: WriteBatch::default(),
+            write_opts: WriteOptions::default(),
+        };
+        let prefix = sae_prefix(sae);
+        // The prefix ends in NUL, so it always has an upper bound.
+        let end = prefix_upper_bound(&prefix).unwrap_or_else(|| vec![u8::MAX; prefix.len() + 8]);
+        let mut deletes = WriteBatch::default();
+        deletes.delete_range_cf(l.cf(CF_EXPLANATIONS)?, &prefix, &end);
+        l.db.write(deletes).map_err(|e| Error::rocks(path, e))?;
+        for r in rows {
+            l.put(
+                CF_EXPLANATIONS,
+                &feature_key(sae, r.feature),
+                &codec::encode_explanation(r),
+            )?;
+        }
+        l.flush_batch()?;
+        let cf = l.cf(CF_EXPLANATIONS)?;
+        l.db.flush_cf(cf).map_err(|e| Error::rocks(path, e))?;
+        let mut compact = rocksdb::CompactOptions::default();
+        compact.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        l.db.compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &compact);
+        drop(l);
+        crate::fsutil::sync_tree(path)
     }
 }

@@ -15,12 +15,14 @@
 //! | context features | features [u32], max_acts [f32] (same count as features, no count of its own) |
 //! | context top | per SAE of the manifest [(features [u32], max_acts [f32] (same count, no count of its own))] |
 //! | similar | terms u32, hits [(context_id u64, score f32, shared [(u16 SAE index in the manifest, u32 feature, f32 weight, f32 max_act)])] |
+//! | explanation | see [`explanation`]: 7 strings, train_contexts [u64], detection and fuzzing scores |
 //! | summary | sae_id string, d_in u32, d_sae u32, tokens_indexed u64, mean_l0 f64, dead_features u32, explained_variance f64, act_hist_edges [f32], density_hist_edges [f32], density_hist [u64] |
 //!
 //! Files: `bytes` (version byte, writer, reader), `feature` (values keyed by SAE and feature, and
 //! the SAE summary), `context` (values keyed by context id).
 mod bytes;
 mod context;
+mod explanation;
 mod feature;
 
 pub(crate) use bytes::Dec;
@@ -29,6 +31,7 @@ pub(crate) use context::{
     decode_context, decode_context_features, decode_context_top, decode_similar, encode_context,
     encode_context_features, encode_context_top, encode_similar,
 };
+pub(crate) use explanation::{decode_explanation, encode_explanation};
 pub(crate) use feature::{
     decode_cooc, decode_example, decode_feature, decode_neighbours, decode_summary, encode_cooc,
     encode_example, encode_feature, encode_neighbours, encode_summary,
