@@ -13,7 +13,7 @@
 #      URL and three example queries.
 # Every stage is cached, so a second run goes straight to serving. `--model gemma-3-270m` runs the
 # same demo on Gemma 3 270M (fetched on request) instead of SmolLM2. Environment overrides:
-# The first run trains on 80k tokens (2 passes) and indexes 60k, so the product shows within
+# The first run trains on 64k tokens (2 passes) and indexes 40k, so the product shows within
 # minutes of the build; `--full` trains on 300k tokens (3 passes) and indexes 300k (about 15 more
 # minutes on 2 cores) into out/demo-index-full. Each budget has its own SAE cache and index.
 #   DEMO_LAYER (6), DEMO_LAYER2 (3), DEMO_TRAIN_TOKENS, DEMO_EPOCHS, DEMO_INDEX_TOKENS (see above),
@@ -70,7 +70,7 @@ addr="${DEMO_ADDR:-127.0.0.1:8080}"
 mkdir -p out
 
 # --- SAEs ---------------------------------------------------------------------------------
-if [ "$full" = 1 ]; then budget=(300000 3 300000); else budget=(80000 2 60000); fi
+if [ "$full" = 1 ]; then budget=(300000 3 300000); else budget=(64000 2 40000); fi
 train_tokens="${DEMO_TRAIN_TOKENS:-${budget[0]}}"
 epochs="${DEMO_EPOCHS:-${budget[1]}}"
 index_tokens="${DEMO_INDEX_TOKENS:-${budget[2]}}"
