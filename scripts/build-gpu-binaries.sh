@@ -6,10 +6,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-prefix="${CUDA_TOOLKIT_PREFIX:-/var/cache/scopedex/cuda-13.0}"
-bash scripts/install-cuda-toolkit.sh "$prefix" >/dev/null
-export CUDA_ROOT="$prefix" CUDA_PATH="$prefix" CUDA_HOME="$prefix" PATH="$prefix/bin:$PATH"
-export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+# shellcheck source=scripts/cuda-env.sh
+source scripts/cuda-env.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/scopedex/target-gpu}"
 export RUSTFLAGS="-C target-cpu=x86-64-v3"
 cargo build --release --locked --features cuda --bin scopedex

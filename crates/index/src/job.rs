@@ -341,14 +341,7 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
             }
             let ids: Vec<u64> = fresh.iter().map(|c| c.context_id).collect();
             let toks: Vec<&[u32]> = fresh.iter().map(|c| c.tokens.as_slice()).collect();
-            let mut sink = BatchSink {
-                saes: &saes,
-                state: &mut state,
-                writer: &mut writer,
-                spill: &mut spill,
-                stages: &mut stages,
-                opts,
-            };
+            let mut sink = BatchSink::new(&saes, &mut state, &mut writer, &mut spill, &mut stages, opts);
             let encoded = if lookahead {
                 let (encoded, before) = std::thread::scope(|scope| {
                     let ahead = scope.spawn(|| encode_batch(&model, &saes, &ids, &toks));
@@ -381,28 +374,14 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
         if opts.checkpoint_every > 0 && batches % opts.checkpoint_every == 0 {
             // The state must hold every batch read before it is saved.
             if let Some(p) = pending.take() {
-                BatchSink {
-                    saes: &saes,
-                    state: &mut state,
-                    writer: &mut writer,
-                    spill: &mut spill,
-                    stages: &mut stages,
-                    opts,
-                }
+                BatchSink::new(&saes, &mut state, &mut writer, &mut spill, &mut stages, opts)
                 .add(p)?;
             }
             checkpoint.save(&fingerprint, &state, seen, &mut spill)?;
         }
     }
     if let (Ok(()), Some(p)) = (&result, pending.take()) {
-        result = BatchSink {
-            saes: &saes,
-            state: &mut state,
-            writer: &mut writer,
-            spill: &mut spill,
-            stages: &mut stages,
-            opts,
-        }
+        result = BatchSink::new(&saes, &mut state, &mut writer, &mut spill, &mut stages, opts)
         .add(p);
     }
     drop(rx);
@@ -616,7 +595,25 @@ struct BatchSink<'a> {
     opts: &'a IndexOptions,
 }
 
-impl BatchSink<'_> {
+impl<'a> BatchSink<'a> {
+    fn new(
+        saes: &'a [AttachedSae],
+        state: &'a mut PassState,
+        writer: &'a mut IndexWriter,
+        spill: &'a mut Spill,
+        stages: &'a mut StageTimes,
+        opts: &'a IndexOptions,
+    ) -> Self {
+        BatchSink {
+            saes,
+            state,
+            writer,
+            spill,
+            stages,
+            opts,
+        }
+    }
+
     fn add(&mut self, (encoded, contexts): (EncodedBatch, Vec<Context>)) -> Result<()> {
         let ids: Vec<u64> = contexts.iter().map(|c| c.context_id).collect();
         let toks: Vec<&[u32]> = contexts.iter().map(|c| c.tokens.as_slice()).collect();
