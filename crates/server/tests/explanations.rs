@@ -104,6 +104,18 @@ fn explanations_on_dashboards_tables_hits_and_feature_search() {
         assert_eq!(f["explanation"], format!("marker word {}", f["feature"]));
     }
 
+    // expl: terms combine with words and feat: terms in the context search.
+    let by_expl = views::search_listing(&snap, "expl:\"legal contracts\"", 50, Some(&sae)).unwrap();
+    let by_feat =
+        views::search_listing(&snap, &format!("feat:{sae}/{legal}"), 50, Some(&sae)).unwrap();
+    let ids = |r: &views::SearchResults| r.hits.iter().map(|h| h.context_id).collect::<Vec<_>>();
+    assert!(!by_feat.hits.is_empty());
+    assert_eq!(ids(&by_expl), ids(&by_feat));
+    let combined = views::search_listing(&snap, "expl:legal -ctx33", 50, Some(&sae)).unwrap();
+    assert!(ids(&combined).iter().all(|&c| c != 33));
+    for bad in ["expl:zzzunknown", "expl:\"legal", "expl:"] {
+        assert!(views::search_listing(&snap, bad, 5, None).is_err(), "{bad}");
+    }
     let found =
         serde_json::to_value(views::feature_search(&snap, "contracts legal", None, 10).unwrap())
             .unwrap();
