@@ -55,7 +55,7 @@ pub(crate) struct FeatureSearchQuery {
     meaning: Option<bool>,
 }
 
-/// `GET /api/features/search?q=&sae=&limit=`: features by their explanation.
+/// `GET /api/features/search?q=&sae=&limit=&meaning=`: features by their explanation.
 pub(crate) async fn feature_search(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<FeatureSearchQuery>,
@@ -66,7 +66,8 @@ pub(crate) async fn feature_search(
     views::check_page(limit, 0)?;
     let sae = q.sae;
     if q.meaning == Some(true) && state.embeddings.is_none() {
-        return Err(ApiError::unavailable(
+        // A request this server cannot answer as asked: the caller's to change, not a fault.
+        return Err(ApiError::bad_request(
             "no_embeddings",
             "this server has no embeddings endpoint (scopedex serve --embeddings-endpoint)",
         ));
