@@ -237,3 +237,68 @@ fn feature_search_by_meaning_finds_what_no_word_matches() {
         "{e:?}"
     );
 }
+
+/// Over HTTP (the router in-process): the feature search and its errors, a republish of
+/// explanations picked up by the running server, and the embeddings switch.
+#[tokio::test]
+async fn the_feature_search_endpoint_over_http() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("index");
+    let spec = FixtureSpec::default();
+    fixture::write_index(&out, &spec).unwrap();
+    let sae = spec.saes[0].0.clone();
+    let handle = std::sync::Arc::new(scopedex_server::IndexHandle::open(&out).unwrap());
+    let app = scopedex_server::router(scopedex_server::AppState::new(handle.clone()));
+    let api = openapi::Spec::load();
+    let get = |uri: String| {
+        let app = app.clone();
+        let api = &api;
+        async move {
+            let resp = app
+                .oneshot(Request::get(&uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            api.check("GET", uri.split('?').next().unwrap(), status.as_u16(), &v)
+                .unwrap_or_else(|e| panic!("{e}"));
+            (status, v)
+        }
+    };
+    let (s, v) = get("/api/features/search?q=legal".into()).await;
+    assert_eq!(
+        (s, v["hits"].as_array().unwrap().len()),
+        (StatusCode::OK, 0)
+    );
+    // Published while the server runs: its watcher's refresh swaps the new version in.
+    scopedex_store::explanations::publish(&out, &sae, vec![row(7, "legal documents")]).unwrap();
+    assert!(handle.refresh().unwrap(), "the republish is noticed");
+    let (_, found) = get("/api/features/search?q=legal".into()).await;
+    assert_eq!(found["hits"][0]["feature"], 7, "{found}");
+    for (uri, status, kind) in [
+        ("/api/features/search", 400, "missing_query"),
+        ("/api/features/search?q=%20", 400, "empty_query"),
+        ("/api/features/search?q=x&limit=0", 400, "invalid_limit"),
+        ("/api/features/search?q=x&sae=nope", 404, "unknown_sae"),
+        (
+            "/api/features/search?q=x&meaning=true",
+            400,
+            "no_embeddings",
+        ),
+    ] {
+        let (s, v) = get(uri.into()).await;
+        assert_eq!(s.as_u16(), status, "{uri}: {v}");
+        if kind != "invalid_limit" {
+            assert_eq!(v["error"], kind, "{uri}: {v}");
+        }
+    }
+    let (s, _) = get("/api/features/search?q=legal&meaning=false".into()).await;
+    assert_eq!(s, StatusCode::OK);
+}
