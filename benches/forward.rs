@@ -11,11 +11,14 @@
 //! Run: `cargo bench -p scopedex-benches --bench forward` (or, without a release build of every
 //! dependency, `cargo test -p scopedex-benches --bench forward` — dependencies are optimised in
 //! the dev profile too). `SCOPEDEX_MODEL` overrides the model path, `SCOPEDEX_BENCH_BATCH` and
-//! `SCOPEDEX_BENCH_SEQ` the batch shape.
+//! `SCOPEDEX_BENCH_SEQ` the batch shape, `SCOPEDEX_BENCH_LAYERS` how many blocks run (a forward
+//! to a hooked layer), `SCOPEDEX_BENCH_DEVICE` (`cpu` or `cuda`, a `cuda` build) and
+//! `SCOPEDEX_BENCH_DTYPE` (`f32`, `bf16`, `f16`) where it runs. `SCOPEDEX_BENCH_JSON=FILE` also
+//! writes the figures as JSON (scripts/gpu-check.sh reads it).
 use std::path::PathBuf;
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use scopedex_model::{Backend, CapturePlan, HookPoint, Model};
 
 const BATCH: usize = 16;
@@ -79,19 +82,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model_path = std::env::var_os("SCOPEDEX_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("assets/models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    let dev = Device::Cpu;
+    let dev = match std::env::var("SCOPEDEX_BENCH_DEVICE").as_deref() {
+        Ok("cuda") => Device::new_cuda(0)?,
+        _ => Device::Cpu,
+    };
+    let dtype = match std::env::var("SCOPEDEX_BENCH_DTYPE").as_deref() {
+        Ok("bf16") => DType::BF16,
+        Ok("f16") => DType::F16,
+        _ => DType::F32,
+    };
     let (batch, seq_len) = (
         env_usize("SCOPEDEX_BENCH_BATCH", BATCH),
         env_usize("SCOPEDEX_BENCH_SEQ", SEQ),
     );
     let t0 = Instant::now();
-    let model = Model::load(&model_path, &Backend::on(&dev))?;
+    let full = Model::read_config(&model_path)?.n_layers;
+    let layers = env_usize("SCOPEDEX_BENCH_LAYERS", full).min(full);
+    let model = Model::load_blocks(&model_path, &Backend::new(&dev, dtype)?, layers)?;
     let load_s = t0.elapsed().as_secs_f64();
-    let cfg = model.config().clone();
+    let mut cfg = model.config().clone();
+    cfg.n_layers = layers;
     let threads = candle_core::utils::get_num_threads();
     println!(
-        "model: {}  (load {load_s:.2} s, f32 weights)",
-        model_path.display()
+        "model: {}  (load {load_s:.2} s, {})",
+        model_path.display(),
+        model.backend().describe()
     );
     println!(
         "threads: {threads}; batch {batch} x {seq_len} tokens, {} blocks, no LM head\n",
@@ -117,14 +132,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut probe_flops = 0.0;
     let (mut candle_s, mut probe_s) = (0.0, 0.0);
     for (name, k, n) in shapes {
-        let a = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
-        let b = Tensor::randn(0f32, 1.0, (k, n), &dev)?;
+        let a = Tensor::randn(0f32, 1.0, (m, k), &dev)?.to_dtype(dtype)?;
+        let b = Tensor::randn(0f32, 1.0, (k, n), &dev)?.to_dtype(dtype)?;
         let sc = best(5, || {
             a.matmul(&b)?;
+            dev.synchronize()?;
             Ok(())
         })?;
         let s = best(5, || {
             scopedex_linalg::matmul(&a, &b)?;
+            dev.synchronize()?;
             Ok(())
         })?;
         let flops = 2.0 * (m * k * n) as f64;
@@ -151,6 +168,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let plan = CapturePlan::new([HookPoint::ResidPost(cfg.n_layers - 1)]);
     let s = best(3, || {
         model.forward_capture(&refs, &plan)?;
+        dev.synchronize()?;
         Ok(())
     })?;
     let toks = (batch * seq_len) as f64;
@@ -162,11 +180,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("| forward | s | tokens/s | GFLOP/s | of GEMM probe | peak RSS MB |");
     println!("|---|---|---|---|---|---|");
     println!(
-        "| scopedex (f32) | {s:.3} | {:.0} | {gflops:.1} | {:.0} % | {:.0} |",
+        "| scopedex ({dtype:?}) | {s:.3} | {:.0} | {gflops:.1} | {:.0} % | {:.0} |",
         toks / s,
         100.0 * gflops / probe_gflops,
         peak_rss_mb()
     );
+    if let Some(path) = std::env::var_os("SCOPEDEX_BENCH_JSON") {
+        let json = serde_json::json!({
+            "backend": model.backend().describe(),
+            "batch": batch, "seq_len": seq_len, "layers": layers,
+            "seconds": s, "tokens_per_s": toks / s, "gflops": gflops,
+            "gemm_probe_gflops": probe_gflops,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
+    }
 
     if let Some(py) = std::env::var_os("SCOPEDEX_REF_PYTHON") {
         let ids_path = std::env::temp_dir().join("scopedex-forward-bench-ids.json");

@@ -13,18 +13,23 @@
 #      URL and three example queries.
 # Every stage is cached, so a second run goes straight to serving. `--model gemma-3-270m` runs the
 # same demo on Gemma 3 270M (fetched on request) instead of SmolLM2. Environment overrides:
-#   DEMO_LAYER (6), DEMO_LAYER2 (3), DEMO_TRAIN_TOKENS (600000), DEMO_INDEX_TOKENS (300000),
+# The first run trains on 80k tokens (2 passes) and indexes 60k, so the product shows within
+# minutes of the build; `--full` trains on 300k tokens (3 passes) and indexes 300k (about 15 more
+# minutes on 2 cores) into out/demo-index-full. Each budget has its own SAE cache and index.
+#   DEMO_LAYER (6), DEMO_LAYER2 (3), DEMO_TRAIN_TOKENS, DEMO_EPOCHS, DEMO_INDEX_TOKENS (see above),
 #   DEMO_ADDR (127.0.0.1:8080), DEMO_EXPLAIN_FEATURES (200; 0 skips step 4), DEMO_LLAMA_PORT
 #   (8089), CARGO_TARGET_DIR.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 demo_model=smollm2
+full=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --full) full=1; shift ;;
     --model) [ $# -ge 2 ] || { echo "demo: --model needs a name (gemma-3-270m)" >&2; exit 2; }
              demo_model="$2"; shift 2 ;;
-    *) echo "demo: unknown argument $1 (use --model gemma-3-270m)" >&2; exit 2 ;;
+    *) echo "demo: unknown argument $1 (use --model gemma-3-270m, --full)" >&2; exit 2 ;;
   esac
 done
 case "$demo_model" in
@@ -65,10 +70,14 @@ addr="${DEMO_ADDR:-127.0.0.1:8080}"
 mkdir -p out
 
 # --- SAEs ---------------------------------------------------------------------------------
+if [ "$full" = 1 ]; then budget=(300000 3 300000); else budget=(80000 2 60000); fi
+train_tokens="${DEMO_TRAIN_TOKENS:-${budget[0]}}"
+epochs="${DEMO_EPOCHS:-${budget[1]}}"
+index_tokens="${DEMO_INDEX_TOKENS:-${budget[2]}}"
 # Layer 6 (of 30) keeps the model forward short: SAE steps, not the model, dominate training.
 ids=("L${layer}R-8x" "L${layer}A-8x" "L${layer}M-8x" "L${layer}TC-8x" "L${layer2}R-8x")
 train_args=(--model "$model" --corpus "$corpus" --k 32
-  --tokens "${DEMO_TRAIN_TOKENS:-300000}" --epochs 3 --lr 2e-3 --batch-rows 512 --buffer-rows 32768
+  --tokens "$train_tokens" --epochs "$epochs" --lr 2e-3 --batch-rows 512 --buffer-rows 32768
   --eval-tokens 8192 --init data --aux-k 256 --dead-after-tokens 25000 --resample-every-tokens 50000
   --ctx-len 128 --seed 42)
 for id in "${ids[@]}"; do train_args+=(--sae-id "$id"); done
@@ -78,7 +87,7 @@ saes="out/demo-saes/$sae_key"
 if [ -f "$saes/train-report.json" ]; then
   stage "demo SAEs: reusing $saes"
 else
-  stage "training ${#ids[@]} demo SAEs into $saes (about 8 minutes on 2 idle cores)"
+  stage "training ${#ids[@]} demo SAEs on $train_tokens tokens x $epochs into $saes"
   rm -rf "$saes.tmp"
   "$bin" train-sae "${train_args[@]}" --out "$saes.tmp"
   mv "$saes.tmp" "$saes"
@@ -88,7 +97,8 @@ fi
 # A slice of the corpus (the first DEMO_INDEX_TOKENS tokens, in corpus order) keeps the first
 # run within budget; raise it for a fuller index.
 index="out/demo-index$suffix"
-index_args=(--model "$model" --corpus "$corpus" --max-tokens "${DEMO_INDEX_TOKENS:-300000}"
+if [ "$full" = 1 ]; then index="$index-full"; fi
+index_args=(--model "$model" --corpus "$corpus" --max-tokens "$index_tokens"
   --sae "$saes:$(IFS=,; echo "${ids[*]}")")
 # The index format version is part of the key: an index of an older format is rebuilt.
 serving_key="serving-3"

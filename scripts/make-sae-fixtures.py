@@ -177,13 +177,19 @@ def llama_scope(rng, folder, layer, pos, act, dtype, norm_in, norm_out, k=None, 
     }[pos]
     exp = D_SAE // D_MODEL
     name = f"Llama3_1-8B-Base-L{layer}{pos}-{exp}x"
+    if norm_activation == "dataset-wise":
+        s_in, s_out = np.sqrt(D_MODEL) / norm_in, np.sqrt(D_MODEL) / norm_out
+    else:
+        s_in = s_out = 1.0
     d = os.path.join(ROOT, folder, name)
     hp = {
         # training fields the loader must ignore
         "l1_coefficient": 1.6e-05, "lp": 1, "use_ghost_grads": False, "tp_size": 1,
         "d_model": D_MODEL, "d_sae": D_SAE, "expansion_factor": exp,
         "hook_point_in": hooks[0], "hook_point_out": hooks[1],
-        "act_fn": act, "jump_relu_threshold": thr if thr is not None else 0.0,
+        # The file's threshold is in units of gate / s_in (lm_saes inference, SAELens 6);
+        # `thr` below is the gate threshold itself.
+        "act_fn": act, "jump_relu_threshold": thr / s_in if thr is not None else 0.0,
         "top_k": k if k is not None else 6,
         "norm_activation": norm_activation,
         "dataset_average_activation_norm": {"in": norm_in, "out": norm_out},
@@ -199,10 +205,6 @@ def llama_scope(rng, folder, layer, pos, act, dtype, norm_in, norm_out, k=None, 
         "decoder.bias": rng.normal(0, 0.3, D_MODEL),
     }, dtype)
     E, b, D, bd = w["encoder.weight"], w["encoder.bias"], w["decoder.weight"], w["decoder.bias"]
-    if norm_activation == "dataset-wise":
-        s_in, s_out = np.sqrt(D_MODEL) / norm_in, np.sqrt(D_MODEL) / norm_out
-    else:
-        s_in = s_out = 1.0
     dn = np.linalg.norm(D, axis=0)
 
     def pre(x):

@@ -2,7 +2,8 @@
 # The project's test command (README, CI): install what is missing, fetch the assets, then
 # build the web UI (the server embeds it), format check, clippy with warnings as errors, every
 # test of the workspace, the API against its spec with openapi-spec-validator and schemathesis
-# (scripts/test-api.sh), sharded indexing as a job array on a real one-node Slurm cluster
+# (scripts/test-api.sh), trained SAEs read by SAELens' own Llama Scope loader
+# (scripts/test-saelens.sh), sharded indexing as a job array on a real one-node Slurm cluster
 # (scripts/test-slurm.sh), then the browser tests of the web UI (scripts/test-web.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +18,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Default targets (libs, bins, tests, doc tests): benches are run by hand, not here.
 cargo test --workspace --locked
+# The GPU path compiles (CUDA toolkit from PyPI, no GPU): scripts/check-cuda-build.sh.
+bash scripts/check-cuda-build.sh
 bash scripts/test-api.sh
+bash scripts/test-saelens.sh
 bash scripts/test-slurm.sh
 bash scripts/test-web.sh

@@ -346,6 +346,42 @@ fn four_shards_merged_equal_one_pass() {
 }
 
 /// Equal lists, or a panic showing the first pair that differs (not both whole lists).
+/// The pass that looks one batch ahead (the next batch's forward beside this one's
+/// accumulation; the default on a GPU) writes the index a sequential pass writes, checkpoints
+/// (which first drain the batch in flight) included.
+#[test]
+fn lookahead_pass_equals_sequential_pass() {
+    let f = fixture(24);
+    let model = default_model();
+    let extra = ["--keep-activations", "--checkpoint-every", "2"];
+    let mut dirs = Vec::new();
+    for pipeline in ["0", "1"] {
+        let out = f.root.join(format!("pipeline-{pipeline}"));
+        let mut args = index_args(&f, model.to_str().unwrap(), out.to_str().unwrap());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let o = Command::new(scopedex_bin())
+            .args(&args)
+            .env("SCOPEDEX_PIPELINE", pipeline)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        dirs.push(out);
+    }
+    let (a, b) = (tables(&dirs[0]), tables(&dirs[1]));
+    assert!(!a.contexts.is_empty());
+    assert_eq!(a, b, "the lookahead pass wrote a different index");
+    for sae in a.features.keys() {
+        let log = |dir: &Path| -> Vec<ActivationEntry> {
+            ActivationReader::open(IndexLayout::new(dir).activations_dir(sae))
+                .unwrap()
+                .batches()
+                .flat_map(|b| b.unwrap())
+                .collect()
+        };
+        assert_eq!(log(&dirs[0]), log(&dirs[1]), "{sae} activation log");
+    }
+}
+
 fn assert_same<T: PartialEq + std::fmt::Debug>(a: &[T], b: &[T], what: &str) {
     if let Some(i) = (0..a.len().min(b.len())).find(|&i| a[i] != b[i]) {
         panic!(

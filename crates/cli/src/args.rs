@@ -10,6 +10,14 @@ pub struct Cli {
     /// More log output (-v info, -vv debug); SCOPEDEX_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Where commands that run the model or an SAE run them: `cpu`, `cuda` or `cuda:N` (CUDA
+    /// needs a build with the `cuda` feature).
+    #[arg(long, global = true, default_value = "cpu", env = "SCOPEDEX_DEVICE")]
+    pub device: String,
+    /// The model's weights and activations: `f32`, `bf16` or `f16` (hooks and SAEs stay f32;
+    /// norms and softmax run in f32 whatever the dtype).
+    #[arg(long, global = true, default_value = "f32", env = "SCOPEDEX_DTYPE")]
+    pub dtype: String,
     /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
@@ -189,6 +197,13 @@ pub struct TrainSaeArgs {
     /// Active features per token.
     #[arg(long, default_value_t = 32)]
     pub k: usize,
+    /// Activation of the written SAEs. `topk`: exactly k per token, as trained. `jumprelu` (as
+    /// the Llama Scope release): one threshold calibrated on the held-out tokens to a mean L0
+    /// of k; SAELens' Llama Scope loader and lm_saes then compute the same codes as scopedex,
+    /// at some cost in explained variance (the report gives both forms' figures). Both forms
+    /// carry the threshold, so SAELens loads either (a TopK file as that JumpReLU).
+    #[arg(long, default_value = "topk")]
+    pub activation: scopedex_train::WrittenActivation,
     /// Output folder: one `<name-prefix>-<id>/` Llama Scope folder per SAE + train-report.json.
     #[arg(long)]
     pub out: PathBuf,

@@ -23,7 +23,9 @@ use crate::accum::AccumConfig;
 use crate::checkpoint::{Checkpoint, RunFingerprint, Spill};
 use crate::error::{Error, Result};
 use crate::finish::{finish_into, save_state};
-use crate::pass::{process_batch, AttachedSae, CrossPairs, PassState, StageTimes};
+use crate::pass::{
+    accumulate_batch, encode_batch, AttachedSae, CrossPairs, EncodedBatch, PassState, StageTimes,
+};
 use crate::shard::Shard;
 
 /// `PATH` (one SAE folder) or `PATH:ID,ID` (a Llama Scope repo folder and SAE ids), either
@@ -318,52 +320,90 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
     let mut batches = 0usize;
     let mut seen = 0u64; // contexts of this shard seen, resumed ones included
     let mut result: Result<()> = Ok(());
+    // With a lookahead, batch i + 1's forward and encode run on their own thread while this one
+    // accumulates batch i (`pending`); the state then trails the batches read by one.
+    let lookahead = pipelined(&model);
+    let mut pending: Option<(EncodedBatch, Vec<Context>)> = None;
     for batch in rx.iter() {
-        let mut step = || -> Result<()> {
+        let n_batch = batch.len() as u64;
+        let step = || -> Result<()> {
             let records: Vec<ContextRecord> = batch.iter().map(context_record).collect();
             writer.write_contexts(&records)?;
             // Contexts before the checkpoint are re-written (cheap) but not re-run.
-            let fresh: Vec<&Context> = batch
-                .iter()
+            let fresh: Vec<Context> = batch
+                .into_iter()
                 .enumerate()
                 .filter(|(i, _)| seen + *i as u64 >= done_contexts)
                 .map(|(_, c)| c)
                 .collect();
-            if !fresh.is_empty() {
-                let ids: Vec<u64> = fresh.iter().map(|c| c.context_id).collect();
-                let toks: Vec<&[u32]> = fresh.iter().map(|c| c.tokens.as_slice()).collect();
-                let out = process_batch(&model, &saes, &mut state, &ids, &toks)?;
-                stages.add(&out.times);
-                let write_started = Instant::now();
-                for (i, records) in out.context_features.into_iter().enumerate() {
-                    writer.write_context_features(&saes[i].id, &records)?;
-                    if opts.checkpoint_every > 0 {
-                        spill.context_features[i].extend(records);
-                    }
-                }
-                if opts.keep_activations {
-                    for (i, codes) in out.codes.iter().enumerate() {
-                        let entries = activation_entries(&ids, &toks, codes);
-                        writer.write_activations(&saes[i].id, &entries)?;
-                        if opts.checkpoint_every > 0 {
-                            spill.activations[i].extend(entries);
-                        }
-                    }
-                }
-                stages.write += write_started.elapsed().as_secs_f64();
+            if fresh.is_empty() {
+                return Ok(());
             }
-            Ok(())
+            let ids: Vec<u64> = fresh.iter().map(|c| c.context_id).collect();
+            let toks: Vec<&[u32]> = fresh.iter().map(|c| c.tokens.as_slice()).collect();
+            let mut sink = BatchSink {
+                saes: &saes,
+                state: &mut state,
+                writer: &mut writer,
+                spill: &mut spill,
+                stages: &mut stages,
+                opts,
+            };
+            let encoded = if lookahead {
+                let (encoded, before) = std::thread::scope(|scope| {
+                    let ahead = scope.spawn(|| encode_batch(&model, &saes, &ids, &toks));
+                    let before = pending.take().map(|p| sink.add(p)).transpose();
+                    let encoded = ahead
+                        .join()
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+                    (encoded, before)
+                });
+                before?;
+                encoded?
+            } else {
+                encode_batch(&model, &saes, &ids, &toks)?
+            };
+            drop(toks);
+            if lookahead {
+                pending = Some((encoded, fresh));
+                Ok(())
+            } else {
+                sink.add((encoded, fresh))
+            }
         };
         if let Err(e) = step() {
             result = Err(e);
             break;
         }
-        seen += batch.len() as u64;
+        seen += n_batch;
         batches += 1;
         progress.advance(state.positions, seen);
         if opts.checkpoint_every > 0 && batches % opts.checkpoint_every == 0 {
+            // The state must hold every batch read before it is saved.
+            if let Some(p) = pending.take() {
+                BatchSink {
+                    saes: &saes,
+                    state: &mut state,
+                    writer: &mut writer,
+                    spill: &mut spill,
+                    stages: &mut stages,
+                    opts,
+                }
+                .add(p)?;
+            }
             checkpoint.save(&fingerprint, &state, seen, &mut spill)?;
         }
+    }
+    if let (Ok(()), Some(p)) = (&result, pending.take()) {
+        result = BatchSink {
+            saes: &saes,
+            state: &mut state,
+            writer: &mut writer,
+            spill: &mut spill,
+            stages: &mut stages,
+            opts,
+        }
+        .add(p);
     }
     drop(rx);
     let skipped = reader
@@ -554,6 +594,56 @@ fn tokenizer_source(model: &Path) -> String {
 }
 
 /// The store's record of a context.
+/// Whether the pass looks one batch ahead: the next batch's forward and encode run while the
+/// host accumulates the current one, so a GPU never waits for the accumulators. On the CPU both
+/// would compete for the same cores, so batches run one after the other there.
+/// `SCOPEDEX_PIPELINE=1` / `0` overrides (tests and measurements).
+fn pipelined(model: &Model) -> bool {
+    match std::env::var("SCOPEDEX_PIPELINE").as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => !model.device().is_cpu(),
+    }
+}
+
+/// Where an encoded batch goes: the accumulators, then the writer (and the checkpoint spill).
+struct BatchSink<'a> {
+    saes: &'a [AttachedSae],
+    state: &'a mut PassState,
+    writer: &'a mut IndexWriter,
+    spill: &'a mut Spill,
+    stages: &'a mut StageTimes,
+    opts: &'a IndexOptions,
+}
+
+impl BatchSink<'_> {
+    fn add(&mut self, (encoded, contexts): (EncodedBatch, Vec<Context>)) -> Result<()> {
+        let ids: Vec<u64> = contexts.iter().map(|c| c.context_id).collect();
+        let toks: Vec<&[u32]> = contexts.iter().map(|c| c.tokens.as_slice()).collect();
+        let out = accumulate_batch(self.saes, self.state, encoded, &ids, &toks)?;
+        self.stages.add(&out.times);
+        let write_started = Instant::now();
+        for (i, records) in out.context_features.into_iter().enumerate() {
+            self.writer
+                .write_context_features(&self.saes[i].id, &records)?;
+            if self.opts.checkpoint_every > 0 {
+                self.spill.context_features[i].extend(records);
+            }
+        }
+        if self.opts.keep_activations {
+            for (i, codes) in out.codes.iter().enumerate() {
+                let entries = activation_entries(&ids, &toks, codes);
+                self.writer.write_activations(&self.saes[i].id, &entries)?;
+                if self.opts.checkpoint_every > 0 {
+                    self.spill.activations[i].extend(entries);
+                }
+            }
+        }
+        self.stages.write += write_started.elapsed().as_secs_f64();
+        Ok(())
+    }
+}
+
 pub(crate) fn context_record(c: &Context) -> ContextRecord {
     ContextRecord {
         context_id: c.context_id,

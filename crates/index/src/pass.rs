@@ -258,7 +258,8 @@ pub fn context_features(
     out
 }
 
-/// Runs the model and every SAE on one batch of contexts and updates `state`.
+/// Runs the model and every SAE on one batch of contexts and updates `state`:
+/// [`encode_batch`] then [`accumulate_batch`].
 ///
 /// `context_ids[i]` and `tokens[i]` describe context `i`; all positions (BOS included) are fed
 /// to the accumulators, which skip BOS when configured to.
@@ -269,10 +270,32 @@ pub fn process_batch(
     context_ids: &[u64],
     tokens: &[&[u32]],
 ) -> Result<BatchOutput> {
-    let _span = tracing::debug_span!("batch", contexts = context_ids.len()).entered();
+    let encoded = encode_batch(model, saes, context_ids, tokens)?;
+    accumulate_batch(saes, state, encoded, context_ids, tokens)
+}
+
+/// One batch through the model and every SAE: what [`accumulate_batch`] needs, on the host.
+/// The device's part of a batch; it touches no accumulator, so it can run while the host
+/// accumulates the batch before (see `job.rs`).
+pub struct EncodedBatch {
+    /// Per attached SAE, its codes.
+    codes: Vec<SparseCodes>,
+    /// Per attached SAE, the reconstruction target (host, `[rows, d_out]`) and each row's
+    /// squared error.
+    reconstruction: Vec<(Vec<f32>, Vec<f32>)>,
+    times: StageTimes,
+}
+
+/// The forward, every SAE's encode and its reconstruction error on one batch.
+pub fn encode_batch(
+    model: &Model,
+    saes: &[AttachedSae],
+    context_ids: &[u64],
+    tokens: &[&[u32]],
+) -> Result<EncodedBatch> {
+    let _span = tracing::debug_span!("encode_batch", contexts = context_ids.len()).entered();
     let mut times = StageTimes::default();
     let mut clock = Instant::now();
-    // Seconds since the last lap.
     let mut lap = || {
         let now = Instant::now();
         let s = now.duration_since(clock).as_secs_f64();
@@ -290,30 +313,65 @@ pub fn process_batch(
     }
     drop(captured);
     times.forward += lap();
+    let mut codes = Vec::with_capacity(saes.len());
+    let mut reconstruction = Vec::with_capacity(saes.len());
+    for s in saes {
+        let c = s.sae.encode(&rows[&s.hook_in])?;
+        times.encode += lap();
+        // Explained variance against the hook the SAE reconstructs (mlp_out for transcoders).
+        let target = &s.sae.prepare_target(&rows[&s.hook_out])?;
+        let recon = s.sae.decode(&c)?;
+        let target_host: Vec<f32> = target.flatten_all()?.to_vec1()?;
+        let recon_host: Vec<f32> = recon.flatten_all()?.to_vec1()?;
+        let sse = row_sse(&target_host, &recon_host, s.sae.d_out());
+        reconstruction.push((target_host, sse));
+        times.reconstruction += lap();
+        codes.push(c);
+    }
+    Ok(EncodedBatch {
+        codes,
+        reconstruction,
+        times,
+    })
+}
+
+/// Adds an encoded batch to every accumulator (the host's part of a batch).
+pub fn accumulate_batch(
+    saes: &[AttachedSae],
+    state: &mut PassState,
+    encoded: EncodedBatch,
+    context_ids: &[u64],
+    tokens: &[&[u32]],
+) -> Result<BatchOutput> {
+    let _span = tracing::debug_span!("accumulate_batch", contexts = context_ids.len()).entered();
+    let EncodedBatch {
+        codes: codes_all,
+        reconstruction,
+        mut times,
+    } = encoded;
+    let mut clock = Instant::now();
+    let mut lap = || {
+        let now = Instant::now();
+        let s = now.duration_since(clock).as_secs_f64();
+        clock = now;
+        s
+    };
     let batch = BatchContexts {
         context_ids,
         tokens,
     };
-    let mut codes_all = Vec::with_capacity(saes.len());
     let mut features_all = Vec::with_capacity(saes.len());
-    for (s, acc) in saes.iter().zip(state.saes.iter_mut()) {
-        let x = &rows[&s.hook_in];
-        let codes = s.sae.encode(x)?;
-        times.encode += lap();
-        acc.add_batch(&batch, &codes)?;
+    for ((codes, (target_host, sse)), acc) in codes_all
+        .iter()
+        .zip(&reconstruction)
+        .zip(state.saes.iter_mut())
+    {
+        acc.add_batch(&batch, codes)?;
+        acc.add_reconstruction(&batch, target_host, sse)?;
         times.accumulate += lap();
-        // Explained variance against the hook the SAE reconstructs (mlp_out for transcoders).
-        let target = &s.sae.prepare_target(&rows[&s.hook_out])?;
-        let recon = s.sae.decode(&codes)?;
-        let target_host: Vec<f32> = target.flatten_all()?.to_vec1()?;
-        let recon_host: Vec<f32> = recon.flatten_all()?.to_vec1()?;
-        let sse = row_sse(&target_host, &recon_host, s.sae.d_out());
-        acc.add_reconstruction(&batch, &target_host, &sse)?;
-        times.reconstruction += lap();
         let exclude_bos = acc.config().exclude_bos;
-        features_all.push(context_features(context_ids, tokens, &codes, exclude_bos));
+        features_all.push(context_features(context_ids, tokens, codes, exclude_bos));
         times.context_features += lap();
-        codes_all.push(codes);
     }
     for (a, b, cross) in state.cross.iter_mut() {
         cross.add_batch(&batch, &codes_all[*a], &codes_all[*b])?;

@@ -3,7 +3,7 @@
 //!
 //! [`Model::forward_capture`] runs a batch through blocks `0..=L` where L is the deepest hooked
 //! layer (every block, the final norm and the LM head when logits are asked for) and returns
-//! the hooked activations. Weights are f32 on the backend's device.
+//! the hooked activations. Weights are in the backend's dtype on its device (norm gains in f32).
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -44,8 +44,8 @@ pub struct Model {
 
 impl Model {
     /// Loads a GGUF file, or an HF directory (`config.json` + `model.safetensors` or sharded
-    /// `model.safetensors.index.json`), dequantizing/converting every weight to f32 on the
-    /// backend's device.
+    /// `model.safetensors.index.json`), every weight on the backend's device in its dtype (a
+    /// GGUF dequantized once; a checkpoint already in that dtype loaded as stored).
     pub fn load(path: &Path, backend: &Backend) -> Result<Model> {
         Self::load_blocks(path, backend, usize::MAX)
     }
@@ -83,7 +83,13 @@ impl Model {
         backend: &Backend,
         max_blocks: usize,
     ) -> Result<Model> {
-        let parts = cfg.family.load(src, &cfg, backend.device(), max_blocks)?;
+        let mut src = crate::weights::InDtype {
+            inner: src,
+            dtype: backend.dtype(),
+        };
+        let parts = cfg
+            .family
+            .load(&mut src, &cfg, backend.device(), max_blocks)?;
         let (ropes, _) = rope::tables(&cfg);
         let mut windows: Vec<usize> = parts.blocks.iter().filter_map(|b| b.window()).collect();
         windows.sort_unstable();
@@ -130,7 +136,7 @@ impl Model {
 
     /// Unembedding `W_U` as f32 `[vocab, d_model]` (the embedding matrix when tied).
     pub fn unembedding(&self) -> Result<Tensor> {
-        Ok(self.lm_head.clone())
+        Ok(self.lm_head.to_dtype(DType::F32)?)
     }
 
     /// The width of the activations at `hook`: `n_heads · head_dim` for `attn.hook_z`,
@@ -140,7 +146,7 @@ impl Model {
     }
 
     /// Runs a batch (`seqs[b]` are token ids; lengths may differ, none empty) and returns the
-    /// activations at `plan.hooks`, each f32 `[sum(lengths), width]` (sequence by sequence),
+    /// activations at `plan.hooks`, each f32 `[sum(lengths), width]` whatever the backend's dtype (sequence by sequence),
     /// plus last-position logits `[B, vocab]` when `plan.logits`.
     ///
     /// The batch is packed: every projection and MLP runs on the real tokens only, so a batch
@@ -198,7 +204,12 @@ impl Model {
         let ids = Tensor::from_vec(ids, rows, self.device())?;
         let mut x = self.embed_tokens.index_select(&ids, 0)?; // [rows, d]
         if let Some(scale) = self.embed_scale {
-            x = (x * scale as f64)?;
+            // √d rounded to the activation dtype first, as transformers' Gemma does.
+            let scale = Tensor::new(&[scale], &candle_core::Device::Cpu)?
+                .to_dtype(x.dtype())?
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?[0];
+            x = (x * scale)?;
         }
         if let Some(pos) = &self.pos_embed {
             let positions: Vec<u32> = lengths.iter().flat_map(|&l| 0..l as u32).collect();
@@ -209,28 +220,30 @@ impl Model {
         let be = &self.backend;
         let ctx = be.attention_context(&lengths, &self.ropes, &self.windows)?;
         let mut hooks = BTreeMap::new();
-        let mut put = |h: HookPoint, v: Option<&Tensor>| {
+        let mut put = |h: HookPoint, v: Option<&Tensor>| -> Result<()> {
             if plan.hooks.contains(&h) {
                 // A block forms every output a hook asks for (see `BlockHooks`).
                 let v = v.expect("hooked block output was formed");
-                hooks.insert(h, v.clone());
+                // Handed out in f32 whatever the backend's dtype (a no-op in f32).
+                hooks.insert(h, v.to_dtype(DType::F32)?);
             }
+            Ok(())
         };
         let n_blocks = plan.blocks_needed(self.cfg.n_layers);
         for (l, block) in self.blocks.iter().take(n_blocks).enumerate() {
-            put(HookPoint::ResidPre(l), Some(&x));
+            put(HookPoint::ResidPre(l), Some(&x))?;
             let wants = BlockHooks {
                 z: plan.hooks.contains(&HookPoint::AttnZ(l)),
                 attn_out: plan.hooks.contains(&HookPoint::AttnOut(l)),
                 mlp_out: plan.hooks.contains(&HookPoint::MlpOut(l)),
             };
             let out = block.forward(be, &x, &ctx, wants)?;
-            put(HookPoint::AttnZ(l), out.z.as_ref());
-            put(HookPoint::AttnOut(l), out.attn_out.as_ref());
-            put(HookPoint::Ln2Normalized(l), Some(&out.ln2));
-            put(HookPoint::MlpIn(l), Some(&out.mlp_in));
-            put(HookPoint::MlpOut(l), out.mlp_out.as_ref());
-            put(HookPoint::ResidPost(l), Some(&out.resid_post));
+            put(HookPoint::AttnZ(l), out.z.as_ref())?;
+            put(HookPoint::AttnOut(l), out.attn_out.as_ref())?;
+            put(HookPoint::Ln2Normalized(l), Some(&out.ln2))?;
+            put(HookPoint::MlpIn(l), Some(&out.mlp_in))?;
+            put(HookPoint::MlpOut(l), out.mlp_out.as_ref())?;
+            put(HookPoint::ResidPost(l), Some(&out.resid_post))?;
             x = out.resid_post;
         }
         let logits = if plan.logits {

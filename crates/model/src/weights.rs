@@ -26,11 +26,35 @@ pub(crate) trait WeightSource {
     fn is_gguf(&self) -> bool {
         false
     }
-    /// Loads the tensor (HF name) as f32 on `device`, in HF orientation, without shape checks.
+    /// Loads the tensor (HF name) on `device` in the file's float dtype (a GGUF's dequantized
+    /// f32), in HF orientation, without shape checks.
     fn load_raw(&mut self, name: &str, device: &Device) -> Result<Tensor>;
 
-    /// Loads the tensor and checks its shape is `shape`.
+    /// The dtype [`WeightSource::load`] hands out.
+    fn dtype(&self) -> DType {
+        DType::F32
+    }
+
+    /// Loads the tensor in [`WeightSource::dtype`] and checks its shape is `shape`.
     fn load(&mut self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor> {
+        let dtype = self.dtype();
+        self.load_as(name, shape, device, dtype)
+    }
+
+    /// Loads the tensor in f32 whatever [`WeightSource::dtype`] is (norm gains and biases: the
+    /// norms run in f32) and checks its shape is `shape`.
+    fn load_f32(&mut self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor> {
+        self.load_as(name, shape, device, DType::F32)
+    }
+
+    #[doc(hidden)]
+    fn load_as(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Tensor> {
         let t = self.load_raw(name, device)?;
         if t.dims() != shape {
             return Err(Error::BadTensor {
@@ -39,7 +63,32 @@ pub(crate) trait WeightSource {
                 detail: format!("has shape {:?}, the config implies {:?}", t.dims(), shape),
             });
         }
-        Ok(t)
+        Ok(t.to_dtype(dtype)?)
+    }
+}
+
+/// A weight source whose [`WeightSource::load`] hands out `dtype` (the backend's): a bf16
+/// checkpoint loaded for a bf16 backend goes to the device as stored, never widened on the host.
+pub(crate) struct InDtype<'a> {
+    pub(crate) inner: &'a mut dyn WeightSource,
+    pub(crate) dtype: DType,
+}
+
+impl WeightSource for InDtype<'_> {
+    fn path(&self) -> &Path {
+        self.inner.path()
+    }
+    fn has(&self, name: &str) -> bool {
+        self.inner.has(name)
+    }
+    fn is_gguf(&self) -> bool {
+        self.inner.is_gguf()
+    }
+    fn load_raw(&mut self, name: &str, device: &Device) -> Result<Tensor> {
+        self.inner.load_raw(name, device)
+    }
+    fn dtype(&self) -> DType {
+        self.dtype
     }
 }
 
@@ -138,7 +187,7 @@ impl WeightSource for SafetensorsSource {
             detail: e.to_string(),
         })?;
         match t.dtype() {
-            DType::F32 | DType::F16 | DType::BF16 => Ok(t.to_dtype(DType::F32)?),
+            DType::F32 | DType::F16 | DType::BF16 => Ok(t),
             other => Err(Error::Unsupported {
                 path: self.dir.clone(),
                 what: "tensor dtype".into(),

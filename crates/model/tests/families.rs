@@ -1,17 +1,21 @@
 //! Every model family against HF transformers: tiny random checkpoints written by
 //! `scripts/make-family-fixtures.py` (norm gains away from identity, biases, soft-caps that bind,
 //! a sliding window shorter than the sequences), every hook at every layer and the logits,
-//! relative L2 ≤ 1e-4, on both backends.
+//! relative L2 ≤ 1e-4 on both f32 backends, ≤ 5e-2 in bf16 (candle's ops on the CPU: the path a
+//! GPU runs, in the dtype it runs in).
 mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use common::{rel_l2, root};
 use scopedex_model::{Backend, CapturePlan, Error, Family, HookPoint, Model};
 
 const TOLERANCE: f64 = 1e-4;
+/// bf16 against the f32 reference. transformers' own bf16 forward is 2.1–2.7e-2 from its f32
+/// forward on these fixtures (worst residual stream, eager attention); ours is as far.
+const BF16_TOLERANCE: f64 = 5e-2;
 
 fn fixture_dir(name: &str) -> PathBuf {
     root().join("tests/fixtures/families").join(name)
@@ -60,7 +64,12 @@ fn check_checkpoint(name: &str, family: Family, path: &Path) {
         })
         .collect();
     let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
-    for backend in [Backend::cpu(), Backend::candle_ops(&Device::Cpu)] {
+    let bf16 = Backend::new(&Device::Cpu, DType::BF16).unwrap();
+    for (backend, tolerance) in [
+        (Backend::cpu(), TOLERANCE),
+        (Backend::candle_ops(&Device::Cpu), TOLERANCE),
+        (bf16, BF16_TOLERANCE),
+    ] {
         let model = Model::load(path, &backend).unwrap();
         assert_eq!(model.family(), family);
         let n_layers = model.config().n_layers;
@@ -81,7 +90,7 @@ fn check_checkpoint(name: &str, family: Family, path: &Path) {
                 let theirs = &reference[&format!("s{i}.{hook}")];
                 let rel = rel_l2(&ours, theirs);
                 assert!(
-                    rel <= TOLERANCE,
+                    rel <= tolerance,
                     "{name} ({}) s{i} {hook}: relative L2 {rel:e}",
                     backend.describe()
                 );
@@ -95,7 +104,11 @@ fn check_checkpoint(name: &str, family: Family, path: &Path) {
             let theirs = reference[&format!("s{i}.logits")].get(s.len() - 1).unwrap();
             let ours = logits.get(i).unwrap();
             let rel = rel_l2(&ours, &theirs);
-            assert!(rel <= TOLERANCE, "{name} s{i} logits: relative L2 {rel:e}");
+            assert!(
+                rel <= tolerance,
+                "{name} ({}) s{i} logits: relative L2 {rel:e}",
+                backend.describe()
+            );
         }
         eprintln!(
             "{name} ({}): worst hook {} at {:e}",

@@ -197,6 +197,49 @@ fn tiny_llama31_hf_checkpoint_matches_transformers() {
     assert_eq!(model.unembedding().unwrap().dims(), &[cfg.vocab_size, 64]);
 }
 
+/// The bf16 backend (candle's ops, the path a GPU runs) on Llama: the tiny Llama 3.1 checkpoint
+/// (llama3 RoPE scaling) against transformers' f32 reference and SmolLM2's GGUF against our f32
+/// forward, within bf16's tolerance (see `families.rs`: transformers' own bf16 forward is
+/// 2–3e-2 from its f32 one).
+#[test]
+fn bf16_llama_stays_within_bf16_tolerance_of_f32() {
+    const BF16_TOL: f64 = 5e-2;
+    let bf16 = Backend::new(&Device::Cpu, candle_core::DType::BF16).unwrap();
+    let dir = tiny_dir();
+    let fx = fixture(&dir.join("reference.safetensors"));
+    let model = Model::load(&dir, &bf16).unwrap();
+    let tok = load_tokenizer(&dir).unwrap();
+    for (i, text) in fx.texts.iter().enumerate() {
+        let ids = tok.encode_with_bos(text, usize::MAX).unwrap();
+        let refs = fx.hooks(i);
+        let plan = CapturePlan::new(refs.iter().map(|(h, _)| *h)).with_logits();
+        let out = model.forward_capture(&[&ids], &plan).unwrap();
+        for (h, reference) in &refs {
+            let err = rel_l2(&out.valid_rows(*h).unwrap(), reference);
+            assert!(err <= BF16_TOL, "tiny Llama bf16 text {i} {h}: {err:e}");
+        }
+    }
+
+    let f32_model = smollm2();
+    let bf16_model = Model::load_blocks(&gguf_path(), &bf16, 4).unwrap();
+    let hooks: Vec<HookPoint> = [
+        "blocks.0.hook_resid_post",
+        "blocks.3.hook_mlp_out",
+        "blocks.3.ln2.hook_normalized",
+    ]
+    .iter()
+    .map(|h| h.parse().unwrap())
+    .collect();
+    let plan = CapturePlan::new(hooks.iter().copied());
+    let seqs: [&[u32]; 2] = [&[1, 504, 2365, 7645, 281, 260, 1789], &[1, 2112, 9001]];
+    let a = f32_model.forward_capture(&seqs, &plan).unwrap();
+    let b = bf16_model.forward_capture(&seqs, &plan).unwrap();
+    for h in hooks {
+        let err = rel_l2(&b.valid_rows(h).unwrap(), &a.valid_rows(h).unwrap());
+        assert!(err <= BF16_TOL, "SmolLM2 bf16 {h}: {err:e}");
+    }
+}
+
 #[test]
 fn forward_stops_after_the_deepest_hook() {
     // Hooks at layer 0 only: a model whose later blocks were broken would still answer, so

@@ -49,7 +49,13 @@ impl Sae {
         while start < n {
             let rows = self.chunk_rows.min(n - start);
             let pre = self.preactivations(&x.narrow(0, start, rows)?)?;
-            self.with_host_slice(&pre, |dense| self.select_rows(dense, rows, &mut out))?;
+            let on_device = match self.activation {
+                Activation::TopK { k } => self.select_on_device(&pre, k, &mut out)?,
+                _ => None,
+            };
+            if on_device.is_none() {
+                self.with_host_slice(&pre, |dense| self.select_rows(dense, rows, &mut out))?;
+            }
             start += rows;
         }
         Ok(out)

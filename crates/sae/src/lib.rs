@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod codes;
+mod device_topk;
 mod encode;
 mod error;
 mod fabricate;

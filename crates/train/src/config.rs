@@ -48,6 +48,32 @@ pub struct TrainConfig {
     pub seed: u64,
     /// How the feature directions start.
     pub init: Init,
+    /// The activation the written SAE uses.
+    pub written_activation: WrittenActivation,
+}
+
+/// The activation function of the written SAE. Training is TopK either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WrittenActivation {
+    /// A scalar JumpReLU threshold calibrated on the held-out rows so the mean L0 there is k,
+    /// as the Llama Scope release did: SAELens' Llama Scope loader and lm_saes read only this.
+    JumpRelu,
+    /// The TopK selection itself (exactly k per token); scopedex reads it, SAELens does not.
+    TopK,
+}
+
+impl std::str::FromStr for WrittenActivation {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "jumprelu" => Ok(WrittenActivation::JumpRelu),
+            "topk" => Ok(WrittenActivation::TopK),
+            other => Err(format!(
+                "activation must be jumprelu or topk, got {other:?}"
+            )),
+        }
+    }
 }
 
 /// Initial feature directions.
@@ -101,6 +127,7 @@ impl Default for TrainConfig {
             eval_rows: 8192,
             seed: 42,
             init: Init::Data,
+            written_activation: WrittenActivation::TopK,
         }
     }
 }

@@ -30,12 +30,12 @@ mod source;
 mod spill;
 mod step;
 
-pub use config::{Init, TrainConfig};
+pub use config::{Init, TrainConfig, WrittenActivation};
 pub use error::{Error, Result};
 pub use rng::Rng;
 pub use run::{
-    check_output_dir, train, write_outputs, EvalReport, NoProgress, SaeReport, SaeTarget,
-    TrainProgress, TrainReport, TrainedSae,
+    check_output_dir, train, write_outputs, AlternativeEval, EvalReport, NoProgress, SaeReport,
+    SaeTarget, TrainProgress, TrainReport, TrainedSae,
 };
 pub use sae::{Codes, TopKSae};
 pub use source::{ActivationSource, ModelSource, Rows, ShuffleBuffer};

@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use scopedex_sae::{reconstruction_metrics, write_llama_scope, DatasetNorm};
 use serde::Serialize;
 
-use crate::config::{Init, TrainConfig};
+use crate::config::{Init, TrainConfig, WrittenActivation};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::sae::TopKSae;
@@ -59,6 +59,16 @@ pub struct EvalReport {
     pub n_rows: usize,
 }
 
+/// Held-out metrics of the activation not written.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlternativeEval {
+    /// The activation.
+    pub activation: WrittenActivation,
+    /// Its held-out metrics.
+    #[serde(flatten)]
+    pub eval: EvalReport,
+}
+
 /// One SAE's part of the training report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SaeReport {
@@ -69,8 +79,13 @@ pub struct SaeReport {
     pub k: usize,
     /// Estimated dataset norms `{in, out}`.
     pub dataset_average_activation_norm: DatasetNorm,
-    /// Held-out metrics.
+    /// The activation of the written SAE.
+    pub activation: WrittenActivation,
+    /// Held-out metrics of the written SAE.
     pub eval: EvalReport,
+    /// The same SAE's held-out metrics with the other activation (what SAELens' Llama Scope
+    /// loader computes from a TopK file, which it reads as the calibrated JumpReLU).
+    pub alternative: AlternativeEval,
     /// Explained variance of the last 5 % of training steps (training rows, normalised units).
     pub train_explained_variance: f64,
     /// Fraction of features that did not fire within `dead_after_tokens` at the last step.
@@ -120,6 +135,8 @@ pub struct TrainedSae {
     pub target: SaeTarget,
     /// The parameters.
     pub sae: TopKSae,
+    /// The activation it is written with.
+    pub activation: WrittenActivation,
 }
 
 /// Trains one TopK SAE per target on `src`'s rows (all targets see the same shuffled batches),
@@ -399,21 +416,37 @@ pub fn train(
         .collect::<candle_core::Result<_>>()?;
     let mut reports = Vec::with_capacity(targets.len());
     let mut trained = Vec::with_capacity(targets.len());
-    for (i, (t, sae)) in targets.iter().zip(saes).enumerate() {
+    for (i, (t, mut sae)) in targets.iter().zip(saes).enumerate() {
         let (hi, ho) = io[i];
-        let loaded = sae.to_sae(&t.name, &t.hook_in, &t.hook_out)?;
-        let m = reconstruction_metrics(&loaded, &eval_t[hi], &eval_t[ho])?;
-        reports.push(SaeReport {
-            target: t.clone(),
-            k: cfg.k,
-            dataset_average_activation_norm: sae.norm(),
-            eval: EvalReport {
+        let theta = sae.calibrate_jump_threshold(&eval.data[hi]);
+        tracing::info!(sae = %t.name, threshold = theta, "JumpReLU threshold calibrated to mean L0 = k on the held-out rows");
+        let other = match cfg.written_activation {
+            WrittenActivation::TopK => WrittenActivation::JumpRelu,
+            WrittenActivation::JumpRelu => WrittenActivation::TopK,
+        };
+        let mut evals = [cfg.written_activation, other].into_iter().map(|a| {
+            let loaded = sae.to_sae(&t.name, &t.hook_in, &t.hook_out, a)?;
+            let m = reconstruction_metrics(&loaded, &eval_t[hi], &eval_t[ho])?;
+            Ok::<_, Error>(EvalReport {
                 explained_variance: m.explained_variance,
                 mse: m.mse,
                 mean_l0: m.mean_l0,
                 dead_features: m.dead_features,
                 dead_fraction: m.dead_features as f64 / t.d_sae as f64,
                 n_rows: m.n_rows,
+            })
+        });
+        let written = evals.next().expect("two activations")?;
+        let alternative = evals.next().expect("two activations")?;
+        reports.push(SaeReport {
+            target: t.clone(),
+            k: cfg.k,
+            dataset_average_activation_norm: sae.norm(),
+            activation: cfg.written_activation,
+            eval: written,
+            alternative: AlternativeEval {
+                activation: other,
+                eval: alternative,
             },
             train_explained_variance: 1.0 - tail[i].0 / tail[i].1.max(1e-30),
             train_dead_fraction: last_dead[i] as f64 / t.d_sae as f64,
@@ -426,6 +459,7 @@ pub fn train(
         trained.push(TrainedSae {
             target: t.clone(),
             sae,
+            activation: cfg.written_activation,
         });
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -492,7 +526,8 @@ pub fn write_outputs(out: &Path, trained: &[TrainedSae], report: &TrainReport) -
         let dir = out.join(&t.target.name);
         write_llama_scope(
             &dir,
-            &t.sae.hyperparams(&t.target.hook_in, &t.target.hook_out),
+            &t.sae
+                .hyperparams(&t.target.hook_in, &t.target.hook_out, t.activation)?,
             &t.sae.tensors()?,
         )?;
     }

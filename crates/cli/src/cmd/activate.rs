@@ -9,8 +9,14 @@ use super::render;
 pub fn run(args: ActivateArgs) -> anyhow::Result<()> {
     let reader = scopedex_store::IndexReader::open(&args.index)
         .with_context(|| format!("opening the index {}", args.index.display()))?;
-    let live = scopedex_server::LiveModel::load(reader.manifest())
-        .context("loading the index's model and SAEs")?;
+    let live = scopedex_server::LiveModel::load_with(
+        reader.manifest(),
+        &scopedex_server::live::ModelOverride {
+            backend: crate::backend()?,
+            ..Default::default()
+        },
+    )
+    .context("loading the index's model and SAEs")?;
     let saes: Option<Vec<String>> = args
         .saes
         .map(|s| s.split(',').map(|x| x.trim().to_string()).collect());

@@ -20,7 +20,7 @@ pub fn run(
         .with_context(|| format!("cannot read input file {}", input.display()))?;
     let lines: Vec<&str> = text.lines().collect();
     let tokenizer = load_tokenizer(model)?;
-    let model = Model::load(model, &crate::backend())?;
+    let model = Model::load(model, &crate::backend()?)?;
     let acts = Activations::collect(&model, &tokenizer, &lines, &hooks, ctx_len)?;
     acts.save(out)?;
     tracing::info!(

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use candle_core::Device;
 use scopedex_sae::{read_tensor, reconstruction_metrics, Position, Sae, SaeId};
 
 /// Runs `scopedex encode`.
@@ -20,7 +19,8 @@ pub fn run(
     out: &Path,
     metrics: bool,
 ) -> anyhow::Result<()> {
-    let device = Device::Cpu;
+    let backend = crate::backend()?;
+    let device = backend.device().clone();
     let sae = match id {
         Some(id) => Sae::load_from_repo(sae_path, &id.parse::<SaeId>()?, &device)?,
         None => Sae::load(sae_path, &device)?,

@@ -103,7 +103,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
         resume: args.resume,
         checkpoint_every: args.checkpoint_every,
         keep_state: args.keep_state,
-        backend: crate::backend(),
+        backend: crate::backend()?,
     };
     let progress = bar(args.max_tokens);
     let report = run_index(&opts, &progress)?;

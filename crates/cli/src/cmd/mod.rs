@@ -135,6 +135,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.downcast_ref::<scopedex_export::Error>()
                 .is_some_and(|e| e.is_user_error())
             || e.downcast_ref::<scopedex_corpus::Error>().is_some()
+            || e.downcast_ref::<crate::InputError>().is_some()
     });
     if user_error {
         2

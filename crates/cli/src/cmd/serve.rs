@@ -25,7 +25,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let over = ModelOverride {
             model: args.model.clone(),
             force: args.force,
-            backend: crate::backend(),
+            backend: crate::backend()?,
         };
         match LiveModel::load_with(&manifest, &over) {
             Ok(live) => state = state.with_live(Arc::new(live)),

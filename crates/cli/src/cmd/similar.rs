@@ -11,8 +11,14 @@ pub fn run(args: SimilarArgs) -> anyhow::Result<()> {
     let snap = render::open(&args.index)?;
     let body = match (&args.text, args.context_id) {
         (Some(text), _) => {
-            let live = scopedex_server::LiveModel::load(snap.reader.manifest())
-                .context("loading the index's model and SAEs")?;
+            let live = scopedex_server::LiveModel::load_with(
+                snap.reader.manifest(),
+                &scopedex_server::live::ModelOverride {
+                    backend: crate::backend()?,
+                    ..Default::default()
+                },
+            )
+            .context("loading the index's model and SAEs")?;
             let only = args.sae.clone().map(|s| vec![s]);
             let which = live.check(text, only.as_deref(), 1)?;
             let mut terms = Vec::new();

@@ -122,7 +122,7 @@ pub fn run(args: TrainSaeArgs) -> anyhow::Result<()> {
             &hooks,
             args.ctx_len,
             args.batch_contexts,
-            &crate::backend(),
+            &crate::backend()?,
         )?;
         d_model = scopedex_train::ActivationSource::d_model(&src);
         if let Some(cache) = &args.activation_cache {
@@ -158,6 +158,7 @@ pub fn run(args: TrainSaeArgs) -> anyhow::Result<()> {
         eval_rows: args.eval_tokens,
         seed: args.seed,
         init: args.init,
+        written_activation: args.activation,
         ..TrainConfig::default()
     };
     let pb = ProgressBar::new(args.tokens * args.epochs as u64).with_style(
@@ -195,13 +196,16 @@ pub fn run(args: TrainSaeArgs) -> anyhow::Result<()> {
     scopedex_train::write_outputs(&args.out, &trained, &report)?;
     for s in &report.saes {
         eprintln!(
-            "{}: EV {:.3}  MSE {:.4}  L0 {:.1}  dead {:.1}% (held-out {} tokens)",
+            "{}: EV {:.3}  MSE {:.4}  L0 {:.1}  dead {:.1}% (held-out {} tokens; as {:?}: EV {:.3}, L0 {:.1})",
             s.target.name,
             s.eval.explained_variance,
             s.eval.mse,
             s.eval.mean_l0,
             100.0 * s.eval.dead_fraction,
-            s.eval.n_rows
+            s.eval.n_rows,
+            s.alternative.activation,
+            s.alternative.eval.explained_variance,
+            s.alternative.eval.mean_l0,
         );
     }
     eprintln!(

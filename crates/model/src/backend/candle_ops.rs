@@ -6,7 +6,7 @@
 //! keeps every real position from seeing padding (padding only ever follows the real tokens), so
 //! no separate padding mask is needed; padding slots hold a copy of a real row, so they stay
 //! finite, and are never read back.
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::cpu::ScoreRule;
 use crate::Result;
@@ -17,7 +17,8 @@ pub(crate) struct Padded {
     pub(crate) b: usize,
     /// Padded sequence length.
     pub(crate) t: usize,
-    /// Per RoPE table: f32 `[t, head_dim / 2]` cosines and sines.
+    /// Per RoPE table: `[t, head_dim / 2]` cosines and sines, in the activations' dtype
+    /// (computed in f32, as transformers does, then cast).
     pub(crate) ropes: Vec<(Tensor, Tensor)>,
     /// f32 `[t, t]`: 0 where key ≤ query, −∞ above the diagonal.
     pub(crate) mask: Tensor,
@@ -30,12 +31,14 @@ pub(crate) struct Padded {
 
 impl Padded {
     /// The context of a batch of sequences of `lengths`, one RoPE table per `ropes` entry
-    /// (inverse frequencies) and one mask per sliding window in `windows`.
+    /// (inverse frequencies) and one mask per sliding window in `windows`; activations in
+    /// `dtype`.
     pub(crate) fn new(
         lengths: &[usize],
         ropes: &[Vec<f32>],
         windows: &[usize],
         device: &Device,
+        dtype: DType,
     ) -> Result<Self> {
         let t = lengths.iter().copied().max().unwrap_or(0);
         Ok(Padded {
@@ -43,7 +46,10 @@ impl Padded {
             t,
             ropes: ropes
                 .iter()
-                .map(|f| crate::layers::rope::cos_sin(f, t, device))
+                .map(|f| {
+                    let (cos, sin) = crate::layers::rope::cos_sin(f, t, device)?;
+                    Ok((cos.to_dtype(dtype)?, sin.to_dtype(dtype)?))
+                })
                 .collect::<Result<_>>()?,
             mask: causal_mask(t, None, device)?,
             window_masks: windows
@@ -87,23 +93,72 @@ impl Padding {
     }
 }
 
+/// Bytes of f32 attention scores one group of sequences may hold at once: 512 MiB. Scores are
+/// `[b, heads, t, t]`; at Llama-3.1-8B shapes (32 heads, t = 1,024) that is 128 MiB per
+/// sequence, so a batch of 256 sequences would need 32 GiB. Sequences are therefore attended in
+/// groups (each group's scores are formed, softmaxed and consumed before the next): memory is
+/// bounded by the group, not the batch, and the GEMMs stay large enough to fill a GPU.
+const SCORE_BYTES_PER_GROUP: usize = 512 << 20;
+
 /// Attention on the padded layout: qkv `[rows, (nh + 2 nkv)·hd]` packed → `[rows, nh·hd]`
 /// packed, scored as `rule` says, q and k rotated by RoPE table `rope` of the context (none:
-/// learned positions).
+/// learned positions). Sequences are attended in groups of at most
+/// [`SCORE_BYTES_PER_GROUP`] of scores.
 pub(crate) fn padded_attention(
     qkv: &Tensor,
     ctx: &Padded,
     rule: ScoreRule,
     rope: Option<usize>,
 ) -> Result<Tensor> {
-    let heads = rule.heads;
-    let (b, t, hd) = (ctx.b, ctx.t, heads.head_dim);
-    let (nh, nkv) = (heads.n_heads, heads.n_kv_heads);
-    let rep = nh / nkv;
+    grouped_attention(qkv, ctx, rule, rope, SCORE_BYTES_PER_GROUP)
+}
+
+/// [`padded_attention`] with groups of at most `score_bytes` of f32 scores.
+fn grouped_attention(
+    qkv: &Tensor,
+    ctx: &Padded,
+    rule: ScoreRule,
+    rope: Option<usize>,
+    score_bytes: usize,
+) -> Result<Tensor> {
+    let (b, t) = (ctx.b, ctx.t);
+    let per_seq = rule.heads.n_heads * t * t * 4;
+    let group = (score_bytes / per_seq.max(1)).clamp(1, b.max(1));
     let qkv = match &ctx.padding {
         Some(p) => qkv.index_select(&p.to_padded, 0)?,
         None => qkv.clone(),
     };
+    let mut outs = Vec::with_capacity(b.div_ceil(group));
+    let mut start = 0;
+    while start < b {
+        let g = group.min(b - start);
+        let part = qkv.narrow(0, start * t, g * t)?;
+        outs.push(attend_group(&part, g, ctx, rule, rope)?);
+        start += g;
+    }
+    let out = if outs.len() == 1 {
+        outs.pop().expect("one group")
+    } else {
+        Tensor::cat(&outs, 0)?
+    };
+    Ok(match &ctx.padding {
+        Some(p) => out.index_select(&p.to_packed, 0)?,
+        None => out,
+    })
+}
+
+/// Attention of `b` padded sequences: qkv `[b·t, (nh + 2 nkv)·hd]` → `[b·t, nh·hd]`.
+fn attend_group(
+    qkv: &Tensor,
+    b: usize,
+    ctx: &Padded,
+    rule: ScoreRule,
+    rope: Option<usize>,
+) -> Result<Tensor> {
+    let heads = rule.heads;
+    let (t, hd) = (ctx.t, heads.head_dim);
+    let (nh, nkv) = (heads.n_heads, heads.n_kv_heads);
+    let rep = nh / nkv;
     // [b*t, heads*hd] → [b, heads, t, hd]
     let split = |start: usize, heads: usize| -> Result<Tensor> {
         Ok(qkv
@@ -141,18 +196,21 @@ pub(crate) fn padded_attention(
             .map(|(_, m)| m)
             .ok_or_else(|| candle_core::Error::Msg(format!("no mask for window {w}")))?,
     };
-    let scores = scores.reshape((b, nkv, rep, t, t))?.broadcast_add(mask)?;
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, nkv, rep * t, t))?;
+    // The mask and the softmax in f32 whatever the activations' dtype (transformers' eager
+    // attention: `softmax(..., dtype=float32).to(query.dtype)`).
+    let scores = scores
+        .to_dtype(DType::F32)?
+        .reshape((b, nkv, rep, t, t))?
+        .broadcast_add(mask)?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?
+        .to_dtype(v.dtype())?
+        .reshape((b, nkv, rep * t, t))?;
     let out = probs.matmul(&v)?; // [b, nkv, rep*t, hd]
-    let out = out
+    Ok(out
         .reshape((b, nh, t, hd))?
         .transpose(1, 2)?
         .contiguous()?
-        .reshape((b * t, nh * hd))?;
-    Ok(match &ctx.padding {
-        Some(p) => out.index_select(&p.to_packed, 0)?,
-        None => out,
-    })
+        .reshape((b * t, nh * hd))?)
 }
 
 /// The causal mask: f32 `[t, t]`, 0 on and below the diagonal, −∞ above; with a `window`,
@@ -186,4 +244,45 @@ pub(crate) fn silu_mul(gu: &Tensor, d_mlp: usize) -> Result<Tensor> {
     let gate = gu.narrow(1, 0, d_mlp)?;
     let up = gu.narrow(1, d_mlp, d_mlp)?;
     Ok((candle_nn::ops::silu(&gate)? * up)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::Heads;
+
+    /// Attending the batch in groups (here one sequence at a time) gives what one group gives.
+    #[test]
+    fn grouped_attention_equals_one_group() {
+        let heads = Heads {
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 8,
+        };
+        let rule = ScoreRule {
+            heads,
+            scale: 0.35,
+            softcap: Some(20.0),
+            window: None,
+        };
+        let lengths = [5, 3, 7, 1];
+        let rows: usize = lengths.iter().sum();
+        let width = (4 + 2 * 2) * 8;
+        let qkv = Tensor::randn(0f32, 1.0, (rows, width), &Device::Cpu).unwrap();
+        let inv_freq: Vec<f32> = (0..4)
+            .map(|i| 1.0 / 10_000f32.powf(i as f32 / 4.0))
+            .collect();
+        let ctx = Padded::new(&lengths, &[inv_freq], &[], &Device::Cpu, DType::F32).unwrap();
+        let whole = grouped_attention(&qkv, &ctx, rule, Some(0), usize::MAX).unwrap();
+        let one_by_one = grouped_attention(&qkv, &ctx, rule, Some(0), 1).unwrap();
+        let diff = (whole - one_by_one)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-6, "max difference {diff}");
+    }
 }

@@ -4,21 +4,26 @@
 //! - [`Backend::cpu`]: f32 on the CPU with scopedex's fused kernels ([`cpu`]): one parallel
 //!   pass per element-wise step, attention on packed rows, projections that accumulate into
 //!   the residual stream.
-//! - any other device (or `SCOPEDEX_CPU_KERNELS=off`): candle's ops ([`candle_ops`]), with
-//!   attention on a padded layout.
-use candle_core::{Device, Tensor};
+//! - any other device or dtype (or `SCOPEDEX_CPU_KERNELS=off`): candle's ops ([`candle_ops`]),
+//!   with attention on a padded layout. In bf16 / f16 the weights and the residual stream are in
+//!   that dtype, as in transformers; norms and the attention softmax run in f32 (transformers
+//!   does the same: its RMSNorm upcasts, its eager softmax takes `dtype=float32`), because the
+//!   residual stream's massive dimensions would swamp a bf16 sum of squares.
+use candle_core::{DType, Device, Tensor};
 
 pub(crate) mod candle_ops;
 pub(crate) mod cpu;
 
 pub(crate) use cpu::{Heads, ScoreRule};
 
-use crate::Result;
+use crate::{Error, Result};
 
-/// The device a model runs on and the kernels it runs with.
+/// The device a model runs on, the dtype of its weights and activations, and the kernels it
+/// runs with.
 #[derive(Debug, Clone)]
 pub struct Backend {
     device: Device,
+    dtype: DType,
     kernels: Kernels,
 }
 
@@ -26,7 +31,7 @@ pub struct Backend {
 enum Kernels {
     /// [`cpu`]: CPU f32 only.
     FusedCpu,
-    /// [`candle_ops`]: any device.
+    /// [`candle_ops`]: any device and dtype.
     Candle,
 }
 
@@ -43,8 +48,8 @@ impl Backend {
         Backend::on(&Device::Cpu)
     }
 
-    /// The backend for `device`: the fused kernels on the CPU (unless turned off), candle's
-    /// ops elsewhere.
+    /// The f32 backend for `device`: the fused kernels on the CPU (unless turned off),
+    /// candle's ops elsewhere.
     pub fn on(device: &Device) -> Self {
         let kernels = if device.is_cpu() && cpu::enabled() {
             Kernels::FusedCpu
@@ -53,7 +58,24 @@ impl Backend {
         };
         Backend {
             device: device.clone(),
+            dtype: DType::F32,
             kernels,
+        }
+    }
+
+    /// The backend for `device` in `dtype` (f32, bf16 or f16): as [`Backend::on`] for f32,
+    /// candle's ops for the half types.
+    pub fn new(device: &Device, dtype: DType) -> Result<Self> {
+        match dtype {
+            DType::F32 => Ok(Backend::on(device)),
+            DType::BF16 | DType::F16 => Ok(Backend {
+                device: device.clone(),
+                dtype,
+                kernels: Kernels::Candle,
+            }),
+            other => Err(Error::BadInput(format!(
+                "dtype {other:?} cannot run a model; use f32, bf16 or f16"
+            ))),
         }
     }
 
@@ -62,6 +84,7 @@ impl Backend {
     pub fn candle_ops(device: &Device) -> Self {
         Backend {
             device: device.clone(),
+            dtype: DType::F32,
             kernels: Kernels::Candle,
         }
     }
@@ -71,15 +94,23 @@ impl Backend {
         &self.device
     }
 
+    /// The dtype of the weights and the residual stream (hooks and logits are handed out in
+    /// f32 whatever it is).
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
     /// A short description for logs and `scopedex info`.
     pub fn describe(&self) -> String {
-        let device = match &self.device {
-            Device::Cpu => "cpu".to_string(),
-            other => format!("{other:?}").to_lowercase(),
+        let device = match self.device.location() {
+            candle_core::DeviceLocation::Cpu => "cpu".to_string(),
+            candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+            candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
         };
+        let dtype = format!("{:?}", self.dtype).to_lowercase();
         match self.kernels {
-            Kernels::FusedCpu => format!("{device} f32 (fused kernels)"),
-            Kernels::Candle => format!("{device} f32 (candle ops)"),
+            Kernels::FusedCpu => format!("{device} {dtype} (fused kernels)"),
+            Kernels::Candle => format!("{device} {dtype} (candle ops)"),
         }
     }
 
@@ -111,6 +142,7 @@ impl Backend {
             ropes,
             windows,
             &self.device,
+            self.dtype,
         )?))
     }
 
@@ -141,7 +173,7 @@ impl Backend {
         if self.fused() {
             return cpu::rms_norm(x, w, eps);
         }
-        Ok(candle_nn::ops::rms_norm(x, w, eps)?)
+        in_f32(x, |x| Ok(candle_nn::ops::rms_norm(x, w, eps)?))
     }
 
     /// `(h / rms(h), h / rms(h) · w)`.
@@ -154,7 +186,7 @@ impl Backend {
         if self.fused() {
             return cpu::rms_norm_pair(h, w, eps);
         }
-        candle_ops::rms_norm_pair(h, w, eps)
+        in_f32_pair(h, |h| candle_ops::rms_norm_pair(h, w, eps))
     }
 
     /// `(h, h / rms(h), h / rms(h) · w)` for `h = x + a`.
@@ -169,7 +201,7 @@ impl Backend {
             return cpu::add_rms_norm(x, a, w, eps);
         }
         let h = (x + a)?;
-        let (normalized, scaled) = candle_ops::rms_norm_pair(&h, w, eps)?;
+        let (normalized, scaled) = in_f32_pair(&h, |h| candle_ops::rms_norm_pair(h, w, eps))?;
         Ok((h, normalized, scaled))
     }
 
@@ -213,10 +245,10 @@ impl Backend {
         let part = |start: usize, n: usize, w: Option<&Tensor>| -> Result<Tensor> {
             let t = qkv.narrow(1, start * hd, n * hd)?;
             Ok(match w {
-                Some(w) => {
-                    candle_nn::ops::rms_norm(&t.contiguous()?.reshape((rows * n, hd))?, w, eps)?
-                        .reshape((rows, n * hd))?
-                }
+                Some(w) => in_f32(&t.contiguous()?.reshape((rows * n, hd))?, |t| {
+                    Ok(candle_nn::ops::rms_norm(t, w, eps)?)
+                })?
+                .reshape((rows, n * hd))?,
                 None => t,
             })
         };
@@ -268,17 +300,41 @@ impl Backend {
         b: &Tensor,
         eps: f32,
     ) -> Result<(Tensor, Tensor)> {
-        let mean = x.mean_keepdim(1)?;
-        let centred = x.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim(1)?;
-        let normalized = centred.broadcast_div(&(var + eps as f64)?.sqrt()?)?;
-        let scaled = normalized.broadcast_mul(w)?.broadcast_add(b)?;
-        Ok((normalized, scaled))
+        in_f32_pair(x, |x| {
+            let mean = x.mean_keepdim(1)?;
+            let centred = x.broadcast_sub(&mean)?;
+            let var = centred.sqr()?.mean_keepdim(1)?;
+            let normalized = centred.broadcast_div(&(var + eps as f64)?.sqrt()?)?;
+            let scaled = normalized.broadcast_mul(w)?.broadcast_add(b)?;
+            Ok((normalized, scaled))
+        })
     }
 
     /// `cap · tanh(x / cap)`.
     pub(crate) fn softcap(&self, x: &Tensor, cap: f32) -> Result<Tensor> {
         Ok(((x / cap as f64)?.tanh()? * cap as f64)?)
+    }
+}
+
+/// `f(x)` computed in f32 and returned in `x`'s dtype (norm weights are kept in f32).
+fn in_f32(x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    match x.dtype() {
+        DType::F32 => f(x),
+        dt => Ok(f(&x.to_dtype(DType::F32)?)?.to_dtype(dt)?),
+    }
+}
+
+/// [`in_f32`] for a norm's `(normalized, scaled)` pair.
+fn in_f32_pair(
+    x: &Tensor,
+    f: impl FnOnce(&Tensor) -> Result<(Tensor, Tensor)>,
+) -> Result<(Tensor, Tensor)> {
+    match x.dtype() {
+        DType::F32 => f(x),
+        dt => {
+            let (a, b) = f(&x.to_dtype(DType::F32)?)?;
+            Ok((a.to_dtype(dt)?, b.to_dtype(dt)?))
+        }
     }
 }
 

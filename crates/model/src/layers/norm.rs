@@ -35,7 +35,7 @@ impl RmsNorm {
         offset: f64,
         device: &Device,
     ) -> Result<Self> {
-        let w = src.load(name, &[width], device)?;
+        let w = src.load_f32(name, &[width], device)?;
         Ok(RmsNorm {
             weight: if offset == 0.0 { w } else { (w + offset)? },
             eps: eps as f32,
@@ -76,8 +76,8 @@ impl LayerNorm {
         device: &Device,
     ) -> Result<Self> {
         Ok(LayerNorm {
-            weight: src.load(&format!("{prefix}.weight"), &[width], device)?,
-            bias: src.load(&format!("{prefix}.bias"), &[width], device)?,
+            weight: src.load_f32(&format!("{prefix}.weight"), &[width], device)?,
+            bias: src.load_f32(&format!("{prefix}.bias"), &[width], device)?,
             eps: eps as f32,
         })
     }

@@ -16,9 +16,13 @@
 //! `sparsity_include_decoder_norm` (else `h`); jumprelu keeps `h_j` where `gate_j > thr` (strict),
 //! topk keeps the k largest gates then ReLU; `y = (a @ decoder.weightᵀ + decoder.bias) / s_out`.
 //! SAELens uses only `norm["in"]` and is therefore wrong for transcoders (in ≠ out); we use both.
-//! The published files' threshold is compared with the raw-weight gate as above; whether the
-//! release meant that convention cannot be checked offline, so callers record the mean L0 and
-//! warn when it is far from `top_k` ([`crate::Sae::check_mean_l0`]).
+//!
+//! Threshold units: the file's `jump_relu_threshold` is compared with `gate / s_in`, i.e. the gate
+//! must exceed `thr · s_in`. That is how lm_saes' inference mode reads the release (it folds
+//! `s_in` into `encoder.bias` and `decoder.weight` before gating) and how SAELens 6 does
+//! (`threshold = thr · s_in` against its folded pre-activation), so a file we write gives the
+//! same codes in both. Callers still record the mean L0 and warn when it is far from `top_k`
+//! ([`crate::Sae::check_mean_l0`]).
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -64,7 +68,7 @@ pub struct LlamaScopeHyperparams {
     pub hook_point_out: String,
     /// `"jumprelu"`, `"topk"` or `"relu"`.
     pub act_fn: String,
-    /// JumpReLU threshold (compared with the gate), required for `"jumprelu"`.
+    /// JumpReLU threshold in units of `gate / s_in`, required for `"jumprelu"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jump_relu_threshold: Option<f32>,
     /// k, required for `"topk"`; the published JumpReLU files record the training k too.
@@ -382,8 +386,16 @@ fn resolve(
     [encoder_weight, encoder_bias, decoder_weight, decoder_bias]: [Vec<f32>; 4],
 ) -> Result<Resolved> {
     let (m, s) = (p.d_model, p.d_sae);
-    let activation = p.activation(hp_path)?;
     let (s_in, s_out) = p.scales(hp_path)?;
+    let activation = match p.activation(hp_path)? {
+        // In gate units (see the module docs).
+        Activation::JumpRelu {
+            threshold: ThresholdKind::Scalar(t),
+        } => Activation::JumpRelu {
+            threshold: ThresholdKind::Scalar(t * s_in),
+        },
+        other => other,
+    };
     let pre_bias =
         (p.use_decoder_bias && p.apply_decoder_bias_to_pre_encoder).then(|| decoder_bias.clone());
     let b_dec = if p.use_decoder_bias {

@@ -26,6 +26,7 @@ use crate::rng::Rng;
 
 mod export;
 mod forward;
+mod jump;
 mod math;
 mod restart;
 
@@ -77,6 +78,9 @@ pub struct TopKSae {
     pub(crate) s_out: f32,
     /// The estimated dataset norms.
     pub(crate) norm: DatasetNorm,
+    /// JumpReLU gate threshold (normalised units) calibrated after training; `Some` makes the
+    /// export a JumpReLU (see `jump`).
+    pub(crate) jump_threshold: Option<f32>,
 }
 
 impl TopKSae {
@@ -169,6 +173,7 @@ impl TopKSae {
             s_in: root / norm.input,
             s_out: root / norm.output,
             norm,
+            jump_threshold: None,
         }
     }
 

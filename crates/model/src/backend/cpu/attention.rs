@@ -257,7 +257,14 @@ mod tests {
     ) -> Tensor {
         let ropes: Vec<Vec<f32>> = inv_freq.into_iter().map(<[f32]>::to_vec).collect();
         let windows: Vec<usize> = rule.window.into_iter().collect();
-        let padded = Padded::new(lengths, &ropes, &windows, &Device::Cpu).unwrap();
+        let padded = Padded::new(
+            lengths,
+            &ropes,
+            &windows,
+            &Device::Cpu,
+            candle_core::DType::F32,
+        )
+        .unwrap();
         padded_attention(qkv, &padded, rule, inv_freq.map(|_| 0)).unwrap()
     }
 
