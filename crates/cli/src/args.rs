@@ -373,6 +373,14 @@ pub struct ServeArgs {
     /// `https://neuronpedia.org`; repeat for more, `*` for any. Default: no CORS headers.
     #[arg(long = "cors", value_name = "ORIGIN")]
     pub cors: Vec<String>,
+    /// An OpenAI-compatible embeddings endpoint (base URL): `/api/features/search` then ranks
+    /// features by the meaning of their explanations as well (no cloud key needed with a
+    /// local server).
+    #[arg(long, env = "SCOPEDEX_EMBEDDINGS_ENDPOINT")]
+    pub embeddings_endpoint: Option<String>,
+    /// Embedding model name sent to `--embeddings-endpoint`.
+    #[arg(long, env = "SCOPEDEX_EMBEDDINGS_MODEL", default_value = "default")]
+    pub embeddings_model: String,
     /// Open connections at most (0: from the open-files limit).
     #[arg(long, default_value_t = 0)]
     pub max_connections: usize,

@@ -16,6 +16,8 @@ pub struct AppState {
     pub web: Option<PathBuf>,
     /// Origins allowed to call the API from a browser (CORS); `None`: no CORS headers.
     pub cors: Option<Vec<axum::http::HeaderValue>>,
+    /// An OpenAI-compatible embeddings endpoint: `/api/features/search` ranks by meaning too.
+    pub embeddings: Option<Arc<scopedex_explain::ChatClient>>,
 }
 
 impl AppState {
@@ -26,6 +28,7 @@ impl AppState {
             live: None,
             web: None,
             cors: None,
+            embeddings: None,
         }
     }
 

@@ -462,68 +462,18 @@ pub fn run_import(args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `scopedex features --embeddings-endpoint`: every explanation of the SAE(s) ranked by meaning,
-/// fused with the text ranking ([`scopedex_explain::semantic`]).
+/// `scopedex features --embeddings-endpoint`: the API's ranking by meaning.
 fn by_meaning(
     snap: &scopedex_server::Snapshot,
     args: &FeaturesArgs,
     url: &str,
 ) -> anyhow::Result<scopedex_server::views::FeatureSearchResults> {
-    use scopedex_explain::semantic::{rank, Candidate};
-    let reader = &snap.reader;
-    let saes: Vec<String> = match &args.sae {
-        Some(s) => vec![s.clone()],
-        None => reader.sae_ids().into_iter().map(str::to_string).collect(),
-    };
-    let mut candidates = Vec::new();
-    let mut records = Vec::new();
-    for sae in &saes {
-        for r in reader.explanations(sae)? {
-            candidates.push(Candidate {
-                sae: sae.clone(),
-                feature: r.feature,
-                text: r.text.clone(),
-            });
-            records.push(r);
-        }
-    }
-    let text =
-        scopedex_server::views::feature_search(snap, &args.query, args.sae.as_deref(), 1000)?;
-    let at: std::collections::HashMap<(&str, u32), usize> = candidates
-        .iter()
-        .enumerate()
-        .map(|(i, c)| ((c.sae.as_str(), c.feature), i))
-        .collect();
-    let text_ranking: Vec<usize> = text
-        .hits
-        .iter()
-        .filter_map(|h| at.get(&(h.sae.as_str(), h.feature)).copied())
-        .collect();
     let client = ChatClient::new(EndpointConfig::new(url, &args.embeddings_model))?;
-    let ranked = rank(
-        &args.index,
-        &client,
+    Ok(scopedex_server::views::feature_search_by_meaning(
+        snap,
         &args.query,
-        &candidates,
-        &text_ranking,
+        args.sae.as_deref(),
         args.limit,
-    )?;
-    let mut hits = Vec::with_capacity(ranked.len());
-    for r in ranked {
-        let i = at[&(r.candidate.sae.as_str(), r.candidate.feature)];
-        let stats = reader.feature(&r.candidate.sae, r.candidate.feature)?;
-        hits.push(scopedex_server::views::FeatureSearchHit {
-            explanation: scopedex_server::views::explanation_view(records[i].clone()),
-            density: stats.as_ref().map(|s| s.density),
-            max_act: stats.as_ref().map(|s| s.max_act),
-            sae: r.candidate.sae,
-            feature: r.candidate.feature,
-            score: r.score,
-        });
-    }
-    Ok(scopedex_server::views::FeatureSearchResults {
-        query: args.query.clone(),
-        sae: args.sae.clone(),
-        hits,
-    })
+        &client,
+    )?)
 }

@@ -13,6 +13,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let handle = IndexHandle::open(&args.index)
         .with_context(|| format!("opening the index {}", args.index.display()))?;
     let mut state = AppState::new(Arc::new(handle));
+    if let Some(url) = &args.embeddings_endpoint {
+        let client = scopedex_explain::ChatClient::new(scopedex_explain::EndpointConfig::new(
+            url,
+            &args.embeddings_model,
+        ))?;
+        state.embeddings = Some(Arc::new(client));
+    }
     if !args.no_model {
         let manifest = state.index.snapshot().reader.manifest().clone();
         let over = ModelOverride {

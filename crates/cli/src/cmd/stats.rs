@@ -32,6 +32,13 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
         return render::json(&d);
     }
     println!("{} feature {} (of {})", d.sae, d.feature, d.d_sae);
+    if let Some(e) = &d.explanation {
+        let score = e
+            .score
+            .map(|s| format!(" (score {s:.2})"))
+            .unwrap_or_default();
+        println!("  explanation  {}{score}  [{}]", e.text, e.model);
+    }
     println!("  density   {:.3e}  ({} tokens)", d.density, d.n_fired);
     println!("  max act   {:.4}", d.max_act);
     println!("  mean act  {:.4}", d.mean_act);

@@ -51,9 +51,11 @@ pub(crate) struct FeatureSearchQuery {
     q: Option<String>,
     limit: Option<usize>,
     sae: Option<String>,
+    /// Rank by meaning too (default: when the server has an embeddings endpoint).
+    meaning: Option<bool>,
 }
 
-/// `GET /api/features/search?q=&sae=&limit=`: features by their explanation.
+/// `GET /api/features/search?q=&sae=&limit=&meaning=`: features by their explanation.
 pub(crate) async fn feature_search(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<FeatureSearchQuery>,
@@ -63,11 +65,34 @@ pub(crate) async fn feature_search(
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     views::check_page(limit, 0)?;
     let sae = q.sae;
-    let key = format!("features\0{limit}\0{sae:?}\0{query}");
-    super::cached(state.index.snapshot(), key, Work::Short, move |snap| {
-        views::feature_search(snap, &query, sae.as_deref(), limit)
-    })
-    .await
+    if q.meaning == Some(true) && state.embeddings.is_none() {
+        // A request this server cannot answer as asked: the caller's to change, not a fault.
+        return Err(ApiError::bad_request(
+            "no_embeddings",
+            "this server has no embeddings endpoint (scopedex serve --embeddings-endpoint)",
+        ));
+    }
+    match state
+        .embeddings
+        .clone()
+        .filter(|_| q.meaning != Some(false))
+    {
+        // A request to the embeddings endpoint: on the bounded pool, off the async workers.
+        Some(client) => {
+            let key = format!("features-meaning\0{limit}\0{sae:?}\0{query}");
+            super::cached(state.index.snapshot(), key, Work::Long, move |snap| {
+                views::feature_search_by_meaning(snap, &query, sae.as_deref(), limit, &client)
+            })
+            .await
+        }
+        None => {
+            let key = format!("features\0{limit}\0{sae:?}\0{query}");
+            super::cached(state.index.snapshot(), key, Work::Short, move |snap| {
+                views::feature_search(snap, &query, sae.as_deref(), limit)
+            })
+            .await
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -191,3 +191,76 @@ pub fn feature_search(
         hits,
     })
 }
+
+/// [`feature_search`] ranked by meaning as well: every explanation of the SAE(s) embedded through
+/// `embeddings` (cached beside the index) and ranked by cosine similarity to the query, fused
+/// with the text ranking ([`scopedex_explain::semantic`]). Blocks on the endpoint.
+pub fn feature_search_by_meaning(
+    snap: &Snapshot,
+    query: &str,
+    sae: Option<&str>,
+    limit: usize,
+    embeddings: &scopedex_explain::ChatClient,
+) -> ApiResult<FeatureSearchResults> {
+    use scopedex_explain::semantic::{rank, Candidate};
+    let text = feature_search(snap, query, sae, super::MAX_LIMIT)?;
+    let reader = &snap.reader;
+    let saes: Vec<String> = match sae {
+        Some(s) => vec![s.to_string()],
+        None => reader.sae_ids().into_iter().map(str::to_string).collect(),
+    };
+    let mut candidates = Vec::new();
+    let mut records = Vec::new();
+    for s in &saes {
+        for r in reader.explanations(s)? {
+            candidates.push(Candidate {
+                sae: s.clone(),
+                feature: r.feature,
+                text: r.text.clone(),
+            });
+            records.push(r);
+        }
+    }
+    let at: HashMap<(&str, u32), usize> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ((c.sae.as_str(), c.feature), i))
+        .collect();
+    let text_ranking: Vec<usize> = text
+        .hits
+        .iter()
+        .filter_map(|h| at.get(&(h.sae.as_str(), h.feature)).copied())
+        .collect();
+    let ranked = rank(
+        reader.dir(),
+        embeddings,
+        query,
+        &candidates,
+        &text_ranking,
+        limit,
+    )
+    .map_err(|e| match e {
+        scopedex_explain::Error::Endpoint { .. } | scopedex_explain::Error::BadResponse { .. } => {
+            ApiError::unavailable("embeddings_unavailable", e.to_string())
+        }
+        other => ApiError::internal(other),
+    })?;
+    let mut hits = Vec::with_capacity(ranked.len());
+    for r in ranked {
+        let i = at[&(r.candidate.sae.as_str(), r.candidate.feature)];
+        let stats = reader.feature(&r.candidate.sae, r.candidate.feature)?;
+        hits.push(FeatureSearchHit {
+            explanation: explanation_view(records[i].clone()),
+            density: stats.as_ref().map(|s| s.density),
+            max_act: stats.as_ref().map(|s| s.max_act),
+            sae: r.candidate.sae,
+            feature: r.candidate.feature,
+            score: r.score,
+        });
+    }
+    Ok(FeatureSearchResults {
+        query: query.to_string(),
+        sae: sae.map(str::to_string),
+        hits,
+    })
+}

@@ -15,8 +15,9 @@ mod features;
 mod search;
 
 pub use explanations::{
-    explanation_view, feature_search, headline_score, short_explanations, ExplanationView,
-    FeatureSearchHit, FeatureSearchResults, ScoresView, MAX_EXPLANATION_QUERY_CHARS,
+    explanation_view, feature_search, feature_search_by_meaning, headline_score,
+    short_explanations, ExplanationView, FeatureSearchHit, FeatureSearchResults, ScoresView,
+    MAX_EXPLANATION_QUERY_CHARS,
 };
 pub use features::{
     cooccurrence, dashboard, examples, feature_list, index_info, random_feature, sae_summaries,

@@ -24,6 +24,75 @@ pub const MAX_QUERY_TERMS: usize = 64;
 /// Shared features listed per similar context.
 pub use scopedex_store::SIMILAR_SHARED_FEATURES;
 
+/// Features an `expl:` term stands for (the best matches of its text among the explanations).
+pub const EXPL_TERM_FEATURES: usize = 8;
+
+/// Rewrites every `expl:word` / `expl:"some words"` term of a context query into the features
+/// whose explanation matches it best, `(feat:SAE/F OR ...)`, so explanations combine with words
+/// and `feat:` terms (`expl:"legal documents" court -feat:L6R-8x/12`). A term no explanation
+/// matches is a 400 naming it.
+fn expand_explanation_terms(snap: &Snapshot, query: &str) -> ApiResult<String> {
+    const TAG: &str = "expl:";
+    if !query.contains(TAG) {
+        return Ok(query.to_string());
+    }
+    let mut out = String::with_capacity(query.len());
+    let mut rest = query;
+    while let Some(at) = rest.find(TAG) {
+        // Only at the start of a term: after whitespace, a parenthesis or a `-`.
+        let boundary = rest[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| c.is_whitespace() || c == '(' || c == '-' || c == '+');
+        out.push_str(&rest[..at]);
+        let after = &rest[at + TAG.len()..];
+        if !boundary {
+            out.push_str(TAG);
+            rest = after;
+            continue;
+        }
+        let (text, len) = if let Some(quoted) = after.strip_prefix('"') {
+            match quoted.find('"') {
+                Some(end) => (&quoted[..end], end + 2),
+                None => {
+                    return Err(ApiError::bad_request(
+                        "invalid_query",
+                        "an expl:\"...\" term has no closing quote",
+                    ))
+                }
+            }
+        } else {
+            let end = after
+                .find(|c: char| c.is_whitespace() || c == '(' || c == ')')
+                .unwrap_or(after.len());
+            (&after[..end], end)
+        };
+        if text.trim().is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "an expl: term is empty",
+            ));
+        }
+        let hits = snap
+            .reader
+            .search_explanations(text, None, EXPL_TERM_FEATURES)?;
+        if hits.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("no feature explanation matches expl:{text:?}"),
+            ));
+        }
+        let terms: Vec<String> = hits
+            .iter()
+            .map(|h| format!("feat:{}/{}", h.sae, h.feature))
+            .collect();
+        out.push_str(&format!("({})", terms.join(" OR ")));
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// The words a hit must (or may) contain: every text token not under a negation.
 fn positive_words(n: &QueryNode, negated: bool, out: &mut std::collections::HashSet<String>) {
     match n {
@@ -173,7 +242,8 @@ pub fn search_listing(
         return Err(ApiError::bad_request("empty_query", "the query is empty"));
     }
     let reader = &snap.reader;
-    let node = reader.parse_query(query)?;
+    let expanded = expand_explanation_terms(snap, query)?;
+    let node = reader.parse_query(&expanded)?;
     let terms = node.term_count();
     if terms > MAX_QUERY_TERMS {
         return Err(ApiError::bad_request(
