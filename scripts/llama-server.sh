@@ -28,8 +28,9 @@ install() {
   python3 -m venv "$venv.part"
   "$venv.part/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
   echo "llama-server: building llama-cpp-python==$version from source (once; several minutes on 2 cores)..."
-  # CPU only, native code; no BLAS: the build stays self-contained.
-  CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+  # CPU only, no BLAS: the build stays self-contained. AVX2 + FMA rather than -march=native:
+  # the cached build may be reused on another machine of the kind (AVX2 or AVX-512).
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
   CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
   FORCE_CMAKE=1 \
     "$venv.part/bin/pip" install --disable-pip-version-check --no-cache-dir \
