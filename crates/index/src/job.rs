@@ -323,6 +323,20 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
     // With a lookahead, batch i + 1's forward and encode run on their own thread while this one
     // accumulates batch i (`pending`); the state then trails the batches read by one.
     let lookahead = pipelined(&model);
+    // Where an encoded batch goes (a macro: the sink borrows the pass's state mutably, only for
+    // the moment it is used).
+    macro_rules! sink {
+        () => {
+            BatchSink::new(
+                &saes,
+                &mut state,
+                &mut writer,
+                &mut spill,
+                &mut stages,
+                opts,
+            )
+        };
+    }
     let mut pending: Option<(EncodedBatch, Vec<Context>)> = None;
     for batch in rx.iter() {
         let n_batch = batch.len() as u64;
@@ -341,7 +355,7 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
             }
             let ids: Vec<u64> = fresh.iter().map(|c| c.context_id).collect();
             let toks: Vec<&[u32]> = fresh.iter().map(|c| c.tokens.as_slice()).collect();
-            let mut sink = BatchSink::new(&saes, &mut state, &mut writer, &mut spill, &mut stages, opts);
+            let mut sink = sink!();
             let encoded = if lookahead {
                 let (encoded, before) = std::thread::scope(|scope| {
                     let ahead = scope.spawn(|| encode_batch(&model, &saes, &ids, &toks));
@@ -374,15 +388,13 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
         if opts.checkpoint_every > 0 && batches % opts.checkpoint_every == 0 {
             // The state must hold every batch read before it is saved.
             if let Some(p) = pending.take() {
-                BatchSink::new(&saes, &mut state, &mut writer, &mut spill, &mut stages, opts)
-                .add(p)?;
+                sink!().add(p)?;
             }
             checkpoint.save(&fingerprint, &state, seen, &mut spill)?;
         }
     }
     if let (Ok(()), Some(p)) = (&result, pending.take()) {
-        result = BatchSink::new(&saes, &mut state, &mut writer, &mut spill, &mut stages, opts)
-        .add(p);
+        result = sink!().add(p);
     }
     drop(rx);
     let skipped = reader
