@@ -295,13 +295,7 @@ pub fn encode_batch(
 ) -> Result<EncodedBatch> {
     let _span = tracing::debug_span!("encode_batch", contexts = context_ids.len()).entered();
     let mut times = StageTimes::default();
-    let mut clock = Instant::now();
-    let mut lap = || {
-        let now = Instant::now();
-        let s = now.duration_since(clock).as_secs_f64();
-        clock = now;
-        s
-    };
+    let mut lap = lap_timer();
     let hooks: BTreeSet<HookPoint> = saes.iter().flat_map(|s| [s.hook_in, s.hook_out]).collect();
     let captured = model.forward_capture(tokens, &CapturePlan::new(hooks.iter().copied()))?;
     // Each hook's valid rows once, shared by every SAE that reads it.
@@ -349,13 +343,7 @@ pub fn accumulate_batch(
         reconstruction,
         mut times,
     } = encoded;
-    let mut clock = Instant::now();
-    let mut lap = || {
-        let now = Instant::now();
-        let s = now.duration_since(clock).as_secs_f64();
-        clock = now;
-        s
-    };
+    let mut lap = lap_timer();
     let batch = BatchContexts {
         context_ids,
         tokens,
@@ -384,6 +372,17 @@ pub fn accumulate_batch(
         context_features: features_all,
         times,
     })
+}
+
+/// A stopwatch: each call returns the seconds since the previous one (or since creation).
+fn lap_timer() -> impl FnMut() -> f64 {
+    let mut clock = Instant::now();
+    move || {
+        let now = Instant::now();
+        let s = now.duration_since(clock).as_secs_f64();
+        clock = now;
+        s
+    }
 }
 
 /// Fails on the first NaN / infinity in `rows` (a hook's rows, context after context), naming

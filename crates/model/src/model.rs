@@ -25,11 +25,11 @@ use crate::{Error, Result};
 pub struct Model {
     cfg: Config,
     backend: Backend,
-    /// f32 `[vocab, d_model]`.
+    /// `[vocab, d_model]`, in the backend's dtype.
     embed_tokens: Tensor,
-    /// Multiplies the token embeddings (Gemma).
-    embed_scale: Option<f32>,
-    /// Learned position embeddings, f32 `[n_positions, d_model]` (GPT-2).
+    /// Multiplies the token embeddings (Gemma), already rounded to the backend's dtype.
+    embed_scale: Option<f64>,
+    /// Learned position embeddings, `[n_positions, d_model]` (GPT-2).
     pos_embed: Option<Tensor>,
     blocks: Vec<std::sync::Arc<dyn DecoderBlock>>,
     final_norm: Norm,
@@ -99,7 +99,11 @@ impl Model {
             cfg,
             backend: backend.clone(),
             embed_tokens: parts.embed_tokens,
-            embed_scale: parts.embed_scale,
+            // √d rounded to the activation dtype, as transformers' Gemma does.
+            embed_scale: parts
+                .embed_scale
+                .map(|scale| round_to(scale, backend.dtype()))
+                .transpose()?,
             pos_embed: parts.pos_embed,
             blocks: parts.blocks.into_iter().map(std::sync::Arc::from).collect(),
             final_norm: parts.final_norm,
@@ -204,11 +208,6 @@ impl Model {
         let ids = Tensor::from_vec(ids, rows, self.device())?;
         let mut x = self.embed_tokens.index_select(&ids, 0)?; // [rows, d]
         if let Some(scale) = self.embed_scale {
-            // √d rounded to the activation dtype first, as transformers' Gemma does.
-            let scale = Tensor::new(&[scale], &candle_core::Device::Cpu)?
-                .to_dtype(x.dtype())?
-                .to_dtype(DType::F64)?
-                .to_vec1::<f64>()?[0];
             x = (x * scale)?;
         }
         if let Some(pos) = &self.pos_embed {
@@ -271,6 +270,14 @@ impl Model {
             logits,
         })
     }
+}
+
+/// `v` rounded to `dtype` (and back to f64).
+fn round_to(v: f32, dtype: DType) -> Result<f64> {
+    Ok(Tensor::new(&[v], &candle_core::Device::Cpu)?
+        .to_dtype(dtype)?
+        .to_dtype(DType::F64)?
+        .to_vec1::<f64>()?[0])
 }
 
 #[cfg(test)]

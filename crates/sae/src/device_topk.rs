@@ -10,23 +10,29 @@ use crate::error::Result;
 use crate::sae::Sae;
 
 impl Sae {
+    /// `b_enc` and the gate scales as `[1, d_sae]` tensors on the SAE's device, for
+    /// [`Sae::select_on_device`]; `None` off a CUDA device (selection then runs on the host).
+    /// Made once per [`Sae::encode`] call, not per chunk.
+    pub(crate) fn device_selection_inputs(&self) -> Result<Option<(Tensor, Tensor)>> {
+        if !self.device.is_cuda() {
+            return Ok(None);
+        }
+        let b = Tensor::from_slice(&self.b_enc, (1, self.d_sae), &self.device)?;
+        let g = Tensor::from_slice(&self.gate_scale, (1, self.d_sae), &self.device)?;
+        Ok(Some((b, g)))
+    }
+
     /// TopK codes of one chunk of pre-activations `pre` `[rows, d_sae]` (bias not added) held on
-    /// a CUDA device, appended to `out`; `None` when the device or activation has no device
-    /// selection (the caller then selects on the host).
+    /// the CUDA device, appended to `out`; `(b, g)` from [`Sae::device_selection_inputs`].
     pub(crate) fn select_on_device(
         &self,
         pre: &Tensor,
+        (b, g): &(Tensor, Tensor),
         k: usize,
         out: &mut SparseCodes,
-    ) -> Result<Option<()>> {
-        if !pre.device().is_cuda() {
-            return Ok(None);
-        }
-        let dev = pre.device();
-        let b = Tensor::from_slice(&self.b_enc, (1, self.d_sae), dev)?;
-        let g = Tensor::from_slice(&self.gate_scale, (1, self.d_sae), dev)?;
-        let h = pre.to_dtype(DType::F32)?.broadcast_add(&b)?;
-        let gate = h.broadcast_mul(&g)?;
+    ) -> Result<()> {
+        let h = pre.to_dtype(DType::F32)?.broadcast_add(b)?;
+        let gate = h.broadcast_mul(g)?;
         let (gate_top, idx) = topk_last_dim(&gate, k)?;
         let h_top = h.contiguous()?.gather(&idx.contiguous()?, 1)?;
         let rows = pre.dim(0)?;
@@ -48,7 +54,7 @@ impl Sae {
             }
             out.row_ptr.push(out.features.len());
         }
-        Ok(Some(()))
+        Ok(())
     }
 }
 

@@ -45,16 +45,20 @@ impl Sae {
         let n = x.dim(0)?;
         let mut out = SparseCodes::new(self.d_sae);
         out.row_ptr.reserve(n);
+        // TopK selects on a CUDA device; everything else on the host.
+        let on_device = match self.activation {
+            Activation::TopK { k } => self.device_selection_inputs()?.map(|bg| (bg, k)),
+            _ => None,
+        };
         let mut start = 0;
         while start < n {
             let rows = self.chunk_rows.min(n - start);
             let pre = self.preactivations(&x.narrow(0, start, rows)?)?;
-            let on_device = match self.activation {
-                Activation::TopK { k } => self.select_on_device(&pre, k, &mut out)?,
-                _ => None,
-            };
-            if on_device.is_none() {
-                self.with_host_slice(&pre, |dense| self.select_rows(dense, rows, &mut out))?;
+            match &on_device {
+                Some((bg, k)) => self.select_on_device(&pre, bg, *k, &mut out)?,
+                None => {
+                    self.with_host_slice(&pre, |dense| self.select_rows(dense, rows, &mut out))?
+                }
             }
             start += rows;
         }
