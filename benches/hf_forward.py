@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""HF transformers forward on the same tokens as benches/forward.rs (called by it).
+"""HF transformers forward on the same tokens as benches/forward.rs (driven by it).
 
-Args: MODEL_GGUF IDS_JSON THREADS. Prints `tokens_per_s=...` (best of 3 after a warm-up;
-all layers, no LM head: the base model only).
+Args: MODEL_GGUF IDS_JSON THREADS. Loads the model, runs one warm-up forward (all layers, no LM
+head: the base model only), prints `ready`, then for each `run` line on stdin runs one forward
+and prints `seconds=...`. The bench alternates these runs with its own so that both sides see
+the same machine load (a shared VM's neighbours swing single runs by ±15 %).
 """
 import json
 import os
@@ -18,11 +20,12 @@ model = AutoModelForCausalLM.from_pretrained(
     os.path.dirname(model_path), gguf_file=os.path.basename(model_path), dtype=torch.float32
 ).eval()
 ids = torch.tensor(json.load(open(ids_path)))
-best = float("inf")
 with torch.inference_mode():
     model.model(ids)
-    for _ in range(3):
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
         t = time.perf_counter()
         model.model(ids)
-        best = min(best, time.perf_counter() - t)
-print(f"tokens_per_s={ids.numel() / best:.1f}")
+        print(f"seconds={time.perf_counter() - t:.6f}", flush=True)

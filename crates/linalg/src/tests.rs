@@ -58,7 +58,15 @@ fn reference(
 type Kernel<'k> = &'k dyn Fn(usize, usize, usize, f32, Mat, Mat, f32, &mut [f32], usize);
 
 fn check(kernel: Kernel<'_>, name: &str) {
-    for &(m, n, k) in &[(1, 1, 1), (7, 5, 3), (33, 65, 17), (130, 70, 257)] {
+    check_shapes(
+        kernel,
+        name,
+        &[(1, 1, 1), (7, 5, 3), (33, 65, 17), (130, 70, 257)],
+    );
+}
+
+fn check_shapes(kernel: Kernel<'_>, name: &str, shapes: &[(usize, usize, usize)]) {
+    for &(m, n, k) in shapes {
         for ta in [false, true] {
             for tb in [false, true] {
                 for &(alpha, beta) in &[(1.0f32, 0.0f32), (0.5, 2.0)] {
@@ -113,6 +121,22 @@ fn selected_backend_matches_f64_reference() {
     check(
         &|m, n, k, al, a, b, be, c, ldc| sgemm(m, n, k, al, a, b, be, c, ldc),
         "selected",
+    );
+}
+
+/// GEMMs large enough to be split over rayon's threads, over rows (m ≥ n) and over columns,
+/// with parts that are not multiples of the split step.
+#[test]
+fn split_gemms_match_f64_reference() {
+    let shapes = [(301, 150, 97), (150, 301, 97)];
+    assert!(
+        shapes.iter().all(|&(m, n, k)| worth_splitting(m, n, k))
+            || rayon::current_num_threads() == 1
+    );
+    check_shapes(
+        &|m, n, k, al, a, b, be, c, ldc| sgemm(m, n, k, al, a, b, be, c, ldc),
+        "split",
+        &shapes,
     );
 }
 

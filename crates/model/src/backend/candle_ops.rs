@@ -239,13 +239,6 @@ pub(crate) fn rms_norm_pair(x: &Tensor, w: &Tensor, eps: f32) -> Result<(Tensor,
     Ok((normalized, scaled))
 }
 
-/// `silu(gate) * up` of a fused `[rows, 2·d_mlp]` gate|up tensor.
-pub(crate) fn silu_mul(gu: &Tensor, d_mlp: usize) -> Result<Tensor> {
-    let gate = gu.narrow(1, 0, d_mlp)?;
-    let up = gu.narrow(1, d_mlp, d_mlp)?;
-    Ok((candle_nn::ops::silu(&gate)? * up)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,8 @@ pub(crate) mod cpu;
 
 pub(crate) use cpu::{Heads, ScoreRule};
 
+use crate::layers::mlp::GateAct;
+
 use crate::{Error, Result};
 
 /// The device a model runs on, the dtype of its weights and activations, and the kernels it
@@ -266,22 +268,26 @@ impl Backend {
         Ok((x + y)?)
     }
 
-    /// SwiGLU's middle: `silu(gate) · up` of a fused `[rows, 2·d_mlp]` gate|up tensor.
-    pub(crate) fn silu_mul(&self, gu: &Tensor, d_mlp: usize) -> Result<Tensor> {
+    /// A gated MLP's hidden layer: `act(x·Wg) · (x·Wu)` for `x: [rows, d]` and the fused
+    /// `wt = [Wg | Wu]`, `[d, 2·d_mlp]` (SwiGLU: SiLU; GeGLU: tanh GELU).
+    pub(crate) fn gated_hidden(
+        &self,
+        x: &Tensor,
+        wt: &Tensor,
+        d_mlp: usize,
+        act: GateAct,
+    ) -> Result<Tensor> {
         if self.fused() {
-            return cpu::silu_mul(gu, d_mlp);
+            return cpu::gated_hidden(x, wt, d_mlp, act);
         }
-        candle_ops::silu_mul(gu, d_mlp)
-    }
-
-    /// GeGLU's middle: `gelu_tanh(gate) · up` of a fused `[rows, 2·d_mlp]` gate|up tensor.
-    pub(crate) fn gelu_tanh_mul(&self, gu: &Tensor, d_mlp: usize) -> Result<Tensor> {
-        if self.fused() {
-            return cpu::gelu_tanh_mul(gu, d_mlp);
-        }
+        let gu = self.linear(x, wt, None)?;
         let gate = gu.narrow(1, 0, d_mlp)?;
         let up = gu.narrow(1, d_mlp, d_mlp)?;
-        Ok((gate.gelu()? * up)?)
+        let gate = match act {
+            GateAct::Silu => candle_nn::ops::silu(&gate)?,
+            GateAct::GeluTanh => gate.gelu()?,
+        };
+        Ok((gate * up)?)
     }
 
     /// GELU, tanh approximation (`gelu_new`).

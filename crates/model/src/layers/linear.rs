@@ -84,6 +84,16 @@ impl Linear {
         Self::from_weight(&w, bias)
     }
 
+    /// `W^T`, `[in, out]` (a gated MLP's fused gate|up, which has no bias, is applied by the
+    /// backend together with its activation).
+    pub(crate) fn weight_t(&self) -> &Tensor {
+        debug_assert!(
+            self.bias.is_none(),
+            "weight_t of a linear layer with a bias"
+        );
+        &self.wt
+    }
+
     /// `residual + x W^T + b` for x: f32 `[N, in]` (`residual` `[N, out]`, zero when `None`).
     pub(crate) fn forward(
         &self,

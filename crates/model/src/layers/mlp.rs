@@ -79,11 +79,7 @@ impl Mlp {
                 d_mlp,
                 act,
             } => {
-                let gu = gate_up.forward(be, x, None)?;
-                let h = match act {
-                    GateAct::Silu => be.silu_mul(&gu, *d_mlp)?,
-                    GateAct::GeluTanh => be.gelu_tanh_mul(&gu, *d_mlp)?,
-                };
+                let h = be.gated_hidden(x, gate_up.weight_t(), *d_mlp, *act)?;
                 down.forward(be, &h, residual)
             }
             Mlp::Plain { fc, proj } => {
