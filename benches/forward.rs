@@ -2,11 +2,12 @@
 //! against the f32 GEMM rate of the same matmul shapes (the roofline probe: candle's kernel and
 //! the BLAS `scopedex_linalg` picks), in one run.
 //!
-//! Reported: forward tokens/s (best of 3 after a warm-up), the forward's achieved GFLOP/s
+//! Reported: forward tokens/s (best of 5 after a warm-up), the forward's achieved GFLOP/s
 //! (matmul FLOPs only, attention included) and its fraction of the GEMM probe, per-shape GEMM
 //! GFLOP/s, and peak RSS. When `SCOPEDEX_REF_PYTHON` names a Python with torch, transformers
-//! and gguf, `benches/hf_forward.py` runs HF transformers on the same tokens and thread count, and
-//! the ratio is printed.
+//! and gguf, `benches/hf_forward.py` runs HF transformers on the same tokens and thread count, its
+//! forwards alternating with ours (a shared machine's load then falls on both), and the ratios
+//! are printed.
 //!
 //! Run: `cargo bench -p scopedex-benches --bench forward` (or, without a release build of every
 //! dependency, `cargo test -p scopedex-benches --bench forward` — dependencies are optimised in

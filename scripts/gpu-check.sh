@@ -8,7 +8,7 @@
 #     16 blocks) and Llama-Scope-layout SAEs L15{R,A,M,TC}-8x (4,096 → 32,768, TopK k = 50);
 #  2. hidden states at R, A, M and TC-in of layers 0, 7, 15 against transformers on the same GPU
 #     and tokens (rel. L2 ≤ 1e-4 in f32, ≤ 2e-2 in bf16), and SAE codes against a torch encode
-#     (active sets ≥ 99 % equal, bf16 activations);
+#     (active sets ≥ 99 % equal, bf16 activations), also of a JumpReLU copy of L15R-8x;
 #  3. tokens/s on the same 256 × 1,024 tokens: transformers' forward to layer 15 (bf16, sdpa)
 #     against ours (the forward bench), transformers + a torch top-20 loop (the SAELens way)
 #     against `scopedex index` with 1 and with 4 SAEs, peak GPU memory, MFU;
@@ -63,12 +63,13 @@ for dt in f32 bf16; do
   "$py" scripts/gpu_check.py compare "$work/ours-$dt.safetensors" "$work/theirs-$dt.safetensors" --tol "$tol" > "$out/hooks-$dt.json" \
     || { log "FAIL: $dt hidden states beyond $tol"; cat "$out/hooks-$dt.json" >&2; exit 1; }
 done
-for pos in R A M TC; do
-  case $pos in R) t=hook_resid_post;; A) t=hook_attn_out;; M) t=hook_mlp_out;; TC) t=ln2.hook_normalized;; esac
-  "$scopedex" --device "$device" encode --sae "$saes/L15$pos-8x" --input "$work/ours-bf16.safetensors" \
+for pos in R A M TC R-jumprelu; do
+  case $pos in R*) t=hook_resid_post;; A) t=hook_attn_out;; M) t=hook_mlp_out;; TC) t=ln2.hook_normalized;; esac
+  sae="$saes/L15${pos%%-*}-8x${pos#"${pos%%-*}"}"
+  "$scopedex" --device "$device" encode --sae "$sae" --input "$work/ours-bf16.safetensors" \
     --tensor "blocks.15.$t" --out "$work/codes-$pos.safetensors" 2>/dev/null
-  "$py" scripts/gpu_check.py codes "$saes/L15$pos-8x" "$work/ours-bf16.safetensors" "blocks.15.$t" "$work/codes-$pos.safetensors" --device "$device" > "$out/codes-$pos.json" \
-    || { log "FAIL: L15$pos-8x codes"; cat "$out/codes-$pos.json" >&2; exit 1; }
+  "$py" scripts/gpu_check.py codes "$sae" "$work/ours-bf16.safetensors" "blocks.15.$t" "$work/codes-$pos.safetensors" --device "$device" > "$out/codes-$pos.json" \
+    || { log "FAIL: $(basename "$sae") codes"; cat "$out/codes-$pos.json" >&2; exit 1; }
 done
 
 log "3/4 throughput on $contexts x $seq tokens"
@@ -86,7 +87,9 @@ for n in 1 4; do
   s=$(date +%s.%N)
   "$scopedex" --device "$device" --dtype bf16 index --model "$model" "${sae_args[@]}" --corpus "$work/corpus.json" \
     --ctx-len "$seq" --max-tokens "$tokens" --batch-size "${GPU_CHECK_BATCH:-16}" --out "$work/index-$n" --json > "$out/index-$n.json"
-  echo "{\"wall_s\": $(echo "$(date +%s.%N) - $s" | bc)}" > "$out/index-$n-wall.json"
+  # (python, not bc: bc prints ".76" for a second's fraction, and a GPU machine may lack it)
+  "$py" -c 'import json, sys; print(json.dumps({"wall_s": float(sys.argv[1]) - float(sys.argv[2])}))' \
+    "$(date +%s.%N)" "$s" > "$out/index-$n-wall.json"
 done
 
 log "4/4 table"
@@ -104,7 +107,8 @@ flops_per_token = ours["gflops"] * 1e9 / ours["tokens_per_s"]
 rows = [
     ("hidden states f32, worst rel. L2", f'{j("hooks-f32.json")["worst_rel_l2"]:.2e} (≤ 1e-4)'),
     ("hidden states bf16, worst rel. L2", f'{j("hooks-bf16.json")["worst_rel_l2"]:.2e} (≤ 2e-2)'),
-] + [(f"L15{p}-8x codes, active-set agreement", f'{100 * j(f"codes-{p}.json")["active_set_agreement"]:.2f} %') for p in ("R", "A", "M", "TC")] + [
+] + [(f"{n} codes, active-set agreement", f'{100 * j(f"codes-{p}.json")["active_set_agreement"]:.2f} %')
+      for p, n in [("R", "L15R-8x"), ("A", "L15A-8x"), ("M", "L15M-8x"), ("TC", "L15TC-8x"), ("R-jumprelu", "L15R-8x as JumpReLU")]] + [
     ("forward to L15, transformers bf16 sdpa", f'{hf1["hf_forward_tokens_per_s"]:,.0f} tok/s'),
     ("forward to L15, scopedex bf16", f'{ours["tokens_per_s"]:,.0f} tok/s ({ours["tokens_per_s"] / hf1["hf_forward_tokens_per_s"]:.2f}x), MFU {100 * ours["gflops"] / 989e3:.1f} %'),
     ("transformers + torch top-20, 1 SAE", f'{hf1["hf_saelens_tokens_per_s"]:,.0f} tok/s'),

@@ -124,6 +124,19 @@ def fabricate(args):
                    "decoder.weight": dec.contiguous(),
                    "decoder.bias": 0.01 * torch.randn(d, generator=g, device=args.device)},
                   os.path.join(folder, "checkpoints", "final.safetensors"))
+    # A JumpReLU copy of L15R-8x, its threshold set for a mean L0 of K on these texts: the
+    # device's threshold selection (the Gemma Scope kind) against torch.
+    import shutil
+    src = os.path.join(args.out, "saes", f"L{LAYER}R-8x")
+    dst = src + "-jumprelu"
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst)
+    x = acts[f"blocks.{LAYER}.hook_resid_post"][:, 1:].reshape(-1, d)
+    gate, s_in = sae_gate(src, x)
+    thr = gate.topk(K, dim=-1).values[:, -1].mean().item() / s_in
+    hp = json.load(open(os.path.join(dst, "hyperparams.json")))
+    hp.update(act_fn="jumprelu", jump_relu_threshold=thr)
+    json.dump(hp, open(os.path.join(dst, "hyperparams.json"), "w"), indent=2)
     emit({"fabricated": args.out, "seconds": time.time() - t0, "bos": bos})
 
 
@@ -183,16 +196,31 @@ def compare(args):
     sys.exit(0 if worst <= args.tol else 1)
 
 
-def sae_encode(folder, x):
-    """lm_saes' encode of the raw Llama Scope files (dataset-wise norm, decoder-norm gate, TopK)."""
+def sae_gate(folder, x):
+    """(h, gate, s_in) of lm_saes' encode of the raw Llama Scope files: dataset-wise norm,
+    decoder-norm gate."""
     from safetensors.torch import load_file
     hp = json.load(open(os.path.join(folder, "hyperparams.json")))
     w = load_file(os.path.join(folder, "checkpoints", "final.safetensors"), device=str(x.device))
     s_in = hp["d_model"] ** 0.5 / hp["dataset_average_activation_norm"]["in"]
     h = (x.float() * s_in) @ w["encoder.weight"].float().T + w["encoder.bias"].float()
     gate = h * w["decoder.weight"].float().norm(dim=0) if hp["sparsity_include_decoder_norm"] else h
-    top = gate.topk(hp["top_k"], dim=-1)
-    mask = torch.zeros_like(h, dtype=torch.bool).scatter_(-1, top.indices, True) & (gate > 0)
+    return gate, s_in
+
+
+def sae_encode(folder, x):
+    """lm_saes' encode: TopK, or JumpReLU with the gate above `jump_relu_threshold · s_in`."""
+    from safetensors.torch import load_file
+    hp = json.load(open(os.path.join(folder, "hyperparams.json")))
+    w = load_file(os.path.join(folder, "checkpoints", "final.safetensors"), device=str(x.device))
+    s_in = hp["d_model"] ** 0.5 / hp["dataset_average_activation_norm"]["in"]
+    h = (x.float() * s_in) @ w["encoder.weight"].float().T + w["encoder.bias"].float()
+    gate, _ = sae_gate(folder, x)
+    if hp["act_fn"] == "jumprelu":
+        mask = (gate > hp["jump_relu_threshold"] * s_in) & (h > 0)
+    else:
+        top = gate.topk(hp["top_k"], dim=-1)
+        mask = torch.zeros_like(h, dtype=torch.bool).scatter_(-1, top.indices, True) & (gate > 0)
     return h * mask
 
 

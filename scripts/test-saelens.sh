@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# SAEs that `scopedex train-sae --activation jumprelu` writes load, unchanged, in SAELens' own
-# Llama Scope loader (`llama_scope_sae_huggingface_loader`, SAELens 6.54) and give the codes
-# `scopedex encode` gives on the same activations: a residual SAE and a transcoder, trained
-# briefly on SmolLM2. Called by scripts/test.sh. SAELens (with torch) is installed once into
-# a venv cached under /var/cache/scopedex and reused.
+# Checks that SAEs `scopedex train-sae --activation jumprelu` writes load, unchanged, in SAELens'
+# own Llama Scope loader (`llama_scope_sae_huggingface_loader`, SAELens 6.54) and in lm_saes' own
+# loader (`SparseAutoEncoder.from_pretrained(folder)`, OpenMOSS llamascopium 2.0.0b34, which
+# `lm-saes` 2.x on PyPI now installs), and that both give the codes `scopedex encode` gives on
+# the same activations: a residual SAE and a transcoder, trained briefly on SmolLM2. Called by
+# scripts/test.sh. SAELens (with torch) is installed once into a venv cached under
+# /var/cache/scopedex and reused; llamascopium is added to that venv once, with its own marker.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -42,4 +44,15 @@ PY
 "$venv/bin/python" scripts/saelens-reads-trained.py "$work/saes" "$work/acts.safetensors" \
   "smollm2-L3R-8x=blocks.3.hook_resid_post=$work/codes-R.safetensors" \
   "smollm2-L3TC-8x=blocks.3.ln2.hook_normalized=$work/codes-TC.safetensors"
+echo "test-saelens: SAELens ok"
+if [ ! -f "$venv/.scopedex-llamascopium-2.0.0b34" ]; then
+  echo "test-saelens: installing llamascopium 2.0.0b34 (lm_saes) into $venv (once)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "llamascopium==2.0.0b34"
+  "$venv/bin/python" -W ignore -c "import sae_lens, llamascopium" # the install must not break SAELens
+  touch "$venv/.scopedex-llamascopium-2.0.0b34"
+fi
+"$venv/bin/python" scripts/lmsaes-reads-trained.py "$work/saes" "$work/acts.safetensors" \
+  "smollm2-L3R-8x=blocks.3.hook_resid_post=$work/codes-R.safetensors" \
+  "smollm2-L3TC-8x=blocks.3.ln2.hook_normalized=$work/codes-TC.safetensors"
+echo "test-saelens: lm_saes ok"
 echo "test-saelens: ok"

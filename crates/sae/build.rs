@@ -1,5 +1,5 @@
 //! With the `cuda` feature: compile kernels/topk.cu to PTX with nvcc (no GPU needed), embedded
-//! by src/device_topk.rs with include_str!. The driver JIT-compiles the PTX for the GPU it runs on, so
+//! by src/device_select.rs with include_str!. The driver JIT-compiles the PTX for the GPU it runs on, so
 //! one virtual arch (compute_XX) serves that GPU and every newer one.
 //! nvcc: $NVCC, else $CUDA_ROOT/bin/nvcc (or CUDA_PATH / CUDA_HOME), else `nvcc` on PATH.
 //! Arch: $CUDA_COMPUTE_CAP (as candle-kernels reads it: "90" -> compute_90), default 80.

@@ -45,17 +45,14 @@ impl Sae {
         let n = x.dim(0)?;
         let mut out = SparseCodes::new(self.d_sae);
         out.row_ptr.reserve(n);
-        // TopK selects on a CUDA device; everything else on the host.
-        let on_device = match self.activation {
-            Activation::TopK { k } => self.device_selection_inputs()?.map(|bg| (bg, k)),
-            _ => None,
-        };
+        // On a CUDA device selection runs there; elsewhere on the host.
+        let on_device = self.device_selection_inputs()?;
         let mut start = 0;
         while start < n {
             let rows = self.chunk_rows.min(n - start);
             let pre = self.preactivations(&x.narrow(0, start, rows)?)?;
             match &on_device {
-                Some((bg, k)) => self.select_on_device(&pre, bg, *k, &mut out)?,
+                Some(sel) => self.select_on_device(&pre, sel, &mut out)?,
                 None => {
                     self.with_host_slice(&pre, |dense| self.select_rows(dense, rows, &mut out))?
                 }
@@ -90,7 +87,7 @@ impl Sae {
     }
 
     /// Runs `f` on the contiguous host `f32` data of `t` (copied to the CPU if needed).
-    fn with_host_slice<R>(&self, t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    pub(crate) fn with_host_slice<R>(&self, t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
         let t = if t.device().is_cpu() {
             t.contiguous()?
         } else {
@@ -111,7 +108,7 @@ impl Sae {
 
     /// Selects the active features of `rows` rows of dense pre-activations (`[rows, d_sae]`,
     /// bias not yet added) and appends them to `out`.
-    fn select_rows(&self, dense: &[f32], rows: usize, out: &mut SparseCodes) {
+    pub(crate) fn select_rows(&self, dense: &[f32], rows: usize, out: &mut SparseCodes) {
         let d = self.d_sae;
         debug_assert_eq!(dense.len(), rows * d);
         let threads = rayon::current_num_threads().max(1);

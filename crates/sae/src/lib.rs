@@ -18,7 +18,7 @@
 #![warn(missing_docs)]
 
 mod codes;
-mod device_topk;
+mod device_select;
 mod encode;
 mod error;
 mod fabricate;
@@ -37,6 +37,7 @@ pub use fabricate::{fabricate_llama_scope, FabricateSpec};
 pub use formats::llamascope::{
     list_repo, write_llama_scope, DatasetNorm, LlamaScopeHyperparams, LlamaScopeTensors,
 };
+pub use formats::lm_saes::{write_lm_saes, LM_SAES_CONFIG, LM_SAES_WEIGHTS};
 pub use id::{Position, SaeId, Width};
 pub use metrics::{reconstruction_metrics, ReconstructionMetrics};
 pub use params::{Activation, InputNorm, SaeFormat, ThresholdKind};

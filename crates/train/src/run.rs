@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use scopedex_sae::{reconstruction_metrics, write_llama_scope, DatasetNorm};
+use scopedex_sae::{reconstruction_metrics, write_llama_scope, write_lm_saes, DatasetNorm};
 use serde::Serialize;
 
 use crate::config::{Init, TrainConfig, WrittenActivation};
@@ -515,7 +515,8 @@ pub fn check_output_dir(out: &Path) -> Result<()> {
 }
 
 /// Writes each SAE to `out/<name>/` (Llama Scope layout: `hyperparams.json`,
-/// `checkpoints/final.safetensors`) and the report to `out/train-report.json`.
+/// `checkpoints/final.safetensors`; and lm_saes' `config.json`, `sae_weights.safetensors`) and
+/// the report to `out/train-report.json`.
 pub fn write_outputs(out: &Path, trained: &[TrainedSae], report: &TrainReport) -> Result<()> {
     check_output_dir(out)?;
     std::fs::create_dir_all(out).map_err(|source| Error::Io {
@@ -524,12 +525,13 @@ pub fn write_outputs(out: &Path, trained: &[TrainedSae], report: &TrainReport) -
     })?;
     for t in trained {
         let dir = out.join(&t.target.name);
-        write_llama_scope(
-            &dir,
-            &t.sae
-                .hyperparams(&t.target.hook_in, &t.target.hook_out, t.activation)?,
-            &t.sae.tensors()?,
-        )?;
+        let params = t
+            .sae
+            .hyperparams(&t.target.hook_in, &t.target.hook_out, t.activation)?;
+        let tensors = t.sae.tensors()?;
+        write_llama_scope(&dir, &params, &tensors)?;
+        // The same SAE in lm_saes' own layout, so lm_saes loads the folder as it is.
+        write_lm_saes(&dir, &params, &tensors)?;
     }
     let path = out.join(REPORT_FILE);
     let json = serde_json::to_string_pretty(report).map_err(|source| Error::Json {

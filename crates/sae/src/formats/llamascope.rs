@@ -474,7 +474,7 @@ pub fn write_llama_scope(
 }
 
 /// Gives `path` the mode a new file gets from `open(0666)` under this process's umask.
-fn set_default_file_mode(path: &Path) -> Result<()> {
+pub(crate) fn set_default_file_mode(path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

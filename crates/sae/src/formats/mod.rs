@@ -7,5 +7,6 @@
 //! file here plus one branch of format detection in [`Sae::load`](crate::Sae::load).
 pub(crate) mod gemmascope;
 pub(crate) mod llamascope;
+pub(crate) mod lm_saes;
 pub(crate) mod openai;
 pub(crate) mod saelens;
