@@ -21,10 +21,13 @@ fn main() -> std::process::ExitCode {
         Err(err) => {
             eprintln!("error: {err:#}");
             if format!("{err:#}").contains("OUT_OF_MEMORY") {
-                // The GPU ran out of memory: the batch is what the user can change.
+                // The GPU ran out of memory. `index` already retried in halves down to one
+                // context, so what is left to change is the context, the dtype or the batch
+                // of the other commands.
                 eprintln!(
-                    "hint: the device ran out of memory; use a smaller --batch-size (contexts \
-                     per forward) or --ctx-len, or --dtype bf16 to halve the weights"
+                    "hint: the device ran out of memory; use a smaller --ctx-len, --dtype bf16 \
+                     to halve the weights, or (other than `index`, which retries smaller \
+                     batches itself) a smaller --batch-size"
                 );
             }
             std::process::ExitCode::from(cmd::exit_code(&err))

@@ -24,7 +24,8 @@ use crate::checkpoint::{Checkpoint, RunFingerprint, Spill};
 use crate::error::{Error, Result};
 use crate::finish::{finish_into, save_state};
 use crate::pass::{
-    accumulate_batch, encode_batch, AttachedSae, CrossPairs, EncodedBatch, PassState, StageTimes,
+    accumulate_batch, encode_batch_fitting, AttachedSae, CrossPairs, EncodedBatch, PassState,
+    StageTimes,
 };
 use crate::shard::Shard;
 
@@ -358,7 +359,7 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
             let mut sink = sink!();
             let encoded = if lookahead {
                 let (encoded, before) = std::thread::scope(|scope| {
-                    let ahead = scope.spawn(|| encode_batch(&model, &saes, &ids, &toks));
+                    let ahead = scope.spawn(|| encode_batch_fitting(&model, &saes, &ids, &toks));
                     let before = pending.take().map(|p| sink.add(p)).transpose();
                     let encoded = ahead
                         .join()
@@ -368,7 +369,7 @@ pub fn run_index(opts: &IndexOptions, progress: &dyn Progress) -> Result<IndexRe
                 before?;
                 encoded?
             } else {
-                encode_batch(&model, &saes, &ids, &toks)?
+                encode_batch_fitting(&model, &saes, &ids, &toks)?
             };
             drop(toks);
             if lookahead {

@@ -329,6 +329,67 @@ pub fn encode_batch(
     })
 }
 
+/// [`encode_batch`], run in halves (recursively) when the device runs out of memory, so a batch
+/// too large for the GPU still completes; the halves' outputs are joined in order, so the
+/// accumulators see exactly what one batch gives. The first split is logged with the batch
+/// size that fitted, for `--batch-size`. A single context that does not fit is an error.
+pub fn encode_batch_fitting(
+    model: &Model,
+    saes: &[AttachedSae],
+    context_ids: &[u64],
+    tokens: &[&[u32]],
+) -> Result<EncodedBatch> {
+    encode_fitting(context_ids, tokens, &mut |ids, toks| {
+        encode_batch(model, saes, ids, toks)
+    })
+}
+
+/// Whether `e` is a device's out-of-memory error (candle reports CUDA's
+/// `CUDA_ERROR_OUT_OF_MEMORY` as text).
+fn is_out_of_memory(e: &Error) -> bool {
+    let text = e.to_string();
+    text.contains("OUT_OF_MEMORY") || text.contains("out of memory")
+}
+
+fn encode_fitting(
+    context_ids: &[u64],
+    tokens: &[&[u32]],
+    encode: &mut dyn FnMut(&[u64], &[&[u32]]) -> Result<EncodedBatch>,
+) -> Result<EncodedBatch> {
+    match encode(context_ids, tokens) {
+        Err(e) if is_out_of_memory(&e) && context_ids.len() > 1 => {
+            let half = context_ids.len().div_ceil(2);
+            tracing::warn!(
+                contexts = context_ids.len(),
+                "the device ran out of memory on a batch of {} contexts; running it as two of                  {half} and {} (pass --batch-size {half} or smaller to avoid the retry)",
+                context_ids.len(),
+                context_ids.len() - half
+            );
+            let first = encode_fitting(&context_ids[..half], &tokens[..half], encode)?;
+            let second = encode_fitting(&context_ids[half..], &tokens[half..], encode)?;
+            Ok(first.joined(second))
+        }
+        other => other,
+    }
+}
+
+impl EncodedBatch {
+    /// This batch's rows followed by `next`'s.
+    fn joined(mut self, next: EncodedBatch) -> EncodedBatch {
+        for (codes, more) in self.codes.iter_mut().zip(&next.codes) {
+            codes.extend(more);
+        }
+        for ((target, sse), (more_target, more_sse)) in
+            self.reconstruction.iter_mut().zip(next.reconstruction)
+        {
+            target.extend(more_target);
+            sse.extend(more_sse);
+        }
+        self.times.add(&next.times);
+        self
+    }
+}
+
 /// Adds an encoded batch to every accumulator (the host's part of a batch).
 pub fn accumulate_batch(
     saes: &[AttachedSae],
@@ -486,5 +547,52 @@ mod tests {
                 start += n;
             }
         }
+    }
+
+    /// A batch that does not fit is run in halves, and the joined halves equal the batch.
+    #[test]
+    fn out_of_memory_runs_the_batch_in_halves() {
+        // A stand-in for the device: one row per context (feature = context id), target rows
+        // of the id, and out of memory above `fits` contexts.
+        let fake = |fits: usize, calls: &mut Vec<usize>, ids: &[u64]| -> Result<EncodedBatch> {
+            calls.push(ids.len());
+            if ids.len() > fits {
+                return Err(Error::Mismatch(
+                    "CUDA_ERROR_OUT_OF_MEMORY, out of memory".into(),
+                ));
+            }
+            let mut codes = SparseCodes::new(100);
+            for &id in ids {
+                codes.push_row(&[id as u32], &[id as f32 + 0.5]);
+            }
+            let target: Vec<f32> = ids.iter().flat_map(|&i| [i as f32, -(i as f32)]).collect();
+            let sse: Vec<f32> = ids.iter().map(|&i| i as f32 * 2.0).collect();
+            Ok(EncodedBatch {
+                codes: vec![codes],
+                reconstruction: vec![(target, sse)],
+                times: StageTimes::default(),
+            })
+        };
+        let ids: Vec<u64> = (0..7).collect();
+        let toks: Vec<&[u32]> = vec![&[1]; 7];
+        let whole = fake(usize::MAX, &mut Vec::new(), &ids).unwrap();
+        let mut calls = Vec::new();
+        let split = encode_fitting(&ids, &toks, &mut |i, _| fake(2, &mut calls, i)).unwrap();
+        assert_eq!(split.codes, whole.codes);
+        assert_eq!(split.reconstruction, whole.reconstruction);
+        assert_eq!(calls, [7, 4, 2, 2, 3, 2, 1]);
+        // One context that does not fit, and any other error, are errors.
+        assert!(encode_fitting(&ids[..1], &toks[..1], &mut |i, _| fake(
+            0,
+            &mut Vec::new(),
+            i
+        ))
+        .is_err());
+        let mut n = 0;
+        let other = encode_fitting(&ids, &toks, &mut |_, _| {
+            n += 1;
+            Err(Error::Mismatch("a bad file".into()))
+        });
+        assert!(other.is_err() && n == 1);
     }
 }
