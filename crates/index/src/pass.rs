@@ -351,10 +351,13 @@ fn is_out_of_memory(e: &Error) -> bool {
     text.contains("OUT_OF_MEMORY") || text.contains("out of memory")
 }
 
+/// What [`encode_fitting`] runs on each part: contexts' ids and tokens → their encoded batch.
+type EncodeParts<'a> = dyn FnMut(&[u64], &[&[u32]]) -> Result<EncodedBatch> + 'a;
+
 fn encode_fitting(
     context_ids: &[u64],
     tokens: &[&[u32]],
-    encode: &mut dyn FnMut(&[u64], &[&[u32]]) -> Result<EncodedBatch>,
+    encode: &mut EncodeParts<'_>,
 ) -> Result<EncodedBatch> {
     match encode(context_ids, tokens) {
         Err(e) if is_out_of_memory(&e) && context_ids.len() > 1 => {
