@@ -188,6 +188,14 @@ pub(crate) fn linear(x: &Tensor, wt: &Tensor, init: Option<&Tensor>) -> Result<T
         Some(t) => with_slice(t, |t| par_filled(m * n, Some(t)))?,
         None => par_filled(m * n, None),
     };
+    gemm_into(x, wt, 1.0, &mut c)?;
+    tensor(c, m, n)
+}
+
+/// `c = x · wt + beta · c` for `x: [m, k]`, `wt: [k, n]` and `c` holding `m · n` values (the
+/// callers have checked the shapes).
+fn gemm_into(x: &Tensor, wt: &Tensor, beta: f32, c: &mut [f32]) -> Result<()> {
+    let ((m, k), (_, n)) = (dims2(x)?, dims2(wt)?);
     with_slice(x, |x| {
         with_slice(wt, |w| {
             sgemm(
@@ -197,13 +205,12 @@ pub(crate) fn linear(x: &Tensor, wt: &Tensor, init: Option<&Tensor>) -> Result<T
                 1.0,
                 Mat::new(x, k.max(1)),
                 Mat::new(w, n.max(1)),
-                1.0,
-                &mut c,
+                beta,
+                c,
                 n.max(1),
             )
         })
-    })??;
-    tensor(c, m, n)
+    })?
 }
 
 /// `x + y` for two `[rows, d]` tensors.
@@ -247,21 +254,7 @@ pub(crate) fn gated_hidden(x: &Tensor, wt: &Tensor, d_mlp: usize, act: GateAct) 
             gu.resize(m * n, 0.0);
         }
         let gu = &mut gu[..m * n];
-        with_slice(x, |x| {
-            with_slice(wt, |w| {
-                sgemm(
-                    m,
-                    n,
-                    k,
-                    1.0,
-                    Mat::new(x, k.max(1)),
-                    Mat::new(w, n.max(1)),
-                    0.0,
-                    gu,
-                    n.max(1),
-                )
-            })
-        })??;
+        gemm_into(x, wt, 0.0, gu)?;
         Ok(match act {
             GateAct::Silu => silu_mul_slice(gu, d_mlp),
             GateAct::GeluTanh => gelu_tanh_mul_slice(gu, d_mlp),
