@@ -2,7 +2,7 @@
 # The project's test command (README, CI): install what is missing, fetch the assets, then
 # build the web UI (the server embeds it), format check, clippy with warnings as errors, every
 # test of the workspace, the API against its spec with openapi-spec-validator and schemathesis
-# (scripts/test-api.sh), trained SAEs read by SAELens' own Llama Scope loader
+# (scripts/test-api.sh), trained SAEs read by SAELens' Llama Scope loader and by lm_saes
 # (scripts/test-saelens.sh), sharded indexing as a job array on a real one-node Slurm cluster
 # (scripts/test-slurm.sh), then the browser tests of the web UI (scripts/test-web.sh).
 set -euo pipefail
