@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds what scripts/gpu-check.sh runs on a GPU machine without a Rust toolchain: `scopedex` and
-# the forward bench with `--features cuda`, for a portable CPU (x86-64-v3, never `native`: the GPU
+# the forward bench with `--features cuda`, for a portable CPU (x86-64-v3 + PCLMULQDQ, never `native`: the GPU
 # machine's CPU differs), stripped and packed into dist/scopedex-gpu.tar.zst (carry `dist`).
 # Needs the CUDA toolkit (scripts/install-cuda-toolkit.sh); CUDA_COMPUTE_CAP defaults to 90 (H100).
 set -euo pipefail
@@ -9,7 +9,9 @@ cd "$root"
 # shellcheck source=scripts/cuda-env.sh
 source scripts/cuda-env.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/scopedex/target-gpu}"
-export RUSTFLAGS="-C target-cpu=x86-64-v3"
+# x86-64-v3 (AVX2, FMA, BMI2) leaves out PCLMULQDQ, which RocksDB's CRC32C code needs
+# ("'__builtin_ia32_pclmulqdq128' needs isa option -mpclmul"); every x86-64-v3 CPU has it.
+export RUSTFLAGS="-C target-cpu=x86-64-v3 -C target-feature=+pclmulqdq"
 cargo build --release --locked --features cuda --bin scopedex
 bench=$(cargo bench --locked --features cuda --bench forward --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
