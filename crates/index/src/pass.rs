@@ -331,8 +331,8 @@ pub fn encode_batch(
 
 /// [`encode_batch`], run in halves (recursively) when the device runs out of memory, so a batch
 /// too large for the GPU still completes; the halves' outputs are joined in order, so the
-/// accumulators see exactly what one batch gives. The first split is logged with the batch
-/// size that fitted, for `--batch-size`. A single context that does not fit is an error.
+/// accumulators see exactly what one batch gives. Each split is logged with the sizes it tries,
+/// for `--batch-size`. A single context that does not fit is an error.
 pub fn encode_batch_fitting(
     model: &Model,
     saes: &[AttachedSae],
@@ -364,7 +364,8 @@ fn encode_fitting(
             let half = context_ids.len().div_ceil(2);
             tracing::warn!(
                 contexts = context_ids.len(),
-                "the device ran out of memory on a batch of {} contexts; running it as two of                  {half} and {} (pass --batch-size {half} or smaller to avoid the retry)",
+                "the device ran out of memory on a batch of {} contexts; running it as two of \
+                 {half} and {} (pass --batch-size {half} or smaller to avoid the retry)",
                 context_ids.len(),
                 context_ids.len() - half
             );

@@ -100,9 +100,7 @@ impl Sae {
             .into()),
         }
     }
-}
 
-impl Sae {
     /// The host selection of a chunk the kernel cannot take (more than [`MAX_K`] per row): its
     /// dense pre-activations are copied over.
     fn select_on_host(&self, pre: &Tensor, out: &mut SparseCodes) -> Result<()> {
