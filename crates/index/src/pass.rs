@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use candle_core::Tensor;
 use scopedex_model::{CapturePlan, Config, HookPoint, Model};
-use scopedex_sae::{Sae, SparseCodes};
+use scopedex_sae::{ReconTerms, Sae, SparseCodes};
 use scopedex_store::ContextFeaturesRecord;
 
-use crate::accum::{row_sse, AccumConfig, BatchContexts, CrossCooc, SaeAccumulator};
+use crate::accum::{AccumConfig, BatchContexts, CrossCooc, SaeAccumulator};
 use crate::error::{Error, Result};
 
 /// One SAE attached to a run, with the hooks it reads and reconstructs.
@@ -280,9 +280,8 @@ pub fn process_batch(
 pub struct EncodedBatch {
     /// Per attached SAE, its codes.
     codes: Vec<SparseCodes>,
-    /// Per attached SAE, the reconstruction target (host, `[rows, d_out]`) and each row's
-    /// squared error.
-    reconstruction: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Per attached SAE, its reconstruction terms (reduced on the device when there is one).
+    reconstruction: Vec<ReconTerms>,
     times: StageTimes,
 }
 
@@ -309,16 +308,15 @@ pub fn encode_batch(
     times.forward += lap();
     let mut codes = Vec::with_capacity(saes.len());
     let mut reconstruction = Vec::with_capacity(saes.len());
+    let first_rows = first_rows(tokens);
     for s in saes {
         let c = s.sae.encode(&rows[&s.hook_in])?;
         times.encode += lap();
         // Explained variance against the hook the SAE reconstructs (mlp_out for transcoders).
-        let target = &s.sae.prepare_target(&rows[&s.hook_out])?;
-        let recon = s.sae.decode(&c)?;
-        let target_host: Vec<f32> = target.flatten_all()?.to_vec1()?;
-        let recon_host: Vec<f32> = recon.flatten_all()?.to_vec1()?;
-        let sse = row_sse(&target_host, &recon_host, s.sae.d_out());
-        reconstruction.push((target_host, sse));
+        reconstruction.push(
+            s.sae
+                .reconstruction_terms(&rows[&s.hook_out], &c, &first_rows)?,
+        );
         times.reconstruction += lap();
         codes.push(c);
     }
@@ -327,6 +325,18 @@ pub fn encode_batch(
         reconstruction,
         times,
     })
+}
+
+/// The row of each context's position 0 in a batch's concatenated rows.
+fn first_rows(tokens: &[&[u32]]) -> Vec<usize> {
+    tokens
+        .iter()
+        .scan(0, |row, t| {
+            let first = *row;
+            *row += t.len();
+            Some(first)
+        })
+        .collect()
 }
 
 /// [`encode_batch`], run in halves (recursively) when the device runs out of memory, so a batch
@@ -383,11 +393,8 @@ impl EncodedBatch {
         for (codes, more) in self.codes.iter_mut().zip(&next.codes) {
             codes.extend(more);
         }
-        for ((target, sse), (more_target, more_sse)) in
-            self.reconstruction.iter_mut().zip(next.reconstruction)
-        {
-            target.extend(more_target);
-            sse.extend(more_sse);
+        for (terms, more) in self.reconstruction.iter_mut().zip(next.reconstruction) {
+            terms.append(more);
         }
         self.times.add(&next.times);
         self
@@ -414,13 +421,13 @@ pub fn accumulate_batch(
         tokens,
     };
     let mut features_all = Vec::with_capacity(saes.len());
-    for ((codes, (target_host, sse)), acc) in codes_all
+    for ((codes, terms), acc) in codes_all
         .iter()
         .zip(&reconstruction)
         .zip(state.saes.iter_mut())
     {
         acc.add_batch(&batch, codes)?;
-        acc.add_reconstruction(&batch, target_host, sse)?;
+        acc.add_reconstruction(&batch, terms)?;
         times.accumulate += lap();
         let exclude_bos = acc.config().exclude_bos;
         features_all.push(context_features(context_ids, tokens, codes, exclude_bos));
@@ -570,10 +577,12 @@ mod tests {
                 codes.push_row(&[id as u32], &[id as f32 + 0.5]);
             }
             let target: Vec<f32> = ids.iter().flat_map(|&i| [i as f32, -(i as f32)]).collect();
-            let sse: Vec<f32> = ids.iter().map(|&i| i as f32 * 2.0).collect();
+            let recon: Vec<f32> = target.iter().map(|v| v * 0.5).collect();
+            let first_rows: Vec<usize> = (0..ids.len()).collect();
+            let terms = ReconTerms::from_rows(&target, &recon, 2, &first_rows).unwrap();
             Ok(EncodedBatch {
                 codes: vec![codes],
-                reconstruction: vec![(target, sse)],
+                reconstruction: vec![terms],
                 times: StageTimes::default(),
             })
         };

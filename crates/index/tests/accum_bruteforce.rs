@@ -4,11 +4,10 @@
 #![allow(clippy::needless_range_loop)]
 use std::collections::BTreeMap;
 
-use scopedex_index::accum::summary::row_sse;
 use scopedex_index::{
     AccumConfig, BatchContexts, CoocConfig, CrossCooc, SaeAccumulator, SaeResults,
 };
-use scopedex_sae::SparseCodes;
+use scopedex_sae::{ReconTerms, SparseCodes};
 use scopedex_store::records::{ExampleKind, ExampleRecord};
 
 // ---------------------------------------------------------------- fixture
@@ -145,8 +144,16 @@ fn feed(acc: &mut SaeAccumulator, fx: &Fixture, batch: &[usize]) {
         .unwrap();
     let x: Vec<f32> = batch.iter().flat_map(|&c| fx.x[c].concat()).collect();
     let xh: Vec<f32> = batch.iter().flat_map(|&c| fx.x_hat[c].concat()).collect();
-    acc.add_reconstruction(&b, &x, &row_sse(&x, &xh, fx.d_in))
-        .unwrap();
+    let first_rows: Vec<usize> = toks
+        .iter()
+        .scan(0, |row, t| {
+            let first = *row;
+            *row += t.len();
+            Some(first)
+        })
+        .collect();
+    let terms = ReconTerms::from_rows(&x, &xh, fx.d_in, &first_rows).unwrap();
+    acc.add_reconstruction(&b, &terms).unwrap();
 }
 
 fn config() -> AccumConfig {

@@ -13,8 +13,10 @@
 //! Module map: `id` (ids and hooks), `params` (activation, format tag and the resolved parameter
 //! bundle: the leaf shared by loaders and `sae`), `formats/{llamascope,saelens}` (on-disk
 //! layouts, each resolved into `params::Resolved`), `sae` (the loaded SAE: detection, fold,
-//! accessors, decode), `encode` (GEMM + fused selection), `metrics`, `codes` (CSR output),
-//! `weights` (safetensors reading), `json` (config fields with named errors).
+//! accessors, decode), `encode` (GEMM + fused selection), `device_select` (selection on a GPU),
+//! `metrics`, `recon_terms` (a batch's explained-variance sums, on the GPU when there is one),
+//! `codes` (CSR output), `weights` (safetensors reading), `json` (config fields with named
+//! errors).
 #![warn(missing_docs)]
 
 mod codes;
@@ -28,6 +30,7 @@ mod json;
 mod metrics;
 mod npz;
 mod params;
+mod recon_terms;
 mod sae;
 mod weights;
 
@@ -41,5 +44,6 @@ pub use formats::lm_saes::{write_lm_saes, LM_SAES_CONFIG, LM_SAES_WEIGHTS};
 pub use id::{Position, SaeId, Width};
 pub use metrics::{reconstruction_metrics, ReconstructionMetrics};
 pub use params::{Activation, InputNorm, SaeFormat, ThresholdKind};
+pub use recon_terms::{dim_fixed, ReconTerms, DIM_SUM_FRAC_BITS};
 pub use sae::Sae;
 pub use weights::read_tensor;

@@ -15,6 +15,7 @@
 //! followed by a fused bias + gate + selection pass. `D` and `b_dec` are kept raw (unscaled) and
 //! `s_out` is applied on decode, which keeps transcoders (`norm_in ≠ norm_out`) right.
 use std::path::Path;
+use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
@@ -49,6 +50,8 @@ pub struct Sae {
     pub(crate) threshold: Vec<f32>,
     /// `[d_sae, d_out]`, raw.
     pub(crate) w_dec: Vec<f32>,
+    /// `w_dec` on `device`, uploaded by the first device-side reconstruction.
+    pub(crate) w_dec_device: OnceLock<Tensor>,
     /// `[d_out]`, raw.
     pub(crate) b_dec: Vec<f32>,
     pub(crate) s_out: f32,
@@ -229,6 +232,7 @@ impl Sae {
             gate_scale,
             threshold,
             w_dec,
+            w_dec_device: OnceLock::new(),
             b_dec,
             s_out,
             input_norm,

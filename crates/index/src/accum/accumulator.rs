@@ -2,7 +2,7 @@
 //! and reconstruction terms, the exact merge, and the serialized form. Records come out in
 //! `output`.
 use rayon::prelude::*;
-use scopedex_sae::SparseCodes;
+use scopedex_sae::{ReconTerms, SparseCodes};
 use serde::{Deserialize, Serialize};
 
 use super::batch::{BatchContexts, BatchView};
@@ -105,18 +105,13 @@ impl SaeAccumulator {
 
     /// Adds the reconstruction terms of one batch for the explained variance.
     ///
-    /// `x`: the SAE input, `[rows, d_in]` row-major, rows as in [`BatchContexts`];
-    /// `row_sse[r] = ‖x_r − x̂_r‖²` (e.g. from [`row_sse`](super::row_sse) or computed on the
-    /// device). Excluded rows (BOS) are skipped. Sums are kept in fixed point per row, so the
-    /// result does not depend on how rows are grouped into batches or shards.
-    pub fn add_reconstruction(
-        &mut self,
-        batch: &BatchContexts,
-        x: &[f32],
-        row_sse: &[f32],
-    ) -> Result<()> {
+    /// `terms`: [`ReconTerms`] of every row of `batch` (from [`Sae::reconstruction_terms`](scopedex_sae::Sae::reconstruction_terms), which
+    /// reduces them on the device, or [`ReconTerms::from_rows`]), with each context's position 0
+    /// as its first rows. Excluded rows (BOS) are skipped. Sums are kept in fixed point per row,
+    /// so the result does not depend on how rows are grouped into batches or shards.
+    pub fn add_reconstruction(&mut self, batch: &BatchContexts, terms: &ReconTerms) -> Result<()> {
         self.summary
-            .add_reconstruction(batch, self.cfg.exclude_bos, self.d_in, x, row_sse)
+            .add_reconstruction(batch, self.cfg.exclude_bos, self.d_in, terms)
     }
 
     /// Combines two accumulators of the same SAE and settings (exact, associative and

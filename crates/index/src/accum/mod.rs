@@ -53,4 +53,3 @@ pub use config::{AccumConfig, CoocConfig};
 pub use cooc::{CrossCooc, CrossCoocResults};
 pub use logits::{logit_effects, top_logits, LogitEffects, LogitHistogram, LOGIT_HIST_BINS};
 pub use results::{ResultsChunk, SaeResults, SketchReport};
-pub use summary::row_sse;

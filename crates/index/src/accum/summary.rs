@@ -4,6 +4,7 @@
 //! terms), so merging shards in any grouping is exact. Explained variance is
 //! `EV = 1 − SSE/SST` with `SSE = Σ_r ‖x_r − x̂_r‖²` and `SST = Σ_r ‖x_r − μ‖² = Σ_r ‖x_r‖² − ‖Σ_r x_r‖²/n`
 //! over the counted rows.
+use scopedex_sae::{ReconTerms, DIM_SUM_FRAC_BITS};
 use serde::{Deserialize, Serialize};
 
 use super::batch::BatchView;
@@ -12,8 +13,8 @@ use crate::error::{Error, Result};
 
 /// Fractional bits of the per-row reconstruction sums (`i128`).
 const ROW_FRAC_BITS: f64 = 32.0;
-/// Fractional bits of the per-dimension input sums (`i128`).
-const DIM_FRAC_BITS: f64 = 48.0;
+/// Fractional bits of the per-dimension input sums (`i128`), as the SAE crate reduces them.
+const DIM_FRAC_BITS: f64 = DIM_SUM_FRAC_BITS as f64;
 
 #[inline]
 fn fixed(v: f64, bits: f64) -> i128 {
@@ -43,36 +44,43 @@ pub(crate) struct SummaryAccum {
 }
 
 impl SummaryAccum {
-    /// Adds the reconstruction terms of the counted rows of `batch`.
+    /// Adds the reconstruction terms of the counted rows of `batch`; `terms` covers every row,
+    /// its `first_rows_dim_sum` being that of each context's position 0.
     pub fn add_reconstruction(
         &mut self,
         batch: &BatchContexts,
         exclude_bos: bool,
         d_in: usize,
-        x: &[f32],
-        row_sse: &[f32],
+        terms: &ReconTerms,
     ) -> Result<()> {
         let view = BatchView::rows(batch, exclude_bos)?;
         let n = view.row_ctx.len();
-        if x.len() != n * d_in || row_sse.len() != n {
+        if terms.n_rows() != n
+            || terms.row_sum_sq.len() != n
+            || terms.dim_sum.len() != d_in
+            || terms.first_rows_dim_sum.len() != d_in
+        {
             return Err(Error::InvalidBatch(format!(
-                "reconstruction: x has {} values and row_sse {} for {n} rows × d_in {d_in}",
-                x.len(),
-                row_sse.len()
+                "reconstruction: terms of {} rows × {} dimensions for {n} rows × d_in {d_in}",
+                terms.n_rows(),
+                terms.dim_sum.len()
             )));
         }
         if self.sum.is_empty() {
             self.sum = vec![0; d_in];
         }
         for r in (0..n).filter(|&r| view.counted[r]) {
-            let row = &x[r * d_in..(r + 1) * d_in];
-            let sq: f64 = row.iter().map(|&v| v as f64 * v as f64).sum();
-            self.sum_sq += fixed(sq, ROW_FRAC_BITS);
-            self.sse += fixed(row_sse[r] as f64, ROW_FRAC_BITS);
-            for (s, &v) in self.sum.iter_mut().zip(row) {
-                *s += fixed(v as f64, DIM_FRAC_BITS);
-            }
+            self.sum_sq += fixed(terms.row_sum_sq[r], ROW_FRAC_BITS);
+            self.sse += fixed(terms.row_sse[r] as f64, ROW_FRAC_BITS);
             self.recon_rows += 1;
+        }
+        for ((s, &all), &first) in self
+            .sum
+            .iter_mut()
+            .zip(&terms.dim_sum)
+            .zip(&terms.first_rows_dim_sum)
+        {
+            *s += if exclude_bos { all - first } else { all };
         }
         Ok(())
     }
@@ -114,22 +122,6 @@ impl SummaryAccum {
         }
         1.0 - unfixed(self.sse, ROW_FRAC_BITS) / sst
     }
-}
-
-/// `‖x_r − x̂_r‖²` per row of two `[rows, d]` row-major matrices (f64 accumulation).
-pub fn row_sse(x: &[f32], x_hat: &[f32], d: usize) -> Vec<f32> {
-    x.chunks_exact(d.max(1))
-        .zip(x_hat.chunks_exact(d.max(1)))
-        .map(|(a, b)| {
-            a.iter()
-                .zip(b)
-                .map(|(&p, &q)| {
-                    let e = p as f64 - q as f64;
-                    e * e
-                })
-                .sum::<f64>() as f32
-        })
-        .collect()
 }
 
 /// Density histogram: `bins` equal-width bins of log10(density) over `[min_log10, 0]`; features
