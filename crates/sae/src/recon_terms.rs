@@ -189,36 +189,54 @@ impl Sae {
             .max()
             .unwrap_or(0);
         let chunk = (gather_elems / (widest.max(1) * d.max(1))).clamp(1, MAX_CHUNK_ROWS);
+        // Every chunk's results stay on the device until the end: one copy of each kind per
+        // batch, not one per chunk.
+        let (mut sse, mut sum_sq, mut hi, mut lo, mut bounds) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let starts: Vec<usize> = (0..rows).step_by(chunk).collect();
+        for &r0 in &starts {
+            let n = chunk.min(rows - r0);
+            let y64 = y.narrow(0, r0, n)?.to_dtype(DType::F64)?;
+            let y_hat = self.decode_chunk_on(device, &w_dec, &b_dec, codes, r0, n)?;
+            sse.push((&y64 - y_hat.to_dtype(DType::F64)?)?.sqr()?.sum(1)?);
+            sum_sq.push(y64.sqr()?.sum(1)?);
+            let sums = exact_dim_sum_parts(&y64)?;
+            hi.push(sums.hi);
+            lo.push(sums.lo);
+            bounds.push(sums.bound);
+        }
         let mut terms = ReconTerms {
             row_sse: Vec::with_capacity(rows),
             row_sum_sq: Vec::with_capacity(rows),
             dim_sum: vec![0; d],
             first_rows_dim_sum: vec![0; d],
         };
-        for r0 in (0..rows).step_by(chunk) {
-            let n = chunk.min(rows - r0);
-            let y_chunk = y.narrow(0, r0, n)?;
-            let y_hat = self.decode_chunk_on(device, &w_dec, &b_dec, codes, r0, n)?;
-            let y64 = y_chunk.to_dtype(DType::F64)?;
-            let err = (&y64 - y_hat.to_dtype(DType::F64)?)?;
-            terms
-                .row_sse
-                .extend(err.sqr()?.sum(1)?.to_dtype(DType::F32)?.to_vec1::<f32>()?);
-            terms
-                .row_sum_sq
-                .extend(y64.sqr()?.sum(1)?.to_vec1::<f64>()?);
-            add_exact_dim_sums(&mut terms.dim_sum, &y_chunk, &y64)?;
-            let firsts: Vec<u32> = first_rows
-                .iter()
-                .filter(|&&r| (r0..r0 + n).contains(&r))
-                .map(|&r| (r - r0) as u32)
-                .collect();
-            let n_firsts = firsts.len();
-            if n_firsts > 0 {
-                let idx = Tensor::from_vec(firsts, n_firsts, device)?;
-                let picked: Vec<f32> = y_chunk.index_select(&idx, 0)?.flatten_all()?.to_vec1()?;
-                add_fixed_rows(&mut terms.first_rows_dim_sum, picked.chunks_exact(d));
+        if rows == 0 {
+            return Ok(terms);
+        }
+        terms.row_sse = Tensor::cat(&sse, 0)?.to_dtype(DType::F32)?.to_vec1()?;
+        terms.row_sum_sq = Tensor::cat(&sum_sq, 0)?.to_vec1()?;
+        let hi: Vec<Vec<f64>> = Tensor::stack(&hi, 0)?.to_vec2()?;
+        let lo: Vec<Vec<f64>> = Tensor::stack(&lo, 0)?.to_vec2()?;
+        let bounds: Vec<f64> = Tensor::cat(&bounds, 0)?.to_vec1()?;
+        let shift = 1i128 << (DIM_SUM_FRAC_BITS / 2);
+        for (i, &r0) in starts.iter().enumerate() {
+            // NaN (a non-finite target) also takes the host path.
+            if bounds[i].is_nan() || bounds[i] >= EXACT_F64_SUM {
+                let n = chunk.min(rows - r0);
+                let host: Vec<f32> = y.narrow(0, r0, n)?.flatten_all()?.to_vec1()?;
+                add_fixed_rows(&mut terms.dim_sum, host.chunks_exact(d.max(1)));
+                continue;
             }
+            for ((a, &h), &l) in terms.dim_sum.iter_mut().zip(&hi[i]).zip(&lo[i]) {
+                *a += h as i128 * shift + l as i128;
+            }
+        }
+        if !first_rows.is_empty() {
+            let idx: Vec<u32> = first_rows.iter().map(|&r| r as u32).collect();
+            let idx = Tensor::from_vec(idx, first_rows.len(), device)?;
+            let picked: Vec<f32> = y.index_select(&idx, 0)?.flatten_all()?.to_vec1()?;
+            add_fixed_rows(&mut terms.first_rows_dim_sum, picked.chunks_exact(d.max(1)));
         }
         Ok(terms)
     }
@@ -276,28 +294,24 @@ impl Sae {
     }
 }
 
-/// Adds `Σ_r dim_fixed(y_r[d])` of one chunk (`y` f32 and its f64 copy `y64`) to `acc`, exactly:
-/// see the module doc. A chunk whose sums could pass 2⁵³ is summed on the host.
-fn add_exact_dim_sums(acc: &mut [i128], y: &Tensor, y64: &Tensor) -> Result<()> {
+/// One chunk's per-dimension sums of `hi` and `lo` (see the module doc), `[d]` f64 each, and
+/// `[1]`: the largest `Σ_r |hi|`, which says whether those sums are exact.
+struct DimSumParts {
+    hi: Tensor,
+    lo: Tensor,
+    bound: Tensor,
+}
+
+fn exact_dim_sum_parts(y64: &Tensor) -> Result<DimSumParts> {
     let half_bits = f64::from(DIM_SUM_FRAC_BITS / 2).exp2();
     let scaled = y64.affine(half_bits, 0.0)?;
     let hi = scaled.round()?;
     let lo = (&scaled - &hi)?.affine(half_bits, 0.0)?.round()?;
-    let bound = hi.abs()?.sum(0)?.max(0)?.to_scalar::<f64>()?;
-    // NaN (a non-finite target) also takes the host path.
-    if bound.is_nan() || bound >= EXACT_F64_SUM {
-        let d = acc.len();
-        let host: Vec<f32> = y.flatten_all()?.to_vec1()?;
-        add_fixed_rows(acc, host.chunks_exact(d.max(1)));
-        return Ok(());
-    }
-    let hi_sum: Vec<f64> = hi.sum(0)?.to_vec1()?;
-    let lo_sum: Vec<f64> = lo.sum(0)?.to_vec1()?;
-    let shift = 1i128 << (DIM_SUM_FRAC_BITS / 2);
-    for ((a, &h), &l) in acc.iter_mut().zip(&hi_sum).zip(&lo_sum) {
-        *a += h as i128 * shift + l as i128;
-    }
-    Ok(())
+    Ok(DimSumParts {
+        bound: hi.abs()?.sum(0)?.max_keepdim(0)?,
+        hi: hi.sum(0)?,
+        lo: lo.sum(0)?,
+    })
 }
 
 #[cfg(test)]
@@ -374,6 +388,12 @@ mod tests {
         // Values so large that the f64 sums could pass 2⁵³: summed on the host instead.
         let big: Vec<f32> = y.iter().map(|v| v * 3.0e7).collect();
         check(&sae, big, &[1], GATHER_ELEMS);
+        // No rows.
+        let empty = Tensor::zeros((0, 16), DType::F32, &Device::Cpu).unwrap();
+        let none = sae
+            .reconstruction_terms_on_device(&empty, &SparseCodes::new(64), &[], GATHER_ELEMS)
+            .unwrap();
+        assert_eq!((none.n_rows(), none.dim_sum), (0, vec![0; 16]));
     }
 
     #[test]
