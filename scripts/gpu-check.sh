@@ -67,7 +67,8 @@ done
 for pos in R A M TC R-jumprelu; do
   case $pos in R*) t=hook_resid_post;; A) t=hook_attn_out;; M) t=hook_mlp_out;; TC) t=ln2.hook_normalized;; esac
   sae="$saes/L15${pos%%-*}-8x${pos#"${pos%%-*}"}"
-  "$scopedex" --device "$device" encode --sae "$sae" --input "$work/ours-bf16.safetensors" \
+  # (bf16, as an index in bf16 encodes: the encoder GEMM in TF32)
+  "$scopedex" --device "$device" --dtype bf16 encode --sae "$sae" --input "$work/ours-bf16.safetensors" \
     --tensor "blocks.15.$t" --out "$work/codes-$pos.safetensors" 2>/dev/null
   "$py" scripts/gpu_check.py codes "$sae" "$work/ours-bf16.safetensors" "blocks.15.$t" "$work/codes-$pos.safetensors" --device "$device" > "$out/codes-$pos.json" \
     || { log "FAIL: $(basename "$sae") codes"; cat "$out/codes-$pos.json" >&2; exit 1; }

@@ -79,6 +79,9 @@ impl std::fmt::Debug for Sae {
 
 /// Dense pre-activations per chunk are capped at this many `f32`s (32 MiB).
 const CHUNK_ELEMS: usize = 8 << 20;
+/// On a GPU, 256 MiB: 2,048 rows of a 32k-wide SAE per GEMM and selection, since each chunk
+/// costs kernel launches and a copy to the host; selection's temporaries take a few times this.
+const DEVICE_CHUNK_ELEMS: usize = 64 << 20;
 
 impl Sae {
     /// Loads one SAE folder, Llama Scope (`hyperparams.json`) or SAELens (`cfg.json`),
@@ -212,7 +215,12 @@ impl Sae {
             Activation::TopK { .. } | Activation::Relu => vec![0.0; d_sae],
         };
         let w_enc = Tensor::from_vec(w_enc, (d_in, d_sae), device)?;
-        let chunk_rows = (CHUNK_ELEMS / d_sae.max(1)).clamp(1, 4096);
+        let chunk_elems = if device.is_cuda() {
+            DEVICE_CHUNK_ELEMS
+        } else {
+            CHUNK_ELEMS
+        };
+        let chunk_rows = (chunk_elems / d_sae.max(1)).clamp(1, 4096);
         tracing::debug!(%name, d_in, d_sae, d_out, ?format, "loaded SAE");
         Ok(Sae {
             name,

@@ -68,6 +68,17 @@ impl Backend {
     /// The backend for `device` in `dtype` (f32, bf16 or f16): as [`Backend::on`] for f32,
     /// candle's ops for the half types.
     pub fn new(device: &Device, dtype: DType) -> Result<Self> {
+        if device.is_cuda() {
+            // Beside a half-precision model, the f32 GEMMs left are the SAEs' (the encoder, and
+            // decoder directions × unembedding for logit effects), kept in f32 for the bias add
+            // and selection. Their activation side comes from bf16 / f16 rows, which TF32's
+            // 10-bit mantissa holds exactly (unless an SAE normalises its input), so TF32
+            // mostly rounds the SAE's weights, and it runs on the tensor cores at several
+            // times f32's rate. An f32 run stays exact f32.
+            let tf32 = dtype != DType::F32;
+            candle_core::cuda::set_gemm_reduced_precision_f32(tf32);
+            tracing::debug!(tf32, "CUDA f32 GEMMs");
+        }
         match dtype {
             DType::F32 => Ok(Backend::on(device)),
             DType::BF16 | DType::F16 => Ok(Backend {
