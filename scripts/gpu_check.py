@@ -234,8 +234,23 @@ def codes(args):
     ours[rows, c["features"]] = c["values"]
     a, b = ours != 0, theirs != 0
     agree = (a & b).sum().item() / max((a | b).sum().item(), 1)
-    emit({"sae": args.sae, "active_set_agreement": agree, "rows": x.shape[0]})
-    sys.exit(0 if agree >= args.min_agreement else 1)
+    # Explained variance and MSE of torch's own codes, against ours (reduced on the device).
+    y = (load_file(args.acts)[args.target] if args.target else x).to(args.device).float()
+    hp = json.load(open(os.path.join(args.sae, "hyperparams.json")))
+    w = load_file(os.path.join(args.sae, "checkpoints", "final.safetensors"), device=args.device)
+    s_out = hp["d_model"] ** 0.5 / hp["dataset_average_activation_norm"]["out"]
+    y_hat = (theirs.to(args.device) @ w["decoder.weight"].float().T + w["decoder.bias"].float()) / s_out
+    sse = (y - y_hat).double().pow(2).sum().item()
+    total = (y.double() - y.double().mean(0)).pow(2).sum().item()
+    torch_metrics = {"explained_variance": 1 - sse / total, "mse": sse / y.numel()}
+    ours_metrics = json.load(open(args.metrics))
+    ev_ok = abs(ours_metrics["explained_variance"] - torch_metrics["explained_variance"]) \
+        <= 1e-2 * max(1.0, abs(torch_metrics["explained_variance"]))
+    mse_ok = abs(ours_metrics["mse"] - torch_metrics["mse"]) <= 1e-2 * torch_metrics["mse"]
+    emit({"sae": args.sae, "active_set_agreement": agree, "rows": x.shape[0],
+          "explained_variance": [ours_metrics["explained_variance"], torch_metrics["explained_variance"]],
+          "mse": [ours_metrics["mse"], torch_metrics["mse"]]})
+    sys.exit(0 if agree >= args.min_agreement and ev_ok and mse_ok else 1)
 
 
 def speed(args):
@@ -311,6 +326,8 @@ def main():
     e.add_argument("tensor")
     e.add_argument("codes")
     e.add_argument("--min-agreement", type=float, default=0.99)
+    e.add_argument("--metrics", required=True, help="`scopedex encode --metrics` output (JSON)")
+    e.add_argument("--target", help="the reconstruction target's tensor (transcoders)")
     s = sub.add_parser("speed")
     s.add_argument("model")
     s.add_argument("--contexts", type=int, default=256)

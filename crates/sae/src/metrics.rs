@@ -1,13 +1,14 @@
 //! Reconstruction quality of an SAE on given activations.
 //!
-//! Definitions (all over the rows given, accumulated in f64, chunk by chunk so memory stays
-//! bounded): `mse` = mean over rows and dimensions of `(ŷ − y)²`; `explained_variance` =
+//! Definitions (all over the rows given, chunk by chunk so memory stays bounded, from the sums
+//! of [`crate::ReconTerms`]): `mse` = mean over rows and dimensions of `(ŷ − y)²`; `explained_variance` =
 //! `1 − Σ‖ŷ − y‖² / Σ‖y − ȳ‖²` with `ȳ` the per-dimension mean of the target (total-variance
 //! form); `mean_l0` = active features per row; `dead_features` = features active on no row.
 use candle_core::Tensor;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::recon_terms::DIM_SUM_FRAC_BITS;
 use crate::sae::Sae;
 
 /// Rows per metrics step.
@@ -47,11 +48,12 @@ pub fn reconstruction_metrics(
             found: tdims.to_vec(),
         });
     }
-    let target = sae.prepare_target(&x_target.reshape((n, sae.d_out()))?)?;
+    let target = x_target.reshape((n, sae.d_out()))?;
     let d = sae.d_out();
+    // The sums an index keeps (reduced on the GPU when the SAE is on one).
     let mut sq_err = 0f64;
-    let mut sum = vec![0f64; d];
-    let mut sum_sq = vec![0f64; d];
+    let mut norms = 0f64;
+    let mut dim_sum = vec![0i128; d];
     let mut nnz = 0usize;
     let mut fired = vec![false; sae.d_sae()];
     let mut start = 0;
@@ -62,27 +64,22 @@ pub fn reconstruction_metrics(
         for &f in &codes.features {
             fired[f as usize] = true;
         }
-        let y_hat = sae.decode(&codes)?.flatten_all()?.to_vec1::<f32>()?;
-        let y = target
-            .narrow(0, start, rows)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        for (row_hat, row) in y_hat.chunks_exact(d).zip(y.chunks_exact(d)) {
-            for j in 0..d {
-                let (p, t) = (row_hat[j] as f64, row[j] as f64);
-                sq_err += (p - t) * (p - t);
-                sum[j] += t;
-                sum_sq[j] += t * t;
-            }
+        let terms = sae.reconstruction_terms(&target.narrow(0, start, rows)?, &codes, &[])?;
+        sq_err += terms.row_sse.iter().map(|&e| e as f64).sum::<f64>();
+        norms += terms.row_sum_sq.iter().sum::<f64>();
+        for (a, b) in dim_sum.iter_mut().zip(&terms.dim_sum) {
+            *a += b;
         }
         start += rows;
     }
     let nf = n as f64;
-    let total_var: f64 = sum
+    let unit = f64::from(DIM_SUM_FRAC_BITS).exp2();
+    let mean_norm: f64 = dim_sum
         .iter()
-        .zip(&sum_sq)
-        .map(|(s, s2)| s2 - s * s / nf.max(1.0))
-        .sum();
+        .map(|&s| (s as f64 / unit).powi(2))
+        .sum::<f64>()
+        / nf.max(1.0);
+    let total_var = norms - mean_norm;
     Ok(ReconstructionMetrics {
         mse: if n == 0 {
             0.0
