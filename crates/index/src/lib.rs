@@ -9,6 +9,7 @@ pub mod accum;
 mod checkpoint;
 mod error;
 mod finish;
+mod finite;
 mod job;
 mod merge;
 pub mod neighbours;

@@ -14,6 +14,7 @@ use scopedex_store::ContextFeaturesRecord;
 
 use crate::accum::{AccumConfig, BatchContexts, CrossCooc, SaeAccumulator};
 use crate::error::{Error, Result};
+use crate::finite::check_finite;
 
 /// One SAE attached to a run, with the hooks it reads and reconstructs.
 pub struct AttachedSae {
@@ -455,39 +456,6 @@ fn lap_timer() -> impl FnMut() -> f64 {
         clock = now;
         s
     }
-}
-
-/// Fails on the first NaN / infinity in `rows` (a hook's rows, context after context), naming
-/// the hook, context and position: statistics computed from such values would be garbage.
-fn check_finite(
-    hook: HookPoint,
-    rows: &Tensor,
-    context_ids: &[u64],
-    tokens: &[&[u32]],
-) -> Result<()> {
-    let d = rows.dim(1)?.max(1);
-    let host: Vec<f32> = rows.flatten_all()?.to_vec1()?;
-    let Some(i) = host.iter().position(|v| !v.is_finite()) else {
-        return Ok(());
-    };
-    let mut row = i / d;
-    for (&id, t) in context_ids.iter().zip(tokens) {
-        if row < t.len() {
-            return Err(Error::NonFinite {
-                hook: hook.to_string(),
-                context_id: id,
-                position: row,
-                value: host[i],
-            });
-        }
-        row -= t.len();
-    }
-    Err(Error::NonFinite {
-        hook: hook.to_string(),
-        context_id: context_ids.last().copied().unwrap_or(0),
-        position: row,
-        value: host[i],
-    })
 }
 
 #[cfg(test)]
