@@ -13,12 +13,13 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/scopedex/target-gpu}"
 # ("'__builtin_ia32_pclmulqdq128' needs isa option -mpclmul"); every x86-64-v3 CPU has it.
 export RUSTFLAGS="-C target-cpu=x86-64-v3 -C target-feature=+pclmulqdq"
 cargo build --release --locked --features cuda --bin scopedex
-bench=$(cargo bench --locked --features cuda --bench forward --no-run --message-format=json 2>/dev/null \
+bench=$(cargo bench --locked -p scopedex-benches --features cuda --bench forward --no-run --message-format=json 2>"${TMPDIR:-/tmp}/build-gpu-bench.log" \
   | python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "forward" and m.get("executable"):
-        print(m["executable"])')
+        print(m["executable"])') || true
+[ -n "$bench" ] || { echo "build-gpu-binaries: the forward bench did not build:" >&2; tail -20 "${TMPDIR:-/tmp}/build-gpu-bench.log" >&2; exit 1; }
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 cp "$CARGO_TARGET_DIR/release/scopedex" "$stage/scopedex"
