@@ -328,15 +328,17 @@ pub fn encode_batch(
     })
 }
 
-/// The row of each context's position 0 in a batch's concatenated rows.
+/// The row of each context's position 0 in a batch's concatenated rows (an empty context has
+/// none).
 fn first_rows(tokens: &[&[u32]]) -> Vec<usize> {
     tokens
         .iter()
         .scan(0, |row, t| {
-            let first = *row;
+            let first = (!t.is_empty()).then_some(*row);
             *row += t.len();
             Some(first)
         })
+        .flatten()
         .collect()
 }
 
@@ -526,6 +528,13 @@ mod tests {
                 start += n;
             }
         }
+    }
+
+    #[test]
+    fn first_rows_are_each_nonempty_contexts_position_0() {
+        let (a, b, c): (&[u32], &[u32], &[u32]) = (&[5, 6, 7], &[], &[8, 9]);
+        assert_eq!(first_rows(&[a, b, c, b]), [0, 3]);
+        assert_eq!(first_rows(&[]), Vec::<usize>::new());
     }
 
     /// A batch that does not fit is run in halves, and the joined halves equal the batch.

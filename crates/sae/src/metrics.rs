@@ -1,9 +1,10 @@
 //! Reconstruction quality of an SAE on given activations.
 //!
 //! Definitions (all over the rows given, chunk by chunk so memory stays bounded, from the sums
-//! of [`crate::ReconTerms`]): `mse` = mean over rows and dimensions of `(ŷ − y)²`; `explained_variance` =
-//! `1 − Σ‖ŷ − y‖² / Σ‖y − ȳ‖²` with `ȳ` the per-dimension mean of the target (total-variance
-//! form); `mean_l0` = active features per row; `dead_features` = features active on no row.
+//! of [`crate::ReconTerms`]): `mse` = mean over rows and dimensions of `(ŷ − y)²`;
+//! `explained_variance` = `1 − Σ‖ŷ − y‖² / Σ‖y − ȳ‖²` with `ȳ` the per-dimension mean of the
+//! target (total-variance form); `mean_l0` = active features per row; `dead_features` = features
+//! active on no row.
 use candle_core::Tensor;
 use serde::Serialize;
 
